@@ -1,0 +1,31 @@
+/**
+ * What every target's runtime offers: a compiled plan with its weights loaded, executing one
+ * program call at a time on explicit state. Chunking a long prompt, sampling and tokenisation live in
+ * runtime/session.ts, above this interface, so each target only runs kernels.
+ */
+import type { KernelPlan, WeightDecl } from '../kernels/plan.ts';
+
+/** The f32 values of a plan weight, already transformed to the layout the plan declares. */
+export type WeightProvider = (decl: WeightDecl) => Float32Array;
+
+/** state.{l}.att_shift [C], state.{l}.wkv [H, N, N], state.{l}.ffn_shift [C] */
+export type StateTensors = Record<string, Float32Array>;
+
+export interface TargetModel {
+  readonly target: string;
+  readonly plan: KernelPlan;
+  /**
+   * Feed tokens (1 ≤ T ≤ program.maxT) through the decode (T = 1) or prefill program, updating the
+   * state; returns the logits the program's head computes ([T, V] or [1, V]), row-major.
+   */
+  run(program: 'decode' | 'prefill', tokens: Int32Array): Promise<Float32Array>;
+  readState(): Promise<StateTensors>;
+  writeState(state: StateTensors): Promise<void>;
+  dispose(): void;
+}
+
+export interface TargetOptions {
+  threads?: number;
+}
+
+export type LoadTarget = (plan: KernelPlan, weights: WeightProvider, opts?: TargetOptions) => Promise<TargetModel>;

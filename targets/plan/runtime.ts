@@ -1,0 +1,59 @@
+/**
+ * The `plan` target: executes a KernelPlan with the reference semantics of kernels/reference.ts
+ * (f64 activations). It is the oracle every other target is tested against.
+ */
+import type { LoadTarget, StateTensors, TargetModel } from '../backend.ts';
+import type { BufferDecl, KernelPlan, Program } from '../../kernels/plan.ts';
+import { runKernel } from '../../kernels/reference.ts';
+import { dequantize } from '../../kernels/dtype.ts';
+
+const elems = (b: BufferDecl, T: number) => b.shape.reduce<number>((n, d) => n * (d === 'T' ? T : d), 1);
+
+export const loadPlanTarget: LoadTarget = async (plan, weights) => {
+  // Weights are read as the values the chosen storage dtype represents, so a bf16/int8 plan is exact
+  // about its own rounding.
+  const w = new Map(plan.weights.map((d) => {
+    const v = weights(d);
+    return [d.name, dequantize(v, d.shape[d.shape.length - 1], d.dtype)] as const;
+  }));
+  const state = new Map<string, Float64Array>();
+  for (const b of plan.decode.buffers)
+    if (b.role === 'state') state.set(b.name, new Float64Array(elems(b, 1)));
+
+  function exec(p: Program, tokens: Int32Array): Float32Array {
+    const T = tokens.length;
+    if (T < 1 || T > p.maxT) throw new Error(`program takes 1..${p.maxT} tokens, got ${T}`);
+    const bufs = new Map<string, Float64Array>();
+    let tok = tokens, logits = 'logits';
+    for (const b of p.buffers) {
+      if (b.role === 'state') continue;
+      if (b.role === 'input') { tok = tokens; continue; }
+      if (b.role === 'output') logits = b.name;
+      bufs.set(b.name, new Float64Array(elems(b, T)));
+    }
+    const env = {
+      T,
+      buf: (n: string) => state.get(n) ?? bufs.get(n) ?? missing(n),
+      tokens: () => tok,
+      weight: (n: string) => w.get(n) ?? missing(n),
+    };
+    for (const k of p.kernels) runKernel(k, env);
+    return Float32Array.from(bufs.get(logits)!);
+  }
+
+  const model: TargetModel = {
+    target: 'plan',
+    plan,
+    run: async (program, tokens) => exec(program === 'decode' ? plan.decode : plan.prefill, tokens),
+    readState: async () => Object.fromEntries([...state].map(([k, v]) => [k, Float32Array.from(v)])) as StateTensors,
+    writeState: async (s) => { for (const [k, v] of Object.entries(s)) state.get(k)?.set(v); },
+    dispose: () => {},
+  };
+  return model;
+};
+
+function missing(name: string): never {
+  throw new Error(`plan names buffer or weight '${name}' that is not declared`);
+}
+
+export type { KernelPlan };

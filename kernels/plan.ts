@@ -24,11 +24,17 @@ export interface BufferDecl {
   offset?: number;
 }
 
-/** Where a weight's values come from, and the (f32) transform applied at load time. */
-export type WeightSource =
-  | { op: 'tensor'; tensor: string; transform?: 'none' | 'transpose' }
-  /** emb rows normalised by blocks.0.ln0 (done in f32 at load, as the official package does). */
-  | { op: 'fold_ln0'; emb: string; w: string; b: string; eps: number };
+/**
+ * Where a weight's values come from: a checkpoint tensor (official name, its stored shape), viewed
+ * with its last two axes swapped when `transpose`, and for the embedding with blocks.0.ln0 folded in
+ * (each row normalised in f32 at load time, as the official package does).
+ */
+export interface WeightSource {
+  tensor: string;
+  stored: number[];
+  transpose?: boolean;
+  fold?: { w: string; b: string; eps: number };
+}
 
 export interface WeightDecl {
   name: string;

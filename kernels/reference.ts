@@ -13,7 +13,7 @@ export interface KernelEnv {
   T: number;
   buf(name: string): Arr;
   tokens(name: string): Int32Array;
-  weight(name: string): Float32Array;
+  weight(name: string): Arr;
 }
 
 export function runKernel(k: Kernel, env: KernelEnv): void {

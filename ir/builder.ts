@@ -1,0 +1,122 @@
+/**
+ * The DSL's foundation: a builder that records nodes, infers and checks their types as they are made,
+ * and remembers the DSL source line of each call. A model layer is an ordinary TypeScript function
+ * that takes a Builder and Tensors and returns Tensors.
+ */
+import { fileURLToPath } from 'node:url';
+import { UserError } from '../runtime/errors.ts';
+import type { BinaryOp, Graph, GraphOutput, Node, NodeAttrs, OpName, Ref, UnaryOp, WkvAttrs } from './node.ts';
+import { inferTypes } from './infer.ts';
+import { fmtLoc, type DType, type Shape, type SrcLoc, type TensorType } from './types.ts';
+
+/** A handle on one result of a node, with the elementwise ops as methods for readable layer code. */
+export class Tensor {
+  constructor(readonly b: Builder, readonly ref: Ref, readonly type: TensorType) {}
+  get shape(): Shape { return this.type.shape; }
+  add(o: Tensor | number): Tensor { return this.b.binary('add', this, o); }
+  sub(o: Tensor | number): Tensor { return this.b.binary('sub', this, o); }
+  mul(o: Tensor | number): Tensor { return this.b.binary('mul', this, o); }
+  neg(): Tensor { return this.b.unary('neg', this); }
+  tanh(): Tensor { return this.b.unary('tanh', this); }
+  exp(): Tensor { return this.b.unary('exp', this); }
+  sigmoid(): Tensor { return this.b.unary('sigmoid', this); }
+  silu(): Tensor { return this.b.unary('silu', this); }
+  relu(): Tensor { return this.b.unary('relu', this); }
+  square(): Tensor { return this.b.unary('square', this); }
+}
+
+const here = fileURLToPath(new URL('.', import.meta.url));
+
+/** The first stack frame outside ir/: the DSL line that asked for this node. */
+function callerLoc(): SrcLoc | undefined {
+  const stack = new Error().stack?.split('\n').slice(1) ?? [];
+  for (const frame of stack) {
+    const m = /\(?((?:file:\/\/)?[^()\s]+):(\d+):(\d+)\)?$/.exec(frame.trim());
+    if (!m) continue;
+    let file = m[1].startsWith('file://') ? fileURLToPath(m[1]) : m[1];
+    if (file.startsWith(here) || file.startsWith('node:') || file.includes('node_modules')) continue;
+    if (file.startsWith(process.cwd() + '/')) file = file.slice(process.cwd().length + 1);
+    return { file, line: Number(m[2]), col: Number(m[3]) };
+  }
+  return undefined;
+}
+
+export class Builder {
+  private nodes: Node[] = [];
+  private outputs: GraphOutput[] = [];
+  private consts = new Map<number, Tensor>();
+
+  constructor(readonly name: string) {}
+
+  /** Add a node; its result types are inferred and checked now, so a DSL mistake points at its line. */
+  node<K extends OpName>(op: K, inputs: Tensor[], attrs: NodeAttrs[K], loc = callerLoc()): Tensor[] {
+    for (const t of inputs)
+      if (t.b !== this) throw new UserError(`${fmtLoc(loc)}: ${op}: an input comes from another model builder`);
+    const refs = inputs.map((t) => t.ref);
+    const id = this.nodes.length;
+    let types: TensorType[];
+    try {
+      types = inferTypes(op, inputs.map((t) => t.type), attrs);
+    } catch (e) {
+      throw new UserError(`${fmtLoc(loc)}: ${op}: ${(e as Error).message}`);
+    }
+    this.nodes.push({ id, op, inputs: refs, attrs, types, loc } as Node);
+    return types.map((t, out) => new Tensor(this, { id, out }, t));
+  }
+
+  private one<K extends OpName>(op: K, inputs: Tensor[], attrs: NodeAttrs[K]): Tensor {
+    return this.node(op, inputs, attrs, callerLoc())[0];
+  }
+
+  input(name: string, role: 'tokens' | 'state', dtype: DType, shape: Shape): Tensor {
+    return this.one('input', [], { name, role, dtype, shape });
+  }
+
+  /** A checkpoint tensor viewed with `shape`; `stored` is its shape in the file when different. */
+  weight(name: string, shape: readonly number[], stored?: readonly number[]): Tensor {
+    return this.one('weight', [], stored ? { name, shape, stored } : { name, shape });
+  }
+
+  const(value: number): Tensor {
+    let t = this.consts.get(value);
+    if (!t) this.consts.set(value, (t = this.one('const', [], { value })));
+    return t;
+  }
+
+  unary(fn: UnaryOp, x: Tensor): Tensor { return this.node('unary', [x], { fn }, callerLoc())[0]; }
+  binary(fn: BinaryOp, a: Tensor, b: Tensor | number): Tensor {
+    const loc = callerLoc();
+    return this.node('binary', [a, typeof b === 'number' ? this.const(b) : b], { fn }, loc)[0];
+  }
+  embed(tokens: Tensor, table: Tensor): Tensor { return this.one('embed', [tokens, table], {}); }
+  layerNorm(x: Tensor, w: Tensor, b: Tensor, eps: number): Tensor { return this.one('layernorm', [x, w, b], { eps }); }
+  groupNorm(x: Tensor, w: Tensor, b: Tensor, groups: number, eps: number): Tensor {
+    return this.one('groupnorm', [x, w, b], { groups, eps });
+  }
+  /** nn.Linear: W is [out, in]. */
+  linear(x: Tensor, w: Tensor): Tensor { return this.one('matmul', [x, w], { layout: 'out_in' }); }
+  /** x · W with W stored [in, out] (the LoRA factors). */
+  matmul(x: Tensor, w: Tensor): Tensor { return this.one('matmul', [x, w], { layout: 'in_out' }); }
+  shift(x: Tensor, prev: Tensor): Tensor { return this.one('shift', [x, prev], {}); }
+  last(x: Tensor): Tensor { return this.one('last', [x], {}); }
+  slice(x: Tensor, start: number, size: number): Tensor { return this.one('slice', [x], { start, size }); }
+  index(x: Tensor, i: number): Tensor { return this.one('index', [x], { i }); }
+  repeat(x: Tensor, group: number, times: number): Tensor { return this.one('repeat', [x], { group, times }); }
+  /** The recurrence: returns [y [T, C], new state [H, N, N]]. Pass u = null for no bonus. */
+  wkv(r: Tensor, k: Tensor, v: Tensor, w: Tensor, u: Tensor | null, state: Tensor, attrs: Omit<WkvAttrs, 'bonus'>): [Tensor, Tensor] {
+    const ins = u ? [r, k, v, w, state, u] : [r, k, v, w, state];
+    const [y, s] = this.node('wkv', ins, { ...attrs, bonus: !!u }, callerLoc());
+    return [y, s];
+  }
+
+  output(name: string, t: Tensor): void {
+    if (this.outputs.some((o) => o.name === name)) throw new UserError(`${fmtLoc(callerLoc())}: output '${name}' is defined twice`);
+    this.outputs.push({ name, ref: t.ref });
+  }
+
+  build(): Graph {
+    return Object.freeze({ name: this.name, nodes: Object.freeze([...this.nodes]), outputs: Object.freeze([...this.outputs]) });
+  }
+}
+
+export type { WkvAttrs };

@@ -1,0 +1,37 @@
+/**
+ * The IR verifier: topological order, references in range, and every node's types as inferTypes
+ * computes them. Errors name the DSL source line of the offending node.
+ */
+import { UserError } from '../runtime/errors.ts';
+import { inferTypes } from './infer.ts';
+import type { Graph } from './node.ts';
+import { printNode } from './print.ts';
+import { fmtLoc, fmtType, sameShape } from './types.ts';
+
+export function verifyGraph(g: Graph, stage = 'input'): void {
+  const bad = (n: { loc?: Parameters<typeof fmtLoc>[0] } | undefined, msg: string): never => {
+    throw new UserError(`${fmtLoc(n?.loc)}: IR verification failed after ${stage}: ${msg}`);
+  };
+  g.nodes.forEach((n, idx) => {
+    if (n.id !== idx) bad(n, `node %${n.id} is stored at position ${idx}`);
+    for (const r of n.inputs) {
+      if (r.id >= n.id) bad(n, `${printNode(g, n)} uses %${r.id}, which is not defined before it`);
+      if (r.out >= g.nodes[r.id].types.length) bad(n, `%${r.id} has no result #${r.out}`);
+    }
+    let types;
+    try {
+      types = inferTypes(n.op, n.inputs.map((r) => g.nodes[r.id].types[r.out]), n.attrs);
+    } catch (e) {
+      return bad(n, `${n.op}: ${(e as Error).message}`);
+    }
+    const same = types.length === n.types.length && types.every((t, i) => t.dtype === n.types[i].dtype && sameShape(t.shape, n.types[i].shape));
+    if (!same) bad(n, `${printNode(g, n)}: types should be ${types.map(fmtType).join(', ')}`);
+  });
+  const names = new Set<string>();
+  for (const o of g.outputs) {
+    if (names.has(o.name)) throw new UserError(`IR verification failed after ${stage}: output '${o.name}' is defined twice`);
+    names.add(o.name);
+    if (!g.nodes[o.ref.id] || o.ref.out >= g.nodes[o.ref.id].types.length)
+      throw new UserError(`IR verification failed after ${stage}: output '${o.name}' refers to a missing value`);
+  }
+}

@@ -13,7 +13,10 @@ export type StateTensors = Record<string, Float32Array>;
 
 export interface TargetModel {
   readonly target: string;
-  readonly plan: KernelPlan;
+  /** The compiled plan it runs (absent for the unfused reference interpreter). */
+  readonly plan?: KernelPlan;
+  /** The most tokens one prefill call takes (the plan's chunk). */
+  readonly maxTokens: number;
   /**
    * Feed tokens (1 ≤ T ≤ program.maxT) through the decode (T = 1) or prefill program, updating the
    * state; returns the logits the program's head computes ([T, V] or [1, V]), row-major.

@@ -44,6 +44,7 @@ export const loadPlanTarget: LoadTarget = async (plan, weights) => {
   const model: TargetModel = {
     target: 'plan',
     plan,
+    maxTokens: plan.prefill.maxT,
     run: async (program, tokens) => exec(program === 'decode' ? plan.decode : plan.prefill, tokens),
     readState: async () => Object.fromEntries([...state].map(([k, v]) => [k, Float32Array.from(v)])) as StateTensors,
     writeState: async (s) => { for (const [k, v] of Object.entries(s)) state.get(k)?.set(v); },

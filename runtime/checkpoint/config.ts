@@ -2,7 +2,7 @@
  * Model hyper-parameters, inferred from tensor shapes (checkpoints carry no config), and a check that a
  * checkpoint holds exactly the tensors an RWKV-6 model of that config needs (shapes per RWKV6.md §1).
  */
-import { inputError } from '../errors.ts';
+import { inputError } from './errors.ts';
 import { shapeStr } from './dtypes.ts';
 import type { Checkpoint } from './index.ts';
 

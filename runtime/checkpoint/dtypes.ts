@@ -3,7 +3,7 @@
  * (offset 0, so always aligned), and every host rwkvc runs on is little-endian, like the files: typed
  * array views over the raw bytes are therefore the decoded values, no byte swapping needed.
  */
-import { inputError } from '../errors.ts';
+import { inputError } from './errors.ts';
 
 export type StoredDType = 'f32' | 'f16' | 'bf16' | 'i32' | 'f64' | 'i64';
 

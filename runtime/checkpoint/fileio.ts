@@ -3,7 +3,8 @@
  * file: readers parse headers with small reads and fetch each tensor's bytes only when asked.
  */
 import * as fs from 'node:fs';
-import { inputError, UserError } from '../errors.ts';
+import { UserError } from '../errors.ts';
+import { inputError } from './errors.ts';
 
 /** One fs.readSync call moves at most ~2 GiB; stay well below that. */
 const CHUNK = 1 << 30;
@@ -43,7 +44,12 @@ export function readAt(f: OpenFile, offset: number, length: number, what?: strin
   if (offset < 0 || length < 0 || offset + length > f.size) {
     throw inputError(f.path, what, `truncated file: bytes ${offset}..${offset + length} are past the end of the file (size ${f.size})`);
   }
-  const out = new Uint8Array(length);
+  let out: Uint8Array;
+  try {
+    out = new Uint8Array(length);
+  } catch {
+    throw inputError(f.path, what, `cannot allocate ${length} bytes to read it`);
+  }
   let done = 0;
   try {
     while (done < length) {

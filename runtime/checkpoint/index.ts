@@ -3,7 +3,7 @@
  * safetensors with Hugging Face names (mapped to official ones here, so nothing downstream sees them).
  * Opening a checkpoint reads only its headers; each tensor is read from disk when asked for.
  */
-import { inputError } from '../errors.ts';
+import { inputError } from './errors.ts';
 import { widenToF32, type StoredTensor, type TensorInfo } from './dtypes.ts';
 import { closeFile, openFile, readAt, type OpenFile } from './fileio.ts';
 import { readPthTensors } from './pth.ts';

@@ -4,7 +4,7 @@
  * name), REDUCE only records "fn(args)", and only the opcodes a torch.save state dict uses are accepted.
  * Every loop advances through the input, so no input can make it hang.
  */
-import { inputError } from '../errors.ts';
+import { inputError } from './errors.ts';
 
 export class PGlobal {
   constructor(readonly module: string, readonly name: string) {}

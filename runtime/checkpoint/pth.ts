@@ -4,7 +4,7 @@
  * persistent id `('storage', torch.XStorage, key, location, numel)` whose raw little-endian bytes are the
  * stored ZIP entry `<stem>/data/<key>`. We locate each tensor's bytes without reading them.
  */
-import { inputError } from '../errors.ts';
+import { inputError } from './errors.ts';
 import { DTYPE_BYTES, numelOf, shapeStr, type StoredDType, type StoredTensor } from './dtypes.ts';
 import { readAt, type OpenFile } from './fileio.ts';
 import { parsePickle, PGlobal, PPersistent, PReduce, PTuple, type PValue } from './pickle.ts';

@@ -4,7 +4,7 @@
  * header. The reader parses only the header; tensor bytes are read on demand (see index.ts).
  */
 import * as fs from 'node:fs';
-import { inputError } from '../errors.ts';
+import { inputError } from './errors.ts';
 import { DTYPE_BYTES, numelOf, shapeStr, type StoredDType, type StoredTensor } from './dtypes.ts';
 import { readAt, type OpenFile } from './fileio.ts';
 
@@ -41,13 +41,13 @@ export function readSafetensorsHeader(f: OpenFile): SafetensorsHeader {
 
   const dataStart = 8 + headerLen;
   const tensors: StoredTensor[] = [];
-  const metadata: Record<string, string> = {};
+  let metadata: Record<string, string> = {};
   for (const [name, v] of Object.entries(header)) {
     if (name === '__metadata__') {
       if (!isObject(v) || !Object.values(v).every((x) => typeof x === 'string')) {
         throw fail(name, 'must be an object of strings');
       }
-      Object.assign(metadata, v);
+      metadata = Object.fromEntries(Object.entries(v) as [string, string][]); // a "__proto__" key stays plain data
       continue;
     }
     if (!isObject(v)) throw fail(name, 'header entry is not an object');
@@ -86,11 +86,12 @@ export interface TensorToWrite {
  * a temporary file renamed at the end so that a failed write never leaves a half file under `path`.
  */
 export function writeSafetensors(path: string, tensors: TensorToWrite[], metadata?: Record<string, string>): void {
-  const header: Record<string, unknown> = {};
+  // No prototype: tensor names such as "__proto__" or "toString" are plain keys here.
+  const header: Record<string, unknown> = Object.create(null);
   if (metadata) header.__metadata__ = metadata;
   let offset = 0;
   for (const t of tensors) {
-    if (t.name === '__metadata__' || t.name in header) throw inputError(path, t.name, 'duplicate or reserved tensor name');
+    if (t.name === '__metadata__' || Object.hasOwn(header, t.name)) throw inputError(path, t.name, 'duplicate or reserved tensor name');
     const numel = numelOf(t.shape);
     if (numel === undefined) throw inputError(path, t.name, `bad shape ${JSON.stringify(t.shape)}`);
     const nbytes = numel * DTYPE_BYTES[t.dtype];

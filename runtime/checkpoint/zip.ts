@@ -4,7 +4,7 @@
  * local header to learn where its data starts. Nothing is decompressed: torch.save stores entries as is,
  * which is what makes lazy, in-place tensor reads possible.
  */
-import { inputError } from '../errors.ts';
+import { inputError } from './errors.ts';
 import { readAt, type OpenFile } from './fileio.ts';
 
 export interface ZipEntry {

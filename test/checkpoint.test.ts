@@ -352,6 +352,11 @@ describe('names and validation', () => {
     tensors.push({ name: 'blocks.1.att.time_state', dtype: 'f32', shape: [2, 64], data: new Float32Array(128) });
     writeSafetensors(p, tensors);
     expect(userError(() => withCkpt(p, (c) => validateCheckpoint(c, cfg))).message).toContain('blocks.1.att.time_state: wrong shape [2, 64] (expected [2, 64, 64])');
+
+    // A stray high block index is a gap, not 1e9 layers.
+    tensors.push({ name: 'blocks.999999999.att.time_state', dtype: 'f32', shape: [1], data: new Float32Array(1) });
+    writeSafetensors(p, tensors);
+    expect(userError(() => withCkpt(p, inferConfig)).message).toBe(`${p}: blocks.2: missing, but there are tensors for blocks.999999999`);
   });
 });
 

@@ -56,6 +56,12 @@ export function inferConfig(ckpt: Checkpoint): ModelConfig {
   };
   const layers = ckpt.names().map((n) => /^blocks\.(\d+)\./.exec(n)?.[1]).filter((x) => x !== undefined).map(Number);
   if (layers.length === 0) throw inputError(ckpt.path, undefined, 'no blocks.N.* tensors: not an RWKV-6 checkpoint');
+  // The layer count comes from the highest index; a gap (or a corrupt huge index) is an error, not layers.
+  const present = new Set(layers);
+  const nLayer = Math.max(...present) + 1;
+  for (let i = 0; i < nLayer; i++) {
+    if (!present.has(i)) throw inputError(ckpt.path, `blocks.${i}`, `missing, but there are tensors for blocks.${nLayer - 1}`);
+  }
 
   const [vocabSize, nEmbd] = dims('emb.weight', 2, '[V, C]') as [number, number];
   const [nHead, headSize] = dims('blocks.0.att.time_faaaa', 2, '[H, N]') as [number, number];
@@ -65,7 +71,7 @@ export function inferConfig(ckpt: Checkpoint): ModelConfig {
   const mix = dims('blocks.0.att.time_maa_w1', 2, '[C, 5·D]')[1]!;
   if (mix % 5 !== 0) throw inputError(ckpt.path, 'blocks.0.att.time_maa_w1', `second dimension ${mix} is not a multiple of 5`);
   return {
-    nLayer: Math.max(...layers) + 1,
+    nLayer,
     nEmbd,
     headSize,
     nHead,

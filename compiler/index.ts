@@ -1,0 +1,19 @@
+/** The compiler's entry point: graph → passes → KernelPlan. */
+import type { Graph } from '../ir/node.ts';
+import type { ModelConfig } from '../kernels/config.ts';
+import type { KernelPlan } from '../kernels/plan.ts';
+import { lowerPlan } from './lower.ts';
+import { runPipeline, type CompileOptions, type PipelineHooks, type PassTiming } from './pipeline.ts';
+
+export interface CompileResult {
+  plan: KernelPlan;
+  graph: Graph;
+  timings: PassTiming[];
+}
+
+export function compileGraph(g: Graph, config: ModelConfig, o: CompileOptions & { chunk?: number }, hooks?: PipelineHooks): CompileResult {
+  const { graph, timings } = runPipeline(g, o, hooks);
+  return { plan: lowerPlan(graph, config, o.chunk ?? 128), graph, timings };
+}
+
+export type { CompileOptions, PipelineHooks };

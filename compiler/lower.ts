@@ -1,0 +1,129 @@
+/**
+ * Lowering: a fully fused graph becomes a KernelPlan. Each kernel node becomes one kernel (via
+ * ir/fused.ts, the same mapping the interpreter uses); weights get stable names that say their
+ * transform; state outputs are checked to update their input buffers in place; activations get
+ * arena offsets from the memory plan.
+ */
+import type { BufferDecl, Kernel, KernelPlan, Program, WeightDecl } from '../kernels/plan.ts';
+import type { ModelConfig } from '../kernels/config.ts';
+import type { Graph, Node, NodeOf, Ref } from '../ir/node.ts';
+import { refKey } from '../ir/node.ts';
+import { fusedKernel, isFused } from '../ir/fused.ts';
+import { printNode } from '../ir/print.ts';
+import { fmtLoc } from '../ir/types.ts';
+import { UserError } from '../runtime/errors.ts';
+import { planMemory } from './memory.ts';
+
+function weightName(n: NodeOf<'weight'>): string {
+  const a = n.attrs;
+  return a.name + (a.transpose ? '^T' : '') + (a.fold ? '+ln0' : '');
+}
+
+function layerOf(g: Graph, n: Node): number | null {
+  for (const r of n.inputs) {
+    const p = g.nodes[r.id];
+    const m = p.op === 'weight' ? /^blocks\.(\d+)\./.exec(p.attrs.name) : null;
+    if (m) return Number(m[1]);
+  }
+  return null;
+}
+
+export function weightDecls(g: Graph): WeightDecl[] {
+  const seen = new Map<string, WeightDecl>();
+  for (const n of g.nodes) {
+    if (n.op !== 'weight') continue;
+    const a = n.attrs, name = weightName(n);
+    if (seen.has(name)) continue;
+    seen.set(name, {
+      name, shape: [...a.shape], dtype: a.storage ?? 'f32',
+      source: { tensor: a.name, stored: [...(a.stored ?? a.shape)], ...(a.transpose ? { transpose: true } : {}), ...(a.fold ? { fold: a.fold } : {}) },
+    });
+  }
+  return [...seen.values()];
+}
+
+export function lowerProgram(g: Graph, maxT: number): Program {
+  // Names: state inputs and graph outputs keep their names; other activations get a{id}.
+  const outName = new Map<string, string>();
+  for (const o of g.outputs) outName.set(refKey(o.ref), o.name);
+  const inputName = new Map<number, string>();
+  for (const n of g.nodes) if (n.op === 'input') inputName.set(n.id, n.attrs.name);
+  const value = (r: Ref) => outName.get(refKey(r)) ?? inputName.get(r.id) ?? `a${r.id}${r.out ? '_' + r.out : ''}`;
+  const weight = (r: Ref) => {
+    const p = g.nodes[r.id];
+    if (p.op !== 'weight') throw new UserError(`${fmtLoc(p.loc)}: a kernel reads a computed value where a weight is expected: ${printNode(g, p)}`);
+    return weightName(p);
+  };
+
+  const kernels: Kernel[] = [];
+  const counts = new Map<string, number>();
+  for (const n of g.nodes) {
+    if (n.op === 'input' || n.op === 'weight' || n.op === 'const') continue;
+    const layer = layerOf(g, n);
+    const base = `${layer === null ? '' : `L${layer}.`}${n.op}`;
+    const idx = counts.get(base) ?? 0;
+    counts.set(base, idx + 1);
+    const name = `${base}${idx ? '.' + idx : ''}`;
+    const src = (n.fusedFrom ?? (n.loc ? [n.loc] : [])).map(fmtLoc);
+    const outs = n.types.map((_, i) => value({ id: n.id, out: i }));
+    if (isFused(n)) {
+      const k = fusedKernel(n, { value, weight, outs }, name, layer, src);
+      // state results must be the state inputs, updated in place
+      const stateIn = k.kind === 'wkv' ? value(n.inputs[3]) : k.kind === 'token_shift' ? k.shiftIn : undefined;
+      const stateOut = k.kind === 'wkv' ? k.state : k.kind === 'token_shift' ? k.shiftOut : undefined;
+      if (stateIn && stateOut && stateIn !== stateOut && (stateIn.startsWith('state.') || stateOut.startsWith('state.')))
+        throw new UserError(`${src[0] ?? '?'}: state '${stateIn}' must be written back to the output of the same name (got '${stateOut}')`);
+      kernels.push(k);
+    } else if (n.op === 'embed') {
+      kernels.push({ kind: 'embed', name, layer, src, tokens: value(n.inputs[0]), table: weight(n.inputs[1]), out: outs[0] });
+    } else if (n.op === 'layernorm') {
+      kernels.push({ kind: 'layernorm', name, layer, src, rows: 'all', x: value(n.inputs[0]), w: weight(n.inputs[1]), b: weight(n.inputs[2]), eps: n.attrs.eps, out: outs[0] });
+    } else {
+      throw new UserError(`${fmtLoc(n.loc)}: cannot compile '${n.op === 'unary' || n.op === 'binary' ? n.attrs.fn : n.op}': ` +
+        `no kernel computes it on its own, and no fusion took it in (${printNode(g, n)})`);
+    }
+  }
+
+  const buffers: BufferDecl[] = [];
+  const declared = new Set<string>();
+  for (const n of g.nodes) {
+    n.types.forEach((t, out) => {
+      if (n.op === 'weight' || n.op === 'const') return;
+      const name = value({ id: n.id, out });
+      if (declared.has(name)) return;
+      declared.add(name);
+      const role: BufferDecl['role'] = n.op === 'input' ? (n.attrs.role === 'tokens' ? 'input' : 'state') : name.startsWith('state.') ? 'state' : outName.has(refKey({ id: n.id, out })) ? 'output' : 'activation';
+      buffers.push({ name, dtype: t.dtype === 'i32' ? 'i32' : 'f32', shape: [...t.shape], role });
+    });
+  }
+  const used = new Set(kernels.flatMap(kernelBuffers));
+  const live = buffers.filter((b) => b.role !== 'activation' || used.has(b.name));
+  const peak = planMemory(kernels, live, maxT);
+  return { maxT, kernels, buffers: live, activationPeakBytes: peak };
+}
+
+/** Every buffer name a kernel reads or writes, in order. */
+export function kernelBuffers(k: Kernel): string[] {
+  switch (k.kind) {
+    case 'embed': return [k.tokens, k.out];
+    case 'layernorm': return [k.x, k.out];
+    case 'token_shift': return [k.x, k.shiftIn, k.shiftOut, ...k.outs];
+    case 'linear': return k.groups.flatMap((g) => [g.x, ...exprLoads(g.prologue), ...exprLoads(g.epilogue), g.y]);
+    case 'wkv': return [k.r, k.k, k.v, ...(k.decay.kind === 'lora' ? [k.decay.z] : [k.decay.w]), ...(k.gate ? [k.gate] : []), k.state, k.out];
+  }
+}
+
+function exprLoads(e: import('../kernels/plan.ts').Expr | undefined): string[] {
+  if (!e) return [];
+  if (e.op === 'load') return [e.buf];
+  return 'args' in e ? e.args.flatMap(exprLoads) : [];
+}
+
+export function lowerPlan(g: Graph, config: ModelConfig, chunk: number, model = g.name): KernelPlan {
+  return {
+    format: 'rwkvc-plan', version: 1, model, config,
+    weights: weightDecls(g),
+    decode: lowerProgram(g, 1),
+    prefill: lowerProgram(g, chunk),
+  };
+}

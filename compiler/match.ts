@@ -1,0 +1,36 @@
+/** Small questions fusion rules ask of the old graph. */
+import type { Node, NodeOf, OpName, Ref } from '../ir/node.ts';
+import { sameShape } from '../ir/types.ts';
+import type { RewriteCtx } from './rewrite.ts';
+
+export const r0 = (n: Node): Ref => ({ id: n.id, out: 0 });
+
+export function is<K extends OpName>(n: Node | undefined, op: K): n is Extract<Node, { op: K }> {
+  return !!n && n.op === op;
+}
+export const isUnary = (n: Node | undefined, fn?: string): n is NodeOf<'unary'> => is(n, 'unary') && (!fn || n.attrs.fn === fn);
+export const isBinary = (n: Node | undefined, fn?: string): n is NodeOf<'binary'> => is(n, 'binary') && (!fn || n.attrs.fn === fn);
+
+/** The only user of r (and r is not a graph output), else undefined. */
+export function onlyUser(ctx: RewriteCtx, r: Ref): Node | undefined {
+  const us = ctx.users(r);
+  const isOutput = ctx.graph.outputs.some((o) => o.ref.id === r.id && o.ref.out === r.out);
+  return us.length === 1 && !isOutput && us[0].inputs.filter((i) => i.id === r.id && i.out === r.out).length === 1 ? us[0] : undefined;
+}
+
+export const producer = (ctx: RewriteCtx, r: Ref): Node => ctx.producer(r);
+
+/** For a binary node using `r`, the other operand. */
+export function otherOperand(n: Node, r: Ref): Ref {
+  return n.inputs[0].id === r.id && n.inputs[0].out === r.out ? n.inputs[1] : n.inputs[0];
+}
+
+export const typeOf = (ctx: RewriteCtx, r: Ref) => ctx.producer(r).types[r.out];
+export const sameType = (ctx: RewriteCtx, a: Ref, b: Ref) => sameShape(typeOf(ctx, a).shape, typeOf(ctx, b).shape);
+
+/** A new weight node viewing an old one transposed in its last two axes (the kernel layout). */
+export function transposedWeight(ctx: RewriteCtx, w: NodeOf<'weight'>): Ref {
+  const s = w.attrs.shape;
+  const shape = [...s.slice(0, -2), s[s.length - 1], s[s.length - 2]];
+  return ctx.emit('weight', [], { ...w.attrs, shape, stored: w.attrs.stored ?? s, transpose: !w.attrs.transpose }, w.loc)[0];
+}

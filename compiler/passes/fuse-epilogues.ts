@@ -1,0 +1,102 @@
+/**
+ * fuse-epilogues (and prologues): every remaining matmul becomes a one-group `linear` node whose
+ * epilogue absorbs the chain of single-use elementwise ops after it (SiLU, relu², sigmoid, tanh, the
+ * residual add, a multiply by another activation), and whose prologue absorbs a single-use
+ * elementwise computation of its input. Where two matmul chains meet in one op (ChannelMix's
+ * sigmoid(W_r·x) ⊙ (W_v·k)), the deeper matmul takes it, so the shallower one can run earlier,
+ * batched with its siblings.
+ */
+import type { Expr } from '../../kernels/plan.ts';
+import type { Graph, Node, Ref } from '../../ir/node.ts';
+import type { Rule, RewriteCtx } from '../rewrite.ts';
+import { is, onlyUser, otherOperand, r0, transposedWeight } from '../match.ts';
+import { locsOf } from '../rewrite.ts';
+import { sameShape } from '../../ir/types.ts';
+
+/** Longest chain of matmuls from the inputs to each node. */
+export function matmulDepth(g: Graph): number[] {
+  const depth: number[] = [];
+  for (const n of g.nodes) depth[n.id] = Math.max(0, ...n.inputs.map((r) => depth[r.id])) + (n.op === 'matmul' ? 1 : 0);
+  return depth;
+}
+
+/** The matmul whose single-use elementwise chain ends in r, if any. */
+function chainRoot(ctx: RewriteCtx, r: Ref): Node | undefined {
+  let n = ctx.producer(r);
+  while (n.op === 'unary' || n.op === 'binary') {
+    const src = n.inputs.find((i) => onlyUser(ctx, i) === n && ['unary', 'binary', 'matmul'].includes(ctx.producer(i).op));
+    if (!src) return undefined;
+    n = ctx.producer(src);
+  }
+  return n.op === 'matmul' ? n : undefined;
+}
+
+export function fuseEpilogues(g: Graph): Rule {
+  const depth = matmulDepth(g);
+  return (n, ctx) => {
+    if (!is(n, 'matmul')) return undefined;
+    const extras: Ref[] = [];
+    const load = (r: Ref): Expr => {
+      const p = ctx.producer(r);
+      if (p.op === 'const') return { op: 'const', value: p.attrs.value };
+      extras.push(r);
+      return { op: 'load', buf: String(extras.length - 1) };
+    };
+    const absorbed: Node[] = [n];
+
+    // prologue: x = f(x0, other activations of x's shape), f single-use elementwise
+    let xRef = n.inputs[0];
+    let prologue: Expr | undefined;
+    const xShape = ctx.producer(xRef).types[xRef.out].shape;
+    const build = (r: Ref): Expr | undefined => {
+      const p = ctx.producer(r);
+      if ((p.op !== 'unary' && p.op !== 'binary') || !onlyUser(ctx, r) || ctx.done(p.id)) return undefined;
+      const main = p.inputs.find((i) => sameShape(ctx.producer(i).types[i.out].shape, xShape) && ctx.producer(i).op !== 'weight');
+      if (!main) return undefined;
+      const others = p.inputs.filter((i) => i !== main);
+      if (others.some((o) => { const op = ctx.producer(o); return op.op !== 'const' && !sameShape(op.types[o.out].shape, xShape); })) return undefined;
+      const inner = build(main) ?? (() => { xRef = main; return { op: 'x' } as Expr; })();
+      absorbed.push(p);
+      if (p.op === 'unary') return { op: p.attrs.fn, args: [inner] };
+      const args = p.inputs.map((i) => (i === main ? inner : load(i))) as [Expr, Expr];
+      return { op: p.attrs.fn, args };
+    };
+    prologue = build(xRef);
+
+    // epilogue: follow single users while they are elementwise on this chain's value
+    let cur = r0(n);
+    let epi: Expr = { op: 'acc' };
+    const outShape = n.types[0].shape;
+    for (;;) {
+      const u = onlyUser(ctx, cur);
+      if (!u || (u.op !== 'unary' && u.op !== 'binary')) break;
+      if (u.op === 'unary') {
+        epi = { op: u.attrs.fn, args: [epi] };
+      } else {
+        const other = otherOperand(u, cur);
+        const op = ctx.producer(other);
+        if (op.op !== 'const') {
+          if (op.op === 'weight' || !sameShape(op.types[other.out].shape, outShape)) break;
+          const rival = onlyUser(ctx, other) === u ? chainRoot(ctx, other) : undefined;
+          if (rival && depth[rival.id] > depth[n.id]) break; // the deeper chain takes this op
+        }
+        const o = load(other);
+        epi = { op: u.attrs.fn, args: u.inputs[0].id === cur.id && u.inputs[0].out === cur.out ? [epi, o] : [o, epi] };
+      }
+      absorbed.push(u);
+      cur = r0(u);
+    }
+
+    const w = ctx.producer(n.inputs[1]);
+    if (!is(w, 'weight')) return undefined;
+    const wRef = n.attrs.layout === 'in_out' ? transposedWeight(ctx, w) : ctx.map(n.inputs[1]);
+    const group = { extra: extras.length, ...(prologue ? { prologue } : {}), ...(epi.op !== 'acc' ? { epilogue: epi } : {}) };
+    const [y] = ctx.emit('linear', [ctx.map(xRef), wRef, ...extras.map(ctx.map)], { groups: [group], rows: 'all' }, n.loc, locsOf(absorbed));
+    ctx.absorb(absorbed);
+    if (cur.id !== n.id) {
+      ctx.replace(cur, y);
+      return [];
+    }
+    return [y];
+  };
+}

@@ -5,6 +5,8 @@
 import { Command } from 'commander';
 import { UserError } from '../runtime/errors.ts';
 import { logitsCommand } from './logits.ts';
+import { compileCommand } from './compile.ts';
+import { inspectCommand } from './inspect.ts';
 
 const program = new Command()
   .name('rwkvc')
@@ -12,6 +14,8 @@ const program = new Command()
   .showHelpAfterError()
   .configureOutput({ outputError: (s, write) => write(s) });
 
+program.addCommand(compileCommand());
+program.addCommand(inspectCommand());
 program.addCommand(logitsCommand());
 
 process.on('unhandledRejection', (e) => report(e));

@@ -7,8 +7,12 @@ import { UserError } from '../runtime/errors.ts';
 import type { OpenModel } from '../runtime/model.ts';
 import type { TargetModel } from '../targets/backend.ts';
 import { loadRefTarget } from '../targets/ref/runtime.ts';
+import { loadPlanTarget } from '../targets/plan/runtime.ts';
+import { compileGraph } from '../compiler/index.ts';
+import { materializeWeight } from '../kernels/weights.ts';
+import type { WeightDType } from '../kernels/plan.ts';
 
-export const TARGETS = ['ref'];
+export const TARGETS = ['ref', 'plan'];
 
 export interface TargetChoice {
   dsl: string;
@@ -34,6 +38,10 @@ export async function loadTargetForModel(target: string, model: OpenModel, o: Ta
   switch (target) {
     case 'ref':
       return loadRefTarget(graph, model.read);
+    case 'plan': {
+      const { plan } = compileGraph(graph, model.config, { weights: o.weights as WeightDType, logits: o.logits });
+      return loadPlanTarget(plan, (d) => materializeWeight(d.source, model.read));
+    }
     default:
       throw new UserError(`--target: unknown target '${target}'`);
   }

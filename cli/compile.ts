@@ -1,0 +1,48 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Command, Option } from 'commander';
+import { compileGraph } from '../compiler/index.ts';
+import { PASSES } from '../compiler/pipeline.ts';
+import { printGraph } from '../ir/print.ts';
+import type { WeightDType } from '../kernels/plan.ts';
+import { resolveConfig } from './config-arg.ts';
+import { buildGraph } from './targets.ts';
+import { summarizePlan, formatSummary } from './inspect.ts';
+
+const list = (v: string, prev: string[] = []) => [...prev, ...v.split(',')];
+
+export function compileCommand(): Command {
+  return new Command('compile')
+    .description('Compile a model description to a kernel plan (and target kernels)')
+    .argument('<dsl>', 'model description, e.g. examples/finch.ts')
+    .requiredOption('--config <preset|file>', 'a preset name, a config .json, or a checkpoint (its shapes give the config)')
+    .addOption(new Option('--emit <what>', 'what to write').choices(['plan', 'ir']).default('plan'))
+    .option('-o, --out <dir>', 'output directory', 'out/plan')
+    .addOption(new Option('--weights <dtype>', 'storage of the big matrices').choices(['f32', 'bf16', 'f16', 'int8']).default('f32'))
+    .addOption(new Option('--logits <rows>', 'head rows: all positions, or only the last').choices(['all', 'last']).default('last'))
+    .option('--chunk <n>', 'prefill chunk (tokens per prefill call)', (v) => Number(v), 128)
+    .option('--print-after <passes>', `print the IR after these passes (comma list or 'all'): ${PASSES.map((p) => p.name).join(', ')}`, list)
+    .option('--print-before <passes>', 'print the IR before these passes', list)
+    .option('--time-passes', 'print the time each pass took')
+    .option('--verify-each', 'run the IR verifier after every pass')
+    .addHelpText('after', `
+Examples:
+  rwkvc compile examples/finch.ts --config finch-1b6 -o out/1b6 --time-passes
+  rwkvc compile examples/finch.ts --config model.pth --print-after fuse-wkv
+  rwkvc compile examples/finch.ts --config bench-0.1b --weights f16 --print-after all --verify-each`)
+    .action(async (dsl: string, o) => {
+      const config = resolveConfig(o.config);
+      const t0 = performance.now();
+      const graph = await buildGraph(dsl, config);
+      const r = compileGraph(graph, config, { weights: o.weights as WeightDType, logits: o.logits, chunk: o.chunk }, {
+        printAfter: o.printAfter, printBefore: o.printBefore, timePasses: o.timePasses, verifyEach: o.verifyEach,
+      });
+      const ms = performance.now() - t0;
+      mkdirSync(o.out, { recursive: true });
+      writeFileSync(join(o.out, 'plan.json'), JSON.stringify(r.plan, null, 1));
+      writeFileSync(join(o.out, 'graph.ir'), printGraph(r.graph) + '\n');
+      if (o.emit === 'ir') process.stdout.write(printGraph(r.graph) + '\n');
+      process.stderr.write(`rwkvc: compiled ${dsl} (${graph.nodes.length} → ${r.graph.nodes.length} nodes) in ${ms.toFixed(0)} ms → ${o.out}/plan.json\n`);
+      process.stderr.write(formatSummary(summarizePlan(r.plan), false) + '\n');
+    });
+}

@@ -7,6 +7,7 @@ import { UserError } from '../runtime/errors.ts';
 import { logitsCommand } from './logits.ts';
 import { compileCommand } from './compile.ts';
 import { inspectCommand } from './inspect.ts';
+import { randomModelCommand } from './random-model.ts';
 
 const program = new Command()
   .name('rwkvc')
@@ -17,6 +18,7 @@ const program = new Command()
 program.addCommand(compileCommand());
 program.addCommand(inspectCommand());
 program.addCommand(logitsCommand());
+program.addCommand(randomModelCommand());
 
 process.on('unhandledRejection', (e) => report(e));
 

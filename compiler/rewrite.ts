@@ -26,7 +26,7 @@ export interface RewriteCtx {
   replace(old: Ref, now: Ref): void;
   /** Mark old nodes as absorbed into a fusion: they are not copied, and nothing may use them after. */
   absorb(nodes: Iterable<Node>): void;
-  /** Is the old node already handled (copied or replaced)? */
+  /** Has a fusion already taken this old node (absorbed it or replaced its result)? */
   done(id: number): boolean;
 }
 
@@ -52,6 +52,7 @@ export function rewrite(g: Graph, rules: Rule[]): Graph {
   const nodes: Node[] = [];
   const mapping = new Map<string, Ref>();
   const handled = new Set<number>();
+  const claimed = new Set<number>();
   const interned = new Map<string, number>();
 
   const ctx: RewriteCtx = {
@@ -77,11 +78,12 @@ export function rewrite(g: Graph, rules: Rule[]): Graph {
     replace(old, now) {
       mapping.set(refKey(old), now);
       handled.add(old.id);
+      claimed.add(old.id);
     },
     absorb(ns) {
-      for (const n of ns) handled.add(n.id);
+      for (const n of ns) { handled.add(n.id); claimed.add(n.id); }
     },
-    done: (id) => handled.has(id),
+    done: (id) => claimed.has(id),
   };
 
   function visit(n: Node): void {

@@ -7,7 +7,7 @@
  * batched with its siblings.
  */
 import type { Expr } from '../../kernels/plan.ts';
-import type { Graph, Node, Ref } from '../../ir/node.ts';
+import type { Graph, Node, NodeOf, Ref } from '../../ir/node.ts';
 import type { Rule, RewriteCtx } from '../rewrite.ts';
 import { is, onlyUser, otherOperand, r0, transposedWeight } from '../match.ts';
 import { locsOf } from '../rewrite.ts';
@@ -44,24 +44,39 @@ export function fuseEpilogues(g: Graph): Rule {
     };
     const absorbed: Node[] = [n];
 
-    // prologue: x = f(x0, other activations of x's shape), f single-use elementwise
-    let xRef = n.inputs[0];
-    let prologue: Expr | undefined;
-    const xShape = ctx.producer(xRef).types[xRef.out].shape;
-    const build = (r: Ref): Expr | undefined => {
+    // prologue: the matmul input is a tree of single-use elementwise ops over activations of its
+    // shape (and constants); the first such activation becomes x, the others loads.
+    const xShape = ctx.producer(n.inputs[0]).types[n.inputs[0].out].shape;
+    const inTree = (r: Ref, root: boolean): boolean => {
       const p = ctx.producer(r);
-      if ((p.op !== 'unary' && p.op !== 'binary') || !onlyUser(ctx, r) || ctx.done(p.id)) return undefined;
-      const main = p.inputs.find((i) => sameShape(ctx.producer(i).types[i.out].shape, xShape) && ctx.producer(i).op !== 'weight');
-      if (!main) return undefined;
-      const others = p.inputs.filter((i) => i !== main);
-      if (others.some((o) => { const op = ctx.producer(o); return op.op !== 'const' && !sameShape(op.types[o.out].shape, xShape); })) return undefined;
-      const inner = build(main) ?? (() => { xRef = main; return { op: 'x' } as Expr; })();
-      absorbed.push(p);
-      if (p.op === 'unary') return { op: p.attrs.fn, args: [inner] };
-      const args = p.inputs.map((i) => (i === main ? inner : load(i))) as [Expr, Expr];
-      return { op: p.attrs.fn, args };
+      return (p.op === 'unary' || p.op === 'binary') && (root || !!onlyUser(ctx, r)) && !ctx.done(p.id) &&
+        sameShape(p.types[r.out].shape, xShape);
     };
-    prologue = build(xRef);
+    let xRef: Ref | undefined;
+    const leaf = (r: Ref): Expr | undefined => {
+      const p = ctx.producer(r);
+      if (p.op === 'const') return { op: 'const', value: p.attrs.value };
+      if (p.op === 'weight' || !sameShape(p.types[r.out].shape, xShape)) return undefined;
+      xRef ??= r;
+      return xRef.id === r.id && xRef.out === r.out ? { op: 'x' } : load(r);
+    };
+    const build = (r: Ref, root: boolean): Expr | undefined => {
+      if (!inTree(r, root)) return leaf(r);
+      const p = ctx.producer(r) as NodeOf<'unary'> | NodeOf<'binary'>;
+      const args = p.inputs.map((i) => build(i, false));
+      if (args.some((a) => !a)) return undefined;
+      absorbed.push(p);
+      return { op: p.attrs.fn, args } as Expr;
+    };
+    const extrasBefore = extras.length;
+    let prologue = inTree(n.inputs[0], true) ? build(n.inputs[0], true) : undefined;
+    if (!prologue || !xRef) {
+      // not a prologue after all: undo what the attempt collected
+      prologue = undefined;
+      xRef = n.inputs[0];
+      extras.length = extrasBefore;
+      absorbed.length = 1;
+    }
 
     // epilogue: follow single users while they are elementwise on this chain's value
     let cur = r0(n);
@@ -91,7 +106,7 @@ export function fuseEpilogues(g: Graph): Rule {
     if (!is(w, 'weight')) return undefined;
     const wRef = n.attrs.layout === 'in_out' ? transposedWeight(ctx, w) : ctx.map(n.inputs[1]);
     const group = { extra: extras.length, ...(prologue ? { prologue } : {}), ...(epi.op !== 'acc' ? { epilogue: epi } : {}) };
-    const [y] = ctx.emit('linear', [ctx.map(xRef), wRef, ...extras.map(ctx.map)], { groups: [group], rows: 'all' }, n.loc, locsOf(absorbed));
+    const [y] = ctx.emit('linear', [ctx.map(xRef!), wRef, ...extras.map(ctx.map)], { groups: [group], rows: 'all' }, n.loc, locsOf(absorbed));
     ctx.absorb(absorbed);
     if (cur.id !== n.id) {
       ctx.replace(cur, y);

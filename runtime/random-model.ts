@@ -1,0 +1,47 @@
+/**
+ * Seeded random checkpoints in the official safetensors layout, with values in the ranges a trained
+ * RWKV-6 has (decays that neither vanish nor explode, lerp coefficients in (0, 1), LayerNorm weights
+ * near 1), so that benchmarks and "unseen model" tests run real arithmetic without a download.
+ */
+import { expectedTensors, writeSafetensors, type StoredDType } from './checkpoint/index.ts';
+import type { ModelConfig } from '../kernels/config.ts';
+import { toBf16, toF16 } from '../kernels/dtype.ts';
+
+/** mulberry32: small, fast, and the same numbers on every platform. */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export function valuesFor(name: string, shape: number[], rnd: () => number): Float32Array {
+  const n = shape.reduce((a, b) => a * b, 1);
+  const out = new Float32Array(n);
+  const uni = (lo: number, hi: number) => { for (let i = 0; i < n; i++) out[i] = lo + (hi - lo) * rnd(); return out; };
+  const fanIn = shape.length >= 2 ? shape[shape.length - 1] : 1;
+  if (/ln\d|ln_out|ln_x|ln0/.test(name)) return name.endsWith('.weight') ? uni(0.8, 1.2) : uni(-0.1, 0.1);
+  if (name.endsWith('time_decay')) return uni(-6, -0.5);
+  if (name.endsWith('time_faaaa')) return uni(-0.5, 0.5);
+  if (/time_maa_[xwkvrg]$/.test(name)) return uni(0, 1);
+  if (/time_maa_w[12]|time_decay_w[12]/.test(name)) return uni(-0.05, 0.05);
+  if (name === 'emb.weight') return uni(-0.5, 0.5);
+  const s = 1 / Math.sqrt(name.endsWith('att.output.weight') || name.endsWith('ffn.value.weight') ? fanIn * 4 : fanIn);
+  return uni(-s * Math.sqrt(3), s * Math.sqrt(3));
+}
+
+export function writeRandomModel(path: string, cfg: ModelConfig, seed: number, dtype: 'f32' | 'bf16' | 'f16' = 'bf16', onTensor?: (i: number, n: number) => void): void {
+  const rnd = seededRandom(seed);
+  const names = [...expectedTensors(cfg)];
+  const tensors = names.map(([name, shape], i) => {
+    onTensor?.(i, names.length);
+    const v = valuesFor(name, shape, rnd);
+    const data = dtype === 'f32' ? v : dtype === 'bf16' ? toBf16(v) : toF16(v);
+    return { name, dtype: dtype as StoredDType, shape, data };
+  });
+  writeSafetensors(path, tensors, { generator: 'rwkvc random-model', seed: String(seed) });
+}

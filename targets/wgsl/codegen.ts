@@ -1,0 +1,174 @@
+/**
+ * WGSL codegen: a shader key (shaders.ts) → WGSL text, through the Handlebars templates in
+ * kernels/*.wgsl.hbs. The templates hold the layout of each kernel; this module computes every value
+ * they print (offsets, counts, expression text), so a template never does arithmetic.
+ *
+ * `renderShader` reads nothing but its key, which is what makes a key a sound pipeline cache key.
+ * Templates are read from disk (Node). A browser runtime gets its shaders pre-rendered instead:
+ * `emitWgsl` (here, in Node) → `loadWgslTarget(..., { shaders })`.
+ */
+import Handlebars from 'handlebars';
+import { readFileSync } from 'node:fs';
+import type { KernelPlan } from '../../kernels/plan.ts';
+import { EXPR_HELPERS, printExpr, type Printed } from './expr.ts';
+import { wgslArrayElem, type WFormat } from './formats.ts';
+import { lowerPlan, type Limits, DEFAULT_LIMITS } from './lower.ts';
+import {
+  MM, MV_ROWS, TS_CHUNK, WG, keyString, paramFields, weightBindings, type ShaderKey,
+} from './shaders.ts';
+
+const hb = Handlebars.create();
+const compile = (name: string) =>
+  hb.compile(readFileSync(new URL(`../../kernels/${name}.wgsl.hbs`, import.meta.url), 'utf8'), { noEscape: true, strict: true });
+for (const partial of ['header', 'weights', 'reduce', 'linear_groups']) hb.registerPartial(partial, compile(partial));
+
+const TEMPLATES = {
+  embed: compile('embed'),
+  layernorm: compile('layernorm'),
+  token_shift: compile('token_shift'),
+  wkv: compile('wkv'),
+  matvec: compile('linear'),
+  matmul: compile('linear_tiled'),
+} as const;
+const TEMPLATE_FILE: Record<ShaderKey['kind'], string> = {
+  embed: 'embed', layernorm: 'layernorm', token_shift: 'token_shift', wkv: 'wkv', matvec: 'linear', matmul: 'linear_tiled',
+};
+
+interface Binding { binding: number; name: string; elem: string }
+
+/** The weight accessors `wN_4` / `wN_1` of the formats in use. */
+const accessors = (fmts: WFormat[]) =>
+  fmts.map((fmt, i) => ({ i, fmt, f32: fmt === 'f32', f16: fmt === 'f16', bf16: fmt === 'bf16', int8: fmt === 'int8' }));
+
+const f32Bindings = (names: string[]): Binding[] => names.map((name, i) => ({ binding: 3 + i, name, elem: 'f32' }));
+
+/** Offsets of the packed vectors, in units of C, in pack order. */
+function packLayout(parts: [string, boolean][]): { name: string; at: number }[] {
+  const out: { name: string; at: number }[] = [];
+  for (const [name, present] of parts) if (present) out.push({ name, at: out.length });
+  return out;
+}
+
+export function renderShader(key: ShaderKey): string {
+  const common = {
+    title: title(key),
+    template: TEMPLATE_FILE[key.kind],
+    keyText: keyString(key),
+    params: paramFields(key),
+    helpers: [] as string[],
+  };
+  switch (key.kind) {
+    case 'embed':
+      return TEMPLATES.embed({
+        ...common,
+        bindings: [{ binding: 3, name: 'w0', elem: wgslArrayElem(key.fmt) }],
+        weights: accessors([key.fmt]),
+      });
+    case 'layernorm':
+      return TEMPLATES.layernorm({ ...common, bindings: f32Bindings(['vecs']) });
+    case 'token_shift': {
+      const mix0 = key.ln ? 2 : 0;
+      const S = key.outs;
+      const pack = [...(key.ln ? ['ln.w', 'ln.b'] : []), ...Array.from({ length: S }, (_, s) => `mix${s}`), ...(key.lora ? ['mu_x'] : [])];
+      const sd = key.lora ? S * key.lora.dim : 0;
+      return TEMPLATES.token_shift({
+        ...common,
+        helpers: key.lora ? [EXPR_HELPERS.tanh_f32] : [],
+        bindings: f32Bindings(key.lora ? ['vecs', 'lora_a', 'lora_b'] : ['vecs']),
+        packDoc: `[${pack.join(', ')}]`,
+        ln: key.ln,
+        lora: !!key.lora,
+        mixAt: mix0,
+        muAt: mix0 + S,
+        dim: key.lora?.dim ?? 0,
+        sd,
+        per: Math.ceil(sd / WG),
+        chunk: TS_CHUNK,
+        outs: Array.from({ length: S }, (_, s) => ({ s })),
+      });
+    }
+    case 'wkv': {
+      const lora = key.decay === 'lora';
+      const packAt = packLayout([['BASE', lora], ['U', key.u], ['NW', key.norm], ['NB', key.norm]]);
+      return TEMPLATES.wkv({
+        ...common,
+        bindings: f32Bindings(lora ? ['vecs', 'lora_b'] : ['vecs']),
+        packDoc: `[${packAt.map((x) => x.name).join(', ')}]`,
+        packAt,
+        headSize: key.headSize,
+        lora,
+        dim: key.loraDim,
+        u: key.u,
+        readFirst: key.order === 'read_first',
+        kDecayScale: key.kDecayScale,
+        norm: key.norm,
+        gate: key.gate,
+      });
+    }
+    case 'matvec': case 'matmul': {
+      const helpers = new Set<string>();
+      const groups = key.groups.map((g, i) => {
+        const pro = g.prologue
+          ? printExpr(g.prologue, { x: `mem[p.g${i}_x + xi]`, load: (k) => `mem[p.g${i}_pl${k} + xi]` }, 'pv')
+          : ({ lines: [], value: `mem[p.g${i}_x + xi]`, helpers: [] } satisfies Printed);
+        const epi = g.epilogue
+          ? printExpr(g.epilogue, { acc: 'acc', load: (k) => `mem[p.g${i}_el${k} + yi]` }, 'ev')
+          : ({ lines: [], value: 'acc', helpers: [] } satisfies Printed);
+        for (const h of [...pro.helpers, ...epi.helpers]) helpers.add(h);
+        return { g: i, fmt: g.fmt, pro, epi, branch: i === 0 ? 'if' : '} else if' };
+      });
+      const view = {
+        ...common,
+        helpers: [...helpers].sort().map((h) => EXPR_HELPERS[h]),
+        bindings: key.groups.map((g, i) => ({ binding: 3 + i, name: `w${i}`, elem: wgslArrayElem(g.fmt) })),
+        weights: accessors(key.groups.map((g) => g.fmt)),
+        groups,
+      };
+      if (key.kind === 'matvec') return TEMPLATES.matvec({ ...view, rows: MV_ROWS, tpr: WG / MV_ROWS });
+      // The staging loops of linear_tiled are written for these sizes (32 tokens × 8 quads of x,
+      // 64 rows × 4 octets of w per step, by 256 invocations).
+      if (MM.BT !== 32 || MM.BO !== 64 || MM.BK !== 32 || WG !== 256) throw new Error('linear_tiled expects BT 32, BO 64, BK 32');
+      return TEMPLATES.matmul({ ...view, bt: MM.BT, bo: MM.BO, bk: MM.BK, xtSize: MM.BK * MM.BT, wtSize: MM.BK * MM.BO });
+    }
+  }
+}
+
+function title(key: ShaderKey): string {
+  switch (key.kind) {
+    case 'embed': return `embed: rows of a ${key.fmt} table`;
+    case 'layernorm': return 'layernorm: LN over the last axis, one workgroup per row';
+    case 'token_shift':
+      return `token_shift: ${key.ln ? 'LN + ' : ''}shift + ${key.outs} lerps${key.lora ? ` + ddlerp LoRA (D = ${key.lora.dim})` : ''}`;
+    case 'wkv': return `wkv: ${key.order} recurrence, head size ${key.headSize}, ${key.decay} decay`;
+    case 'matvec': case 'matmul':
+      return `linear (${key.kind}): ${key.groups.length} group(s), ${key.groups.map((g) => g.fmt).join(' ')} weights`;
+  }
+}
+
+/** Weight bindings a key declares (re-exported for the CLI's --emit listing). */
+export { weightBindings };
+
+export interface EmittedShader {
+  key: string;
+  code: string;
+  /** The plan kernels (by name) that run this shader. */
+  kernels: string[];
+}
+
+/**
+ * Every distinct shader of a plan, for the given device limits (splitting depends on them): what
+ * `--emit kernels` prints and what a browser runtime can be handed pre-rendered.
+ */
+export function emitWgsl(plan: KernelPlan, limits: Limits = DEFAULT_LIMITS): EmittedShader[] {
+  const byKey = new Map<string, EmittedShader>();
+  for (const program of [plan.decode, plan.prefill]) {
+    for (const step of lowerPlan(plan, program, limits).steps) {
+      if (step.kind !== 'dispatch') continue;
+      const k = keyString(step.key);
+      let e = byKey.get(k);
+      if (!e) byKey.set(k, (e = { key: k, code: renderShader(step.key), kernels: [] }));
+      if (!e.kernels.includes(step.kernel)) e.kernels.push(step.kernel);
+    }
+  }
+  return [...byKey.values()];
+}

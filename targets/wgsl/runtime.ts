@@ -1,0 +1,367 @@
+/**
+ * The WGSL target's runtime: loads a KernelPlan onto a WebGPU device and runs its programs. The same code
+ * runs in Node (Dawn, from acquireGpu) and in a browser (navigator.gpu, or any device passed in).
+ *
+ * Everything is built once at load: shaders (rendered by codegen.ts, or handed in pre-rendered), one
+ * pipeline per distinct shader key, weight buffers, per-dispatch uniform slots and bind groups. A call
+ * writes T into the Run uniform and the tokens into mem, encodes every dispatch of the program into one
+ * command buffer (one compute pass), and copies the logits out through a mapped buffer. Reading and
+ * writing the state are copies of mem's state region.
+ */
+import type { KernelPlan, Program } from '../../kernels/plan.ts';
+import { dequantize } from '../../kernels/dtype.ts';
+import { UserError } from '../../runtime/errors.ts';
+import type { LoadTarget, StateTensors, TargetModel, TargetOptions, WeightProvider } from '../backend.ts';
+import { acquireGpu, type AcquiredGpu } from './device.ts';
+import { decodeRow, encodeRows } from './formats.ts';
+import {
+  DEFAULT_LIMITS, elems, lowerPlan, weightRefId, type DispatchStep, type HostEmbedStep, type Limits,
+  type LoweredProgram, type WeightRef,
+} from './lower.ts';
+import { keyString, packParams, weightBindings, type ShaderKey } from './shaders.ts';
+
+// WebGPU's flag values (the same in every implementation); spelled out so the runtime does not depend
+// on the GPUBufferUsage / GPUMapMode globals, which Dawn for Node only installs on request.
+const USAGE = { MAP_READ: 0x1, COPY_SRC: 0x4, COPY_DST: 0x8, UNIFORM: 0x40, STORAGE: 0x80 } as const;
+const SHADER_COMPUTE = 0x4;
+const MAP_READ = 0x1;
+
+export interface WgslOptions extends TargetOptions {
+  /** Run on this device (its owner keeps it); default: acquireGpu(), released by dispose(). */
+  device?: GPUDevice;
+  /** Lower (never raise) the limits the device granted, e.g. to exercise the split paths. */
+  limits?: Partial<Limits>;
+  /** Gather embedding rows on the host even when the table fits one binding. */
+  embedOnHost?: boolean;
+  /** Pre-rendered WGSL by pipeline key (codegen's emitWgsl); keys not found are rendered here (Node). */
+  shaders?: Record<string, string>;
+}
+
+export interface ShaderInfo {
+  key: string;
+  code: string;
+  /** getCompilationInfo(), one `line:col type: message` per entry. */
+  messages: string[];
+}
+
+export interface RunStats {
+  dispatches: number;
+  commandBuffers: number;
+  /** Buffer copies encoded (host-gathered embeddings, the logits readback). */
+  copies: number;
+}
+
+export interface WgslModel extends TargetModel {
+  readonly device: GPUDevice;
+  readonly limits: Limits;
+  readonly shaders: ShaderInfo[];
+  /** What the last run() encoded, and the running totals. */
+  readonly stats: { last: RunStats; total: RunStats & { runs: number } };
+  /** Dispatches one call of a program encodes (the same for every T). */
+  dispatchCount(program: 'decode' | 'prefill'): number;
+  /** The lowered steps (for --emit and tests). */
+  steps(program: 'decode' | 'prefill'): readonly (DispatchStep | HostEmbedStep)[];
+  /** Tests and debugging: write / read any buffer a program declares (activations at T rows). */
+  writeBuffer(program: 'decode' | 'prefill', name: string, data: Float32Array): void;
+  readBuffer(program: 'decode' | 'prefill', name: string, T: number): Promise<Float32Array>;
+}
+
+interface ProgramRt {
+  program: Program;
+  lowered: LoweredProgram;
+  dispatches: { step: DispatchStep; pipeline: GPUComputePipeline; bindGroup: GPUBindGroup }[];
+  /** Host-gathered embeddings: a staging buffer per step, copied into mem in command order. */
+  staging: Map<HostEmbedStep, GPUBuffer>;
+}
+
+export const loadWgslTarget = (async (plan: KernelPlan, weights: WeightProvider, opts: WgslOptions = {}): Promise<WgslModel> => {
+  let acquired: AcquiredGpu | null = null;
+  if (!opts.device) acquired = await acquireGpu();
+  try {
+    return await load(plan, weights, opts, opts.device ?? acquired!.device, acquired);
+  } catch (e) {
+    acquired?.release();
+    throw e;
+  }
+}) satisfies LoadTarget;
+
+async function load(
+  plan: KernelPlan, weights: WeightProvider, opts: WgslOptions, device: GPUDevice, acquired: AcquiredGpu | null,
+): Promise<WgslModel> {
+  const limits = effectiveLimits(device, opts.limits);
+  const lowerOpts = { embedOnHost: opts.embedOnHost };
+  const lowered = { decode: lowerPlan(plan, plan.decode, limits, lowerOpts), prefill: lowerPlan(plan, plan.prefill, limits, lowerOpts) };
+  const layout = lowered.decode.layout;
+  const owned: GPUBuffer[] = [];
+  const buffer = (size: number, usage: number, label: string) => {
+    const b = device.createBuffer({ size: Math.max(16, Math.ceil(size / 16) * 16), usage, label });
+    owned.push(b);
+    return b;
+  };
+
+  device.pushErrorScope('validation');
+  device.pushErrorScope('out-of-memory');
+
+  // Shaders and pipelines, one per distinct key.
+  const keys = new Map<string, ShaderKey>();
+  for (const l of Object.values(lowered)) for (const s of l.steps) if (s.kind === 'dispatch') keys.set(keyString(s.key), s.key);
+  const render = [...keys.keys()].some((k) => !opts.shaders?.[k]) ? (await import('./codegen.ts')).renderShader : null;
+  const shaders: ShaderInfo[] = [];
+  const pipelines = new Map<string, Promise<GPUComputePipeline>>();
+  for (const [k, key] of keys) {
+    const code = opts.shaders?.[k] ?? render!(key);
+    const module = device.createShaderModule({ code, label: key.kind });
+    const messages = [...(await module.getCompilationInfo()).messages].map((m) => `${m.lineNum}:${m.linePos} ${m.type}: ${m.message}`);
+    shaders.push({ key: k, code, messages });
+    if (messages.some((m) => / error: /.test(m))) throw new Error(`WGSL for ${k} does not compile:\n${messages.join('\n')}`);
+    pipelines.set(k, device.createComputePipelineAsync({ layout: pipelineLayout(device, weightBindings(key)), compute: { module, entryPoint: 'main' }, label: key.kind }));
+  }
+
+  // Weights: one GPU buffer per distinct piece or pack; host tables for host-gathered embeddings.
+  const values = new Map<string, Float32Array>();
+  const f32Of = (name: string) => {
+    let v = values.get(name);
+    if (!v) {
+      const decl = plan.weights.find((w) => w.name === name)!;
+      v = weights(decl);
+      const n = decl.shape.reduce((a, b) => a * b, 1);
+      if (v.length !== n) throw new UserError(`weight ${name}: expected ${n} values for shape [${decl.shape}], got ${v.length}`);
+      values.set(name, v);
+    }
+    return v;
+  };
+  const dequantized = (name: string) => {
+    const decl = plan.weights.find((w) => w.name === name)!;
+    return dequantize(f32Of(name), decl.shape[decl.shape.length - 1], decl.dtype);
+  };
+  const gpuWeights = new Map<string, GPUBuffer>();
+  let weightBytes = 0;
+  const weightBuffer = (ref: WeightRef): GPUBuffer => {
+    const id = weightRefId(ref);
+    let b = gpuWeights.get(id);
+    if (b) return b;
+    let bytes: Uint8Array;
+    if (ref.kind === 'rows') bytes = encodeRows(ref.fmt, f32Of(ref.weight), ref.cols, ref.row0, ref.rows);
+    else {
+      const parts = ref.parts.map(dequantized);
+      const all = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+      let at = 0;
+      for (const p of parts) { all.set(p, at); at += p.length; }
+      bytes = new Uint8Array(all.buffer);
+    }
+    b = device.createBuffer({ size: Math.max(16, Math.ceil(bytes.byteLength / 16) * 16), usage: USAGE.STORAGE, mappedAtCreation: true, label: id });
+    new Uint8Array(b.getMappedRange()).set(bytes);
+    b.unmap();
+    owned.push(b);
+    gpuWeights.set(id, b);
+    weightBytes += bytes.byteLength;
+    return b;
+  };
+  const hostTables = new Map<string, Uint8Array>();
+  const hostTable = (ref: HostEmbedStep['table']) => {
+    const id = weightRefId(ref);
+    let t = hostTables.get(id);
+    if (!t) hostTables.set(id, (t = encodeRows(ref.fmt, f32Of(ref.weight), ref.cols, ref.row0, ref.rows)));
+    return t;
+  };
+
+  const mem = buffer(layout.elems * 4, USAGE.STORAGE | USAGE.COPY_SRC | USAGE.COPY_DST, 'mem');
+  const runUniform = buffer(16, USAGE.UNIFORM | USAGE.COPY_DST, 'run');
+  const readback = buffer(Math.max(layout.outputElems, layout.stateElems) * 4, USAGE.MAP_READ | USAGE.COPY_DST, 'readback');
+
+  // Every dispatch's Params in one uniform buffer, each at an aligned offset.
+  const all = [...lowered.decode.steps, ...lowered.prefill.steps].filter((s): s is DispatchStep => s.kind === 'dispatch');
+  const align = device.limits.minUniformBufferOffsetAlignment;
+  const packed = all.map((s) => packParams(s.key, s.params));
+  const slot = Math.ceil(Math.max(...packed.map((p) => p.byteLength), 16) / align) * align;
+  const paramBuf = buffer(Math.max(1, all.length) * slot, USAGE.UNIFORM | USAGE.COPY_DST, 'params');
+  packed.forEach((p, i) => device.queue.writeBuffer(paramBuf, i * slot, p));
+  const slotOf = new Map(all.map((s, i) => [s, i]));
+
+  const programs = {} as Record<'decode' | 'prefill', ProgramRt>;
+  for (const name of ['decode', 'prefill'] as const) {
+    const l = lowered[name];
+    const rt: ProgramRt = { program: plan[name], lowered: l, dispatches: [], staging: new Map() };
+    for (const s of l.steps) {
+      if (s.kind === 'host_embed') {
+        hostTable(s.table);
+        rt.staging.set(s, buffer(plan[name].maxT * s.cols * 4, USAGE.COPY_SRC | USAGE.COPY_DST, `${s.kernel} staging`));
+        continue;
+      }
+      const pipeline = await pipelines.get(keyString(s.key))!;
+      const bindGroup = device.createBindGroup({
+        layout: pipeline.getBindGroupLayout(0),
+        label: s.kernel,
+        entries: [
+          { binding: 0, resource: { buffer: mem } },
+          { binding: 1, resource: { buffer: paramBuf, offset: slotOf.get(s)! * slot, size: packParams(s.key, s.params).byteLength } },
+          { binding: 2, resource: { buffer: runUniform } },
+          ...s.weights.map((w, i) => ({ binding: 3 + i, resource: { buffer: weightBuffer(w) } })),
+        ],
+      });
+      rt.dispatches.push({ step: s, pipeline, bindGroup });
+    }
+    programs[name] = rt;
+  }
+  values.clear();
+
+  const oom = await device.popErrorScope();
+  const invalid = await device.popErrorScope();
+  if (oom || invalid) {
+    for (const b of owned) b.destroy();
+    if (oom) throw new UserError(`the WebGPU device ran out of memory loading the model (${weightBytes} bytes of weights): ${oom.message}`);
+    throw new Error(`WebGPU validation failed while loading the model: ${invalid!.message}`);
+  }
+
+  // Calls run one at a time (they share mem and the readback buffer).
+  let tail: Promise<unknown> = Promise.resolve();
+  const serial = <R>(f: () => Promise<R>): Promise<R> => {
+    const r = tail.then(f);
+    tail = r.catch(() => undefined);
+    return r;
+  };
+  const zero = (): RunStats => ({ dispatches: 0, commandBuffers: 0, copies: 0 });
+  const stats = { last: zero(), total: { ...zero(), runs: 0 } };
+  const embedRows = plan.weights.find((w) => plan.decode.kernels.some((k) => k.kind === 'embed' && k.table === w.name))?.shape[0];
+  const vocab = embedRows ?? plan.config.vocabSize;
+
+  const writeMem = (offset: number, v: Float32Array) => device.queue.writeBuffer(mem, offset * 4, v.buffer, v.byteOffset, v.byteLength);
+  const readRegion = async (offset: number, n: number): Promise<Float32Array> => {
+    const tmp = n * 4 > readback.size ? buffer(n * 4, USAGE.MAP_READ | USAGE.COPY_DST, 'read') : readback;
+    const enc = device.createCommandEncoder();
+    enc.copyBufferToBuffer(mem, offset * 4, tmp, 0, n * 4);
+    device.queue.submit([enc.finish()]);
+    await tmp.mapAsync(MAP_READ, 0, n * 4);
+    const out = new Float32Array(tmp.getMappedRange(0, n * 4).slice(0));
+    tmp.unmap();
+    if (tmp !== readback) { tmp.destroy(); owned.splice(owned.indexOf(tmp), 1); }
+    return out;
+  };
+
+  const run = (which: 'decode' | 'prefill', tokens: Int32Array) => serial(async () => {
+    const P = programs[which];
+    const T = tokens.length;
+    if (!(T >= 1 && T <= P.program.maxT)) throw new UserError(`the ${which} program takes 1..${P.program.maxT} tokens, got ${T}`);
+    for (const t of tokens)
+      if (!(t >= 0 && t < vocab)) throw new UserError(`token id ${t} is outside the vocabulary (0..${vocab - 1})`);
+    const q = device.queue;
+    q.writeBuffer(runUniform, 0, new Uint32Array([T, 0, 0, 0]));
+    q.writeBuffer(mem, layout.tokens * 4, Float32Array.from(tokens));
+    const last = zero();
+    const enc = device.createCommandEncoder({ label: which });
+    let pass: GPUComputePassEncoder | null = null;
+    let d = 0;
+    for (const s of P.lowered.steps) {
+      if (s.kind === 'host_embed') {
+        // Gather on the host, then copy into mem at this point of the command stream.
+        const stage = P.staging.get(s)!;
+        const rows = new Float32Array(T * s.cols);
+        const table = hostTable(s.table);
+        for (let t = 0; t < T; t++) decodeRow(s.table.fmt, table, s.cols, s.table.rows, tokens[t], rows, t * s.cols);
+        q.writeBuffer(stage, 0, rows);
+        pass?.end();
+        pass = null;
+        enc.copyBufferToBuffer(stage, 0, mem, s.out * 4, rows.byteLength);
+        last.copies++;
+        continue;
+      }
+      const { step, pipeline, bindGroup } = P.dispatches[d++];
+      pass ??= enc.beginComputePass({ label: which });
+      pass.setPipeline(pipeline);
+      pass.setBindGroup(0, bindGroup);
+      pass.dispatchWorkgroups(...step.grid(T));
+      last.dispatches++;
+    }
+    pass?.end();
+    const out = P.lowered.output;
+    const n = out ? elems(out, T) : 0;
+    if (n) { enc.copyBufferToBuffer(mem, layout.output * 4, readback, 0, n * 4); last.copies++; }
+    q.submit([enc.finish()]);
+    last.commandBuffers = 1;
+    stats.last = last;
+    stats.total.dispatches += last.dispatches;
+    stats.total.copies += last.copies;
+    stats.total.commandBuffers += 1;
+    stats.total.runs++;
+    if (!n) { await q.onSubmittedWorkDone(); return new Float32Array(0); }
+    await readback.mapAsync(MAP_READ, 0, n * 4);
+    const logits = new Float32Array(readback.getMappedRange(0, n * 4).slice(0));
+    readback.unmap();
+    return logits;
+  });
+
+  let disposed = false;
+  const model: WgslModel = {
+    target: 'wgsl',
+    plan,
+    maxTokens: plan.prefill.maxT,
+    device,
+    limits,
+    shaders,
+    stats,
+    run,
+    readState: () => serial(async () => {
+      const all = await readRegion(0, layout.stateElems);
+      const out: StateTensors = {};
+      for (const [name, r] of layout.state) out[name] = all.slice(r.offset, r.offset + r.elems);
+      return out;
+    }),
+    writeState: (state) => serial(async () => {
+      for (const [name, v] of Object.entries(state)) {
+        const r = layout.state.get(name);
+        if (!r) continue;
+        if (v.length !== r.elems) throw new UserError(`state ${name}: expected ${r.elems} values, got ${v.length}`);
+        writeMem(r.offset, v);
+      }
+    }),
+    dispatchCount: (p) => programs[p].dispatches.length,
+    steps: (p) => programs[p].lowered.steps,
+    writeBuffer(p, name, data) {
+      const o = programs[p].lowered.offsets.get(name);
+      if (o === undefined) throw new Error(`the ${p} program has no buffer ${name}`);
+      writeMem(o, data);
+    },
+    readBuffer: (p, name, T) => serial(async () => {
+      const o = programs[p].lowered.offsets.get(name);
+      const decl = programs[p].program.buffers.find((b) => b.name === name);
+      if (o === undefined || !decl) throw new Error(`the ${p} program has no buffer ${name}`);
+      return readRegion(o, elems(decl, T));
+    }),
+    dispose() {
+      if (disposed) return;
+      disposed = true;
+      for (const b of owned) b.destroy();
+      acquired?.release();
+    },
+  };
+  return model;
+}
+
+/** The device's limits, lowered by what the caller asked for. */
+function effectiveLimits(device: GPUDevice, cap: Partial<Limits> = {}): Limits {
+  const dl = device.limits as unknown as Record<string, number>;
+  const out = {} as Limits;
+  for (const k of Object.keys(DEFAULT_LIMITS) as (keyof Limits)[]) out[k] = Math.min(dl[k] ?? DEFAULT_LIMITS[k], cap[k] ?? Infinity);
+  return out;
+}
+
+const layouts = new WeakMap<GPUDevice, Map<number, GPUPipelineLayout>>();
+
+/** mem, Params, Run, then n read-only weight bindings: the same shape for every shader. */
+function pipelineLayout(device: GPUDevice, n: number): GPUPipelineLayout {
+  let m = layouts.get(device);
+  if (!m) layouts.set(device, (m = new Map()));
+  let l = m.get(n);
+  if (!l) {
+    const bgl = device.createBindGroupLayout({
+      entries: [
+        { binding: 0, visibility: SHADER_COMPUTE, buffer: { type: 'storage' } },
+        { binding: 1, visibility: SHADER_COMPUTE, buffer: { type: 'uniform' } },
+        { binding: 2, visibility: SHADER_COMPUTE, buffer: { type: 'uniform' } },
+        ...Array.from({ length: n }, (_, i) => ({ binding: 3 + i, visibility: SHADER_COMPUTE, buffer: { type: 'read-only-storage' as const } })),
+      ],
+    });
+    m.set(n, (l = device.createPipelineLayout({ bindGroupLayouts: [bgl] })));
+  }
+  return l;
+}

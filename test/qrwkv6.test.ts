@@ -78,7 +78,7 @@ describe('QRWKV6 time-mix from the same recurrence op', () => {
     expect(maxAbsDiff(seq.out.data, want.out)).toBeLessThan(1e-9);
     expect(maxAbsDiff(seq['state.wkv'].data, want.S)).toBeLessThan(1e-9);
     // step mode: one token per call, state carried
-    let st = { 'state.att_shift': new Float64Array(C), 'state.wkv': new Float64Array(cfg.nHead * 256) };
+    let st: Record<string, Float64Array> = { 'state.att_shift': new Float64Array(C), 'state.wkv': new Float64Array(cfg.nHead * 256) };
     const outs = new Float64Array(T * C);
     for (let t = 0; t < T; t++) {
       const o = interpret(g, 1, { x: x.subarray(t * C, (t + 1) * C), ...st }, read);

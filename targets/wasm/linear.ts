@@ -1,0 +1,335 @@
+/**
+ * The linear kernel: y[t, o] = epilogue(Σ_i W[o, i]·prologue(x)[t, i]) for one or more matrices in one
+ * phase, output rows split across threads in panels of 16.
+ *
+ * Weights are stored in panels [ceil(O/16)][I][16] (see pack.ts): for each input i the 16 weights of
+ * a panel's outputs are adjacent, so
+ *   - decode (matvec) streams each panel once, front to back, with one broadcast x[i] per 16 weights,
+ *     four independent f32x4 accumulators and no horizontal sums;
+ *   - prefill (matmul) keeps a 2-token × 16-output register tile (8 accumulators) and reuses every
+ *     weight vector for both tokens; bf16/f16/int8 panels are first widened once into an f32 copy in
+ *     the thread's scratch, so the hot loop is the same for every dtype.
+ * Each output is computed by one thread with a summation order that depends only on I, so any
+ * thread count gives bit-identical results.
+ */
+import type { Expr, WeightDType } from '../../kernels/plan.ts';
+import { PANEL } from './abi.ts';
+import { printExpr } from './expr.ts';
+import { f4, get, i32, i4, ld, Locals, madd, Params, set, splat, st, storeLanes } from './wat.ts';
+
+export interface PanelWeight {
+  addr: number;
+  dtype: WeightDType;
+  O: number;
+  I: number;
+}
+
+/** A buffer an expression loads: element (row, col) is at addr + (row·stride + col)·4; stride 0 = broadcast row. */
+export interface LoadRef { addr: number; stride: number }
+
+export interface LinTask {
+  w: PanelWeight;
+  x: number;
+  xStride: number;
+  y: number;
+  yStride: number;
+  prologue?: Expr;
+  epilogue?: Expr;
+  loads: Record<string, LoadRef>;
+  /** rows 'last': only x row T−1, written to y row 0 (epilogue loads use row 0 too, as the reference). */
+  last: boolean;
+}
+
+export interface LinOptions {
+  relaxed: boolean;
+  /** true: T is a runtime parameter and rows go through the 2-row matmul tile; false: T = 1. */
+  matmul: boolean;
+  /** Byte offsets inside the thread scratch ($ts) of the prologue staging area and the widened panel. */
+  stageOff: number;
+  panelOff: number;
+}
+
+/** Bytes per input column of one panel (int8: inside a block; blocks add 64 bytes of scales). */
+export const panelBytes = (dtype: WeightDType, I: number): number => {
+  switch (dtype) {
+    case 'f32': return I * PANEL * 4;
+    case 'bf16': case 'f16': return I * PANEL * 2;
+    case 'int8': return (I / 32) * (32 * PANEL + PANEL * 4);
+  }
+};
+
+const TILE_T = 2; // tokens per matmul register tile
+const UNROLL = 4; // inputs per loop iteration (f32 panels)
+const HI16 = 0xffff0000 | 0;
+const F16_MASK = 0x8fffe000 | 0;
+const TOP8 = 0xff000000 | 0;
+
+/**
+ * The four f32x4 weight vectors (outputs 4v..4v+3 of the panel) of input column at byte `off` from
+ * the pointer local `wp`. `pre` loads the raw vector(s) into locals; f16 values come out scaled by
+ * 2^-112 and int8 values by 2^24 (fixed by the caller: x·2^64 and acc·2^48; scales stored ·2^-24).
+ */
+function weightVectors(dtype: WeightDType, wp: string, off: number): { pre: string; w: string[] } {
+  const A = get('wa'), B = get('wb');
+  switch (dtype) {
+    case 'f32':
+      return { pre: '', w: [0, 1, 2, 3].map((v) => ld(get(wp), off + 16 * v)) };
+    case 'bf16':
+      return {
+        pre: set('wa', ld(get(wp), off)) + set('wb', ld(get(wp), off + 16)),
+        w: [`(i32x4.shl ${A} (i32.const 16))`, `(v128.and ${A} ${i4(HI16)})`,
+          `(i32x4.shl ${B} (i32.const 16))`, `(v128.and ${B} ${i4(HI16)})`],
+      };
+    case 'f16': {
+      const even = (v: string) => `(v128.and (i32x4.shr_s (i32x4.shl ${v} (i32.const 16)) (i32.const 3)) ${i4(F16_MASK)})`;
+      const odd = (v: string) => `(v128.and (i32x4.shr_s ${v} (i32.const 3)) ${i4(F16_MASK)})`;
+      return { pre: set('wa', ld(get(wp), off)) + set('wb', ld(get(wp), off + 16)), w: [even(A), odd(A), even(B), odd(B)] };
+    }
+    case 'int8': {
+      const cvt = (v: string) => `(f32x4.convert_i32x4_s ${v})`;
+      return {
+        pre: set('wa', ld(get(wp), off)),
+        w: [cvt(`(i32x4.shl ${A} (i32.const 24))`), cvt(`(v128.and (i32x4.shl ${A} (i32.const 16)) ${i4(TOP8)})`),
+          cvt(`(v128.and (i32x4.shl ${A} (i32.const 8)) ${i4(TOP8)})`), cvt(`(v128.and ${A} ${i4(TOP8)})`)],
+      };
+    }
+  }
+}
+
+/** Byte stride per input column inside a panel (int8: inside a 32-column block). */
+const colBytes = (dtype: WeightDType) => (dtype === 'f32' ? 64 : dtype === 'int8' ? 16 : 32);
+
+export class LinearRenderer {
+  readonly L = new Locals();
+  constructor(readonly P: Params, readonly o: LinOptions) {
+    for (const n of ['lo', 'hi', 'pa', 'pb', 'p', 'wp', 'wq', 'xp', 'xe', 'x0', 't', 'k', 'yp', 'row']) this.L.add(n, 'i32');
+    for (const n of ['wa', 'wb', 'xs', 'ev']) this.L.add(n, 'v128');
+  }
+
+  /** Body of a phase function over all tasks (params $tid $nth $T in scope). */
+  render(tasks: LinTask[]): string {
+    const units = tasks.map((t) => Math.ceil(t.w.O / PANEL));
+    const total = units.reduce((a, b) => a + b, 0);
+    const out: string[] = [
+      set('lo', `(call $lo ${i32(total)} (local.get $tid) (local.get $nth))`),
+      set('hi', `(call $lo ${i32(total)} (i32.add (local.get $tid) (i32.const 1)) (local.get $nth))`),
+    ];
+    let base = 0;
+    tasks.forEach((t, g) => {
+      out.push(`;; task ${g}: ${t.w.O}×${t.w.I} ${t.w.dtype}`);
+      out.push(set('pa', `(i32.sub ${get('lo')} ${i32(base)})`));
+      out.push(`(if (i32.lt_s ${get('pa')} (i32.const 0)) (then ${set('pa', i32(0))}))`);
+      out.push(set('pb', `(i32.sub ${get('hi')} ${i32(base)})`));
+      out.push(`(if (i32.gt_s ${get('pb')} ${i32(units[g])}) (then ${set('pb', i32(units[g]))}))`);
+      out.push(`(if (i32.lt_s ${get('pa')} ${get('pb')}) (then\n${this.task(t)}))`);
+      base += units[g];
+    });
+    return out.join('\n');
+  }
+
+  private task(t: LinTask): string {
+    const { I } = t.w;
+    const out: string[] = [];
+    // Row of x the matvec reads: row 0 at decode, row T−1 for rows 'last'.
+    let x = this.P.addr(t.x);
+    if (t.last) x = `(i32.add ${x} (i32.mul (i32.sub (local.get $T) (i32.const 1)) ${i32(t.xStride * 4)}))`;
+    let xStride = t.xStride;
+    if (t.prologue) {
+      if (t.xStride !== I) throw new Error('a prologue needs x rows of width I');
+      out.push(this.stage(t, x));
+      x = `(i32.add (global.get $ts) ${i32(this.o.stageOff)})`;
+      xStride = I;
+    }
+    out.push(set('x0', x));
+    const matmul = this.o.matmul && !t.last;
+    const f32Panels = t.w.dtype === 'f32';
+    out.push(set('p', get('pa')));
+    const panel: string[] = [];
+    panel.push(set('wp', `(i32.add ${this.P.addr(t.w.addr)} (i32.mul ${get('p')} ${i32(panelBytes(t.w.dtype, I))}))`));
+    if (!matmul) {
+      panel.push(this.matvec(t, t.w.dtype, get('x0')));
+      panel.push(this.stores(t, ['c0', 'c1', 'c2', 'c3'], i32(0)));
+    } else {
+      if (!f32Panels) {
+        panel.push(this.widen(t));
+        panel.push(set('wp', `(i32.add (global.get $ts) ${i32(this.o.panelOff)})`));
+      }
+      panel.push(this.matmulRows(t, xStride));
+    }
+    out.push(`(block $pd (loop $pl (br_if $pd (i32.ge_s ${get('p')} ${get('pb')}))\n${panel.join('\n')}\n${set('p', `(i32.add ${get('p')} (i32.const 1))`)} (br $pl)))`);
+    return out.join('\n');
+  }
+
+  /** prologue(x) of the needed rows into the thread's staging area (every thread stages its own copy). */
+  private stage(t: LinTask, xRow: string): string {
+    const I = t.w.I;
+    const n = t.last ? i32(I * 4) : `(i32.mul (local.get $T) ${i32(I * 4)})`;
+    const rowOff = (r: LoadRef) => (t.last ? `(i32.mul (i32.sub (local.get $T) (i32.const 1)) ${i32(r.stride * 4)})` : i32(0));
+    const e = printExpr(t.prologue!, {
+      x: ld(`(i32.add ${xRow} ${get('k')})`),
+      load: (b) => {
+        const r = t.loads[b];
+        if (!r) throw new Error(`prologue loads unknown buffer '${b}'`);
+        if (r.stride !== I) throw new Error(`prologue load '${b}' must have rows of width I`);
+        return ld(`(i32.add (i32.add ${this.P.addr(r.addr)} ${rowOff(r)}) ${get('k')})`);
+      },
+    });
+    // Whole vectors: the staging area has room past the end, and loads past a buffer's end stay in memory.
+    return `${set('k', i32(0))}
+(block $sd (loop $sl (br_if $sd (i32.ge_u ${get('k')} ${n}))
+  ${st(`(i32.add (i32.add (global.get $ts) ${i32(this.o.stageOff)}) ${get('k')})`, e)}
+  ${set('k', `(i32.add ${get('k')} (i32.const 16))`)} (br $sl)))`;
+  }
+
+  /** c0..c3 = the 16 dot products of panel $wp with the x row at `xRow` (any dtype). */
+  private matvec(t: LinTask, dtype: WeightDType, xRow: string): string {
+    const I = t.w.I, R = this.o.relaxed;
+    const out: string[] = [];
+    for (let v = 0; v < 4; v++) out.push(set(`c${v}`, f4(0)));
+    for (let v = 0; v < 4; v++) this.L.add(`c${v}`, 'v128');
+    out.push(set('xp', xRow));
+    const xsOf = (off: number) => (dtype === 'f16' ? `(f32x4.mul ${splat(get('xp'), off)} ${f4(2 ** 64)})` : splat(get('xp'), off));
+    if (dtype === 'int8') {
+      // Blocks of 32 inputs: d = Σ q·x inside the block, then c += d·scale (one multiply per block).
+      for (let v = 0; v < 4; v++) this.L.add(`d${v}`, 'v128');
+      const step: string[] = [];
+      for (let u = 0; u < 8; u++) {
+        const { pre, w } = weightVectors('int8', 'wp', 16 * u);
+        step.push(set('xs', xsOf(4 * u)), pre);
+        for (let v = 0; v < 4; v++) step.push(set(`d${v}`, madd(R, get('xs'), w[v], get(`d${v}`))));
+      }
+      out.push(set('xe', `(i32.add ${get('xp')} ${i32(I * 4)})`));
+      out.push(`(loop $blk
+  ${[0, 1, 2, 3].map((v) => set(`d${v}`, f4(0))).join(' ')}
+  ${set('k', i32(4))}
+  (loop $in
+    ${step.join('\n    ')}
+    ${set('wp', `(i32.add ${get('wp')} (i32.const 128))`)} ${set('xp', `(i32.add ${get('xp')} (i32.const 32))`)}
+    ${set('k', `(i32.sub ${get('k')} (i32.const 1))`)} (br_if $in ${get('k')}))
+  ${[0, 1, 2, 3].map((v) => set(`c${v}`, madd(R, get(`d${v}`), ld(get('wp'), 16 * v), get(`c${v}`)))).join('\n  ')}
+  ${set('wp', `(i32.add ${get('wp')} (i32.const 64))`)}
+  (br_if $blk (i32.lt_u ${get('xp')} ${get('xe')})))`);
+      return out.join('\n');
+    }
+    const cb = colBytes(dtype);
+    const U = dtype === 'f32' ? UNROLL : 2 * UNROLL;
+    const main = Math.floor(I / U), rest = I % U;
+    const step = (u: number) => {
+      const { pre, w } = weightVectors(dtype, 'wp', cb * u);
+      return [set('xs', xsOf(4 * u)), pre, ...w.map((wv, v) => set(`c${v}`, madd(R, get('xs'), wv, get(`c${v}`))))].join(' ');
+    };
+    if (main > 0) {
+      out.push(set('xe', `(i32.add ${get('xp')} ${i32(main * U * 4)})`));
+      const body: string[] = [];
+      for (let u = 0; u < U; u++) body.push(step(u));
+      out.push(`(loop $mv\n  ${body.join('\n  ')}
+  ${set('wp', `(i32.add ${get('wp')} ${i32(cb * U)})`)} ${set('xp', `(i32.add ${get('xp')} ${i32(4 * U)})`)}
+  (br_if $mv (i32.lt_u ${get('xp')} ${get('xe')})))`);
+    }
+    for (let u = 0; u < rest; u++) out.push(step(u));
+    if (dtype === 'f16') for (let v = 0; v < 4; v++) out.push(set(`c${v}`, `(f32x4.mul ${get(`c${v}`)} ${f4(2 ** 48)})`));
+    return out.join('\n');
+  }
+
+  /** Widen panel $wp (bf16/f16/int8) to exact f32 values in the thread scratch, same [I][16] order. */
+  private widen(t: LinTask): string {
+    const { I, dtype } = t.w;
+    const dst = `(i32.add (global.get $ts) ${i32(this.o.panelOff)})`;
+    const out: string[] = [set('wq', dst), set('xe', `(i32.add ${get('wq')} ${i32(I * 64)})`)];
+    const stores = (w: string[], scale: (v: number) => string) =>
+      w.map((wv, v) => st(get('wq'), scale(v).replace('#', wv), 16 * v)).join(' ');
+    if (dtype === 'int8') {
+      for (let v = 0; v < 4; v++) this.L.add(`s${v}`, 'v128');
+      const { pre, w } = weightVectors('int8', 'wp', 0);
+      out.push(`(loop $wb
+  ${[0, 1, 2, 3].map((v) => set(`s${v}`, ld(get('wp'), 512 + 16 * v))).join(' ')}
+  ${set('k', i32(32))}
+  (loop $wi ${pre} ${stores(w, (v) => `(f32x4.mul # ${get(`s${v}`)})`)}
+    ${set('wp', `(i32.add ${get('wp')} (i32.const 16))`)} ${set('wq', `(i32.add ${get('wq')} (i32.const 64))`)}
+    ${set('k', `(i32.sub ${get('k')} (i32.const 1))`)} (br_if $wi ${get('k')}))
+  ${set('wp', `(i32.add ${get('wp')} (i32.const 64))`)}
+  (br_if $wb (i32.lt_u ${get('wq')} ${get('xe')})))`);
+    } else {
+      const { pre, w } = weightVectors(dtype, 'wp', 0);
+      const scale = dtype === 'f16' ? (_: number) => `(f32x4.mul # ${f4(2 ** 112)})` : () => '#';
+      out.push(`(loop $wl ${pre} ${stores(w, scale)}
+  ${set('wp', `(i32.add ${get('wp')} (i32.const 32))`)} ${set('wq', `(i32.add ${get('wq')} (i32.const 64))`)}
+  (br_if $wl (i32.lt_u ${get('wq')} ${get('xe')})))`);
+    }
+    return out.join('\n');
+  }
+
+  /** All T rows against the f32 panel at $wp: 2-row tiles, then a 1-row tail. */
+  private matmulRows(t: LinTask, xStride: number): string {
+    const I = t.w.I, R = this.o.relaxed;
+    const tile = (rows: number) => {
+      const acc = (r: number, v: number) => `m${r}_${v}`;
+      for (let r = 0; r < rows; r++) for (let v = 0; v < 4; v++) this.L.add(acc(r, v), 'v128');
+      for (let r = 0; r < rows; r++) this.L.add(`xs${r}`, 'v128');
+      const init = [] as string[];
+      for (let r = 0; r < rows; r++) for (let v = 0; v < 4; v++) init.push(set(acc(r, v), f4(0)));
+      const step = (u: number) => {
+        const s: string[] = [];
+        for (let r = 0; r < rows; r++) s.push(set(`xs${r}`, splat(get('xp'), r * xStride * 4 + 4 * u)));
+        for (let v = 0; v < 4; v++) {
+          s.push(set('ev', ld(get('wq'), 64 * u + 16 * v)));
+          for (let r = 0; r < rows; r++) s.push(set(acc(r, v), madd(R, get(`xs${r}`), get('ev'), get(acc(r, v)))));
+        }
+        return s.join(' ');
+      };
+      const main = Math.floor(I / UNROLL), rest = I % UNROLL;
+      const body: string[] = [...init, set('wq', get('wp')),
+        set('xp', `(i32.add ${get('x0')} (i32.mul ${get('t')} ${i32(xStride * 4)}))`)];
+      if (main > 0) {
+        const steps: string[] = [];
+        for (let u = 0; u < UNROLL; u++) steps.push(step(u));
+        body.push(set('xe', `(i32.add ${get('xp')} ${i32(main * UNROLL * 4)})`));
+        body.push(`(loop $mm\n  ${steps.join('\n  ')}
+  ${set('wq', `(i32.add ${get('wq')} ${i32(64 * UNROLL)})`)} ${set('xp', `(i32.add ${get('xp')} ${i32(4 * UNROLL)})`)}
+  (br_if $mm (i32.lt_u ${get('xp')} ${get('xe')})))`);
+      }
+      for (let u = 0; u < rest; u++) body.push(step(u));
+      for (let r = 0; r < rows; r++)
+        body.push(this.stores(t, [0, 1, 2, 3].map((v) => acc(r, v)), `(i32.add ${get('t')} ${i32(r)})`));
+      return body.join('\n');
+    };
+    return `${set('t', i32(0))}
+(block $td (loop $tl (br_if $td (i32.gt_s (i32.add ${get('t')} ${i32(TILE_T)}) (local.get $T)))
+${tile(TILE_T)}
+${set('t', `(i32.add ${get('t')} ${i32(TILE_T)})`)} (br $tl)))
+(block $rd (loop $rl (br_if $rd (i32.ge_s ${get('t')} (local.get $T)))
+${tile(1)}
+${set('t', `(i32.add ${get('t')} (i32.const 1))`)} (br $rl)))`;
+  }
+
+  /** Epilogue and store of panel $p's 16 outputs of row `row` (i32 WAT); the last panel may be partial. */
+  private stores(t: LinTask, acc: string[], row: string): string {
+    const O = t.w.O, np = Math.ceil(O / PANEL), partial = O % PANEL;
+    const colOff = `(i32.mul ${get('p')} (i32.const 64))`;
+    const at = (addr: number, stride: number) =>
+      stride === 0
+        ? `(i32.add ${this.P.addr(addr)} ${colOff})`
+        : `(i32.add (i32.add ${this.P.addr(addr)} (i32.mul ${row} ${i32(stride * 4)})) ${colOff})`;
+    const lines: string[] = [set('yp', at(t.y, t.yStride))];
+    const value = (v: number) => {
+      if (!t.epilogue) return get(acc[v]);
+      return printExpr(t.epilogue, {
+        acc: get(acc[v]),
+        load: (b) => {
+          const r = t.loads[b];
+          if (!r) throw new Error(`epilogue loads unknown buffer '${b}'`);
+          return ld(at(r.addr, r.stride), 16 * v);
+        },
+      });
+    };
+    const full: string[] = [], part: string[] = [];
+    for (let v = 0; v < 4; v++) {
+      full.push(st(get('yp'), value(v), 16 * v));
+      const n = Math.min(4, Math.max(0, partial - 4 * v));
+      if (n > 0) part.push(set('ev', value(v)), storeLanes(`(i32.add ${get('yp')} ${i32(16 * v)})`, get('ev'), n));
+    }
+    if (!partial) return [...lines, ...full].join('\n');
+    lines.push(`(if (i32.eq ${get('p')} ${i32(np - 1)}) (then ${part.join('\n')}) (else ${full.join('\n')}))`);
+    return lines.join('\n');
+  }
+}

@@ -1,0 +1,78 @@
+/**
+ * Weight packing at load time (runtime side: no compiler needed). f32 values from the WeightProvider
+ * become the storage dtype in the layout the kernels read:
+ *
+ *   panel [ceil(O/16)][I][16]: for each input i, the 16 outputs of a panel side by side (rows past O
+ *   are zero). Within the 16 lanes the order is what makes the kernel's decode cheapest:
+ *     f32        lane l = output l
+ *     bf16, f16  u16 q = output 8·(q>>3) + 4·(q&1) + ((q&7)>>1)   (even/odd halves of i32 lanes
+ *                                                                  widen with one shift or mask)
+ *     int8       per block of 32 inputs: 32 × 16 bytes, byte q = output 4·(q&3) + (q>>2) (a byte is
+ *                moved to the top of its i32 lane), then 16 f32 scales · 2^-24
+ *   raw: dequantised f32 in the plan's layout (vectors, the embedding table, LoRA bases).
+ * The values are exactly those of kernels/dtype.ts dequantize(), which the reference uses.
+ */
+import type { WeightDecl } from '../../kernels/plan.ts';
+import { dequantize, INT8_BLOCK, toBf16, toF16, toInt8 } from '../../kernels/dtype.ts';
+import { PANEL } from './abi.ts';
+import type { PackedWeightLayout } from './layout.ts';
+
+const U16_OUT = Array.from({ length: 16 }, (_, q) => 8 * (q >> 3) + 4 * (q & 1) + ((q & 7) >> 1));
+const I8_OUT = Array.from({ length: 16 }, (_, q) => 4 * (q & 3) + (q >> 2));
+
+export function packWeight(buf: ArrayBufferLike, w: PackedWeightLayout, values: Float32Array, decl: WeightDecl): void {
+  const n = decl.shape.reduce((a, b) => a * b, 1);
+  if (values.length !== n) throw new Error(`weight '${decl.name}': provider gave ${values.length} values, shape [${decl.shape}] needs ${n}`);
+  if (w.pack === 'raw') {
+    new Float32Array(buf, w.offset, n).set(dequantize(values, decl.shape[decl.shape.length - 1], decl.dtype));
+    return;
+  }
+  const O = w.O!, I = w.I!, row0 = w.row0 ?? 0;
+  const np = Math.ceil(O / PANEL);
+  const slice = values.subarray(row0 * I, (row0 + O) * I);
+  switch (w.dtype) {
+    case 'f32': {
+      const dst = new Float32Array(buf, w.offset, np * I * PANEL);
+      for (let p = 0; p < np; p++)
+        for (let l = 0; l < PANEL; l++) {
+          const o = p * PANEL + l;
+          if (o >= O) break;
+          const src = o * I, d = p * I * PANEL + l;
+          for (let i = 0; i < I; i++) dst[d + i * PANEL] = slice[src + i];
+        }
+      return;
+    }
+    case 'bf16': case 'f16': {
+      const h = w.dtype === 'bf16' ? toBf16(slice) : toF16(slice);
+      const dst = new Uint16Array(buf, w.offset, np * I * PANEL);
+      for (let p = 0; p < np; p++)
+        for (let q = 0; q < PANEL; q++) {
+          const o = p * PANEL + U16_OUT[q];
+          if (o >= O) continue;
+          const src = o * I, d = p * I * PANEL + q;
+          for (let i = 0; i < I; i++) dst[d + i * PANEL] = h[src + i];
+        }
+      return;
+    }
+    case 'int8': {
+      const { q, scales } = toInt8(slice, I);
+      const nb = I / INT8_BLOCK, blockBytes = INT8_BLOCK * PANEL + PANEL * 4;
+      const bytes = new Int8Array(buf, w.offset, np * nb * blockBytes);
+      const view = new DataView(buf as ArrayBuffer, w.offset, np * nb * blockBytes);
+      for (let p = 0; p < np; p++)
+        for (let b = 0; b < nb; b++) {
+          const base = (p * nb + b) * blockBytes;
+          for (let k = 0; k < PANEL; k++) {
+            const o = p * PANEL + I8_OUT[k];
+            if (o >= O) continue;
+            for (let i = 0; i < INT8_BLOCK; i++) bytes[base + i * PANEL + k] = q[o * I + b * INT8_BLOCK + i];
+          }
+          for (let l = 0; l < PANEL; l++) {
+            const o = p * PANEL + l;
+            view.setFloat32(base + INT8_BLOCK * PANEL + 4 * l, o < O ? scales[o * nb + b] * 2 ** -24 : 0, true);
+          }
+        }
+      return;
+    }
+  }
+}

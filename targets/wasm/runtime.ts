@@ -1,0 +1,125 @@
+/**
+ * The WASM-SIMD target's runtime: loads a compiled artifact (.wasm + layout JSON), packs the weights
+ * into shared linear memory and runs programs on a team of threads. Only `loadWasmTarget` (which
+ * starts from a plan) imports the compiler, lazily; `loadWasmArtifact` needs nothing but the files.
+ */
+import { availableParallelism } from 'node:os';
+import { readFile, writeFile, mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { LoadTarget, StateTensors, TargetModel, TargetOptions, WeightProvider } from '../backend.ts';
+import type { BufferDecl, KernelPlan } from '../../kernels/plan.ts';
+import { PROGRAM_ID } from './abi.ts';
+import { memoryBytes, PAGE, threadScratch, type WasmLayout } from './layout.ts';
+import { packWeight } from './pack.ts';
+import { startTeam, type Team } from './team.ts';
+
+/** What the runtime needs of a compiled plan (codegen's WasmArtifact has this shape). */
+export interface WasmArtifactFiles {
+  wasm: Uint8Array;
+  wasmRelaxed?: Uint8Array;
+  layout: WasmLayout;
+}
+
+export interface WasmTargetOptions extends TargetOptions {
+  /** Use the relaxed-SIMD (FMA) module when the engine supports it (default true). */
+  relaxed?: boolean;
+}
+
+export interface WasmTargetModel extends TargetModel {
+  /** Which module runs: 'relaxed' (FMA) or 'simd'. */
+  readonly variant: 'relaxed' | 'simd';
+  readonly threads: number;
+  readonly layout: WasmLayout;
+  /** Synchronous run (benchmarks time it without promise overhead). */
+  runSync(program: 'decode' | 'prefill', tokens: Int32Array): Float32Array;
+}
+
+const elems = (b: BufferDecl, T: number) => b.shape.reduce<number>((n, d) => n * (d === 'T' ? T : d), 1);
+
+export const loadWasmTarget: LoadTarget = async (plan, weights, opts) => {
+  const { compileWasm } = await import('./codegen.ts');
+  return loadWasmArtifact(compileWasm(plan), weights, opts);
+};
+
+export async function loadWasmArtifact(art: WasmArtifactFiles, weights: WeightProvider, opts: WasmTargetOptions = {}): Promise<WasmTargetModel> {
+  const { layout } = art;
+  const plan: KernelPlan = layout.plan;
+  const threads = Math.max(1, Math.floor(opts.threads ?? availableParallelism()));
+  const relaxed = opts.relaxed !== false && !!art.wasmRelaxed && WebAssembly.validate(art.wasmRelaxed);
+  const module = await WebAssembly.compile(relaxed ? art.wasmRelaxed! : art.wasm);
+
+  const pages = memoryBytes(layout, threads) / PAGE;
+  const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
+  const buf = memory.buffer;
+
+  // Pack every weight: the provider is asked once per weight, whatever number of packings it has.
+  const decls = new Map(plan.weights.map((d) => [d.name, d]));
+  const byWeight = new Map<string, typeof layout.weights>();
+  for (const w of layout.weights) byWeight.set(w.weight, [...(byWeight.get(w.weight) ?? []), w]);
+  for (const [name, packs] of byWeight) {
+    const decl = decls.get(name)!;
+    const values = weights(decl);
+    for (const p of packs) packWeight(buf, p, values, decl);
+  }
+
+  const team: Team = await startTeam(module, memory, threads, (tid) => threadScratch(layout, tid));
+
+  const vocab = (() => {
+    const emb = plan.decode.kernels.find((k) => k.kind === 'embed');
+    return emb && emb.kind === 'embed' ? decls.get(emb.table)?.shape[0] ?? Infinity : Infinity;
+  })();
+  const where = (program: 'decode' | 'prefill', name: string) => layout.programs[program].buffers.find((b) => b.name === name)!;
+
+  function runSync(program: 'decode' | 'prefill', tokens: Int32Array): Float32Array {
+    const pl = layout.programs[program], prog = program === 'decode' ? plan.decode : plan.prefill;
+    const T = tokens.length;
+    if (T < 1 || T > pl.maxT) throw new Error(`${program} takes 1..${pl.maxT} tokens, got ${T}`);
+    for (const t of tokens) if (!(t >= 0 && t < vocab)) throw new Error(`token id ${t} is outside the vocabulary (0..${vocab - 1})`);
+    new Int32Array(buf, where(program, pl.tokens).offset, T).set(tokens);
+    team.run(PROGRAM_ID[program], T);
+    const out = where(program, pl.logits);
+    const decl = prog.buffers.find((b) => b.name === pl.logits)!;
+    return new Float32Array(buf, out.offset, elems(decl, T)).slice();
+  }
+
+  return {
+    target: 'wasm',
+    plan,
+    variant: relaxed ? 'relaxed' : 'simd',
+    threads,
+    layout,
+    runSync,
+    run: async (program, tokens) => runSync(program, tokens),
+    readState: async () => {
+      const s: StateTensors = {};
+      for (const b of layout.state) s[b.name] = new Float32Array(buf, b.offset, b.elems).slice();
+      return s;
+    },
+    writeState: async (s) => {
+      for (const b of layout.state) {
+        const v = s[b.name];
+        if (!v) continue;
+        if (v.length !== b.elems) throw new Error(`state '${b.name}' has ${b.elems} values, got ${v.length}`);
+        new Float32Array(buf, b.offset, b.elems).set(v);
+      }
+    },
+    dispose: () => { void team.dispose(); },
+  };
+}
+
+/** Write an artifact as `<dir>/model.wasm`, `<dir>/model.relaxed.wasm` and `<dir>/layout.json`. */
+export async function writeWasmArtifact(dir: string, art: WasmArtifactFiles): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  await writeFile(join(dir, 'model.wasm'), art.wasm);
+  if (art.wasmRelaxed) await writeFile(join(dir, 'model.relaxed.wasm'), art.wasmRelaxed);
+  await writeFile(join(dir, 'layout.json'), JSON.stringify(art.layout));
+}
+
+export async function readWasmArtifact(dir: string): Promise<WasmArtifactFiles> {
+  const layout = JSON.parse(await readFile(join(dir, 'layout.json'), 'utf8')) as WasmLayout;
+  if (layout.format !== 'rwkvc-wasm' || layout.version !== 1) throw new Error(`${dir}/layout.json is not an rwkvc WASM layout (v1)`);
+  const wasm = new Uint8Array(await readFile(join(dir, 'model.wasm')));
+  let wasmRelaxed: Uint8Array | undefined;
+  try { wasmRelaxed = new Uint8Array(await readFile(join(dir, 'model.relaxed.wasm'))); } catch { /* optional */ }
+  return { wasm, wasmRelaxed, layout };
+}

@@ -6,7 +6,7 @@ import { PASSES } from '../compiler/pipeline.ts';
 import { printGraph } from '../ir/print.ts';
 import type { WeightDType } from '../kernels/plan.ts';
 import { resolveConfig } from './config-arg.ts';
-import { buildGraph } from './targets.ts';
+import { buildGraph } from '../runtime/load.ts';
 import { summarizePlan, formatSummary } from './inspect.ts';
 
 const list = (v: string, prev: string[] = []) => [...prev, ...v.split(',')];

@@ -3,7 +3,7 @@ import { writeSafetensors } from '../runtime/checkpoint/index.ts';
 import { UserError } from '../runtime/errors.ts';
 import { openModel } from '../runtime/model.ts';
 import { parseMode, runTokens } from '../runtime/run-tokens.ts';
-import { loadTargetForModel, TARGETS } from './targets.ts';
+import { loadTargetForModel, TARGETS } from '../runtime/load.ts';
 
 export function parseTokens(s: string, vocab: number): Int32Array {
   const ids = s.split(',').map((x) => x.trim());

@@ -1,0 +1,131 @@
+/**
+ * The session API: a loaded model with its state, for text in and text out. It runs on any target's
+ * TargetModel and needs no compiler, so it is also what a generated package embeds.
+ *
+ *   const s = new Session(model, config, tokenizer);
+ *   for await (const piece of s.generate('User: hi\n\nAssistant:', { maxTokens: 50, temperature: 0 })) …
+ *   const snap = s.state.save(); … s.state.restore(snap);   // or s.fork() for a second sequence
+ */
+import type { ModelConfig } from '../kernels/config.ts';
+import type { StateTensors, TargetModel } from '../targets/backend.ts';
+import { UserError } from './errors.ts';
+import { createRng, sample, StopMatcher, TokenHistory, type SamplingOptions } from './sampler.ts';
+import { decodeState, encodeState } from './state-file.ts';
+import type { WorldTokenizer } from './tokenizer.ts';
+
+export interface GenerateOptions extends SamplingOptions {
+  /** Most tokens to generate. Default 100. */
+  maxTokens?: number;
+  /** Called after each generated token (for tokens/s displays). */
+  onToken?: (id: number) => void;
+}
+
+/** A copy of the recurrent state: restore it into any session of the same model. */
+export interface StateSnapshot {
+  readonly tensors: StateTensors;
+  /** The logits after the last token fed, so generation can continue from a restored state. */
+  readonly logits: Float32Array | null;
+}
+
+export class Session {
+  private lastLogits: Float32Array | null = null;
+  /** Several sequences share one model: each session swaps its own state in before running. */
+  private own: StateTensors | null = null;
+  private static active = new WeakMap<TargetModel, Session>();
+
+  constructor(readonly model: TargetModel, readonly config: ModelConfig, readonly tokenizer?: WorldTokenizer) {}
+
+  private async activate(): Promise<void> {
+    const cur = Session.active.get(this.model);
+    if (cur === this) return;
+    if (cur) cur.own = await this.model.readState();
+    if (this.own) await this.model.writeState(this.own);
+    else await this.model.writeState(zeroState(await this.model.readState()));
+    Session.active.set(this.model, this);
+  }
+
+  /** Feed tokens (any number; split into the plan's chunks); returns the logits after the last one. */
+  async prefill(tokens: ArrayLike<number>): Promise<Float32Array> {
+    if (tokens.length === 0) throw new UserError('prefill: no tokens');
+    await this.activate();
+    const V = this.config.vocabSize;
+    const ids = Int32Array.from(tokens);
+    for (const id of ids) if (id < 0 || id >= V) throw new UserError(`prefill: token ${id} is outside the vocabulary (0..${V - 1})`);
+    let out: Float32Array | null = null;
+    for (let t = 0; t < ids.length; t += this.model.maxTokens) {
+      const chunk = ids.subarray(t, Math.min(t + this.model.maxTokens, ids.length));
+      out = await this.model.run(chunk.length === 1 ? 'decode' : 'prefill', chunk);
+    }
+    this.lastLogits = out!.slice(out!.length - V);
+    return this.lastLogits;
+  }
+
+  /** Feed one token; returns the logits for the next. */
+  async decode(token: number): Promise<Float32Array> {
+    return this.prefill([token]);
+  }
+
+  /** Logits after the last token fed (null before any). */
+  get logits(): Float32Array | null {
+    return this.lastLogits;
+  }
+
+  /** Generate text after `prompt` (text, or token ids), as it is produced. */
+  async *generate(prompt: string | number[], o: GenerateOptions = {}): AsyncGenerator<string> {
+    const tok = this.tokenizer;
+    if (!tok) throw new UserError('generate: this session has no tokenizer (pass one to Session or load)');
+    const ids = typeof prompt === 'string' ? tok.encode(prompt) : prompt;
+    let logits = ids.length ? await this.prefill(ids) : this.lastLogits;
+    if (!logits) throw new UserError('generate: empty prompt and nothing fed before');
+    const rng = createRng(o.seed ?? Date.now());
+    const history = new TokenHistory();
+    const stops = new StopMatcher(o);
+    const stream = tok.createStreamDecoder();
+    for (let i = 0; i < (o.maxTokens ?? 100); i++) {
+      const id = sample(logits, o, rng, history);
+      o.onToken?.(id);
+      const { text, stopped } = stops.push(id, id === 0 ? '' : stream.push(id));
+      if (text) yield text;
+      if (stopped) return;
+      logits = await this.decode(id);
+    }
+    const rest = stops.push(-1, stream.flush()).text + stops.flush();
+    if (rest) yield rest;
+  }
+
+  readonly state = {
+    save: async (): Promise<StateSnapshot> => {
+      await this.activate();
+      return { tensors: await this.model.readState(), logits: this.lastLogits && this.lastLogits.slice() };
+    },
+    restore: async (s: StateSnapshot): Promise<void> => {
+      await this.activate();
+      await this.model.writeState(s.tensors);
+      this.lastLogits = s.logits && s.logits.slice();
+    },
+    /** The state as a versioned file, tied to this model's config. */
+    toBytes: async (): Promise<Uint8Array> => encodeState((await this.state.save()).tensors, this.config),
+    fromBytes: async (bytes: Uint8Array, source?: string): Promise<void> =>
+      this.state.restore({ tensors: decodeState(bytes, this.config, source), logits: null }),
+  };
+
+  /** A second sequence starting from this one's current state (same model, separate state). */
+  async fork(): Promise<Session> {
+    const snap = await this.state.save();
+    const s = new Session(this.model, this.config, this.tokenizer);
+    s.own = snap.tensors;
+    s.lastLogits = snap.logits;
+    return s;
+  }
+
+  /** Reset to the zero state. */
+  async reset(): Promise<void> {
+    await this.activate();
+    await this.model.writeState(zeroState(await this.model.readState()));
+    this.lastLogits = null;
+  }
+}
+
+function zeroState(like: StateTensors): StateTensors {
+  return Object.fromEntries(Object.entries(like).map(([k, v]) => [k, new Float32Array(v.length)]));
+}

@@ -8,6 +8,7 @@ import { logitsCommand } from './logits.ts';
 import { compileCommand } from './compile.ts';
 import { inspectCommand } from './inspect.ts';
 import { randomModelCommand } from './random-model.ts';
+import { detokenizeCommand, runCommand, tokenizeCommand } from './text.ts';
 
 const program = new Command()
   .name('rwkvc')
@@ -19,6 +20,9 @@ program.addCommand(compileCommand());
 program.addCommand(inspectCommand());
 program.addCommand(logitsCommand());
 program.addCommand(randomModelCommand());
+program.addCommand(runCommand());
+program.addCommand(tokenizeCommand());
+program.addCommand(detokenizeCommand());
 
 process.on('unhandledRejection', (e) => report(e));
 

@@ -1,0 +1,93 @@
+import { Command, Option } from 'commander';
+import { SingleBar, Presets } from 'cli-progress';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { UserError } from '../runtime/errors.ts';
+import { load, TARGETS } from '../runtime/load.ts';
+import { loadWorldTokenizer } from '../runtime/tokenizer.ts';
+import type { WeightDType } from '../kernels/plan.ts';
+
+const num = (v: string) => {
+  const n = Number(v);
+  if (!Number.isFinite(n)) throw new UserError(`expected a number, got '${v}'`);
+  return n;
+};
+
+export function tokenizeCommand(): Command {
+  return new Command('tokenize')
+    .description('Encode text with the RWKV World tokenizer; prints the ids as JSON')
+    .requiredOption('--vocab <file>', 'rwkv_vocab_v20230424.txt')
+    .argument('[text]', 'text to encode (default: standard input)')
+    .addHelpText('after', '\nExample:\n  rwkvc tokenize --vocab rwkv_vocab_v20230424.txt "Hello, world"')
+    .action((text: string | undefined, o) => {
+      const tok = loadWorldTokenizer(o.vocab);
+      process.stdout.write(JSON.stringify(tok.encode(text ?? readFileSync(0, 'utf8'))) + '\n');
+    });
+}
+
+export function detokenizeCommand(): Command {
+  return new Command('detokenize')
+    .description('Decode token ids (JSON array or comma list) back to text')
+    .requiredOption('--vocab <file>', 'rwkv_vocab_v20230424.txt')
+    .argument('[ids]', 'e.g. [33155,45] or 33155,45 (default: standard input)')
+    .addHelpText('after', '\nExample:\n  rwkvc detokenize --vocab rwkv_vocab_v20230424.txt 33155,45,40213')
+    .action((ids: string | undefined, o) => {
+      const tok = loadWorldTokenizer(o.vocab);
+      const src = (ids ?? readFileSync(0, 'utf8')).trim().replace(/^\[|\]$/g, '');
+      const list = src ? src.split(/[,\s]+/).map((x) => {
+        if (!/^\d+$/.test(x)) throw new UserError(`detokenize: '${x}' is not a token id`);
+        return Number(x);
+      }) : [];
+      process.stdout.write(tok.decode(list));
+    });
+}
+
+export function runCommand(): Command {
+  return new Command('run')
+    .description('Generate text from a prompt, streaming it as it is produced')
+    .requiredOption('--model <path>', 'checkpoint (.pth or .safetensors)')
+    .requiredOption('--vocab <file>', 'rwkv_vocab_v20230424.txt')
+    .requiredOption('--prompt <text>', 'the prompt')
+    .addOption(new Option('--target <target>', 'what runs it').choices(TARGETS).default('wasm'))
+    .addOption(new Option('--weights <dtype>', 'weight storage').choices(['f32', 'bf16', 'f16', 'int8']).default('f32'))
+    .option('--threads <n>', 'worker threads (wasm; default all cores)', num)
+    .option('--max-tokens <n>', 'most tokens to generate', num, 100)
+    .option('--temperature <t>', 'sampling temperature (0 = greedy)', num, 1)
+    .option('--top-p <p>', 'nucleus sampling', num, 0.85)
+    .option('--top-k <k>', 'top-k sampling (0 = off)', num, 0)
+    .option('--presence-penalty <x>', 'presence penalty', num, 0)
+    .option('--frequency-penalty <x>', 'frequency penalty', num, 0)
+    .option('--seed <n>', 'random seed', num)
+    .option('--stop <text...>', 'stop strings')
+    .option('--state-in <file>', 'start from a saved state')
+    .option('--state-out <file>', 'save the state at the end')
+    .addHelpText('after', `
+Examples:
+  rwkvc run --model RWKV-x060-World-1B6.pth --vocab rwkv_vocab_v20230424.txt --prompt "User: hi\\n\\nAssistant:"
+  rwkvc run --model m.pth --vocab v.txt --prompt "Once" --temperature 0 --max-tokens 20 --weights f16`)
+    .action(async (o) => {
+      const bar = new SingleBar({ format: '{phase} [{bar}] {value}/{total}', clearOnComplete: true, stream: process.stderr }, Presets.shades_classic);
+      let started = false;
+      const session = await load(o.model, {
+        target: o.target, weights: o.weights as WeightDType, threads: o.threads, vocab: o.vocab,
+        onProgress: (phase, done, total) => {
+          if (!started) { bar.start(total, 0, { phase }); started = true; }
+          bar.setTotal(total);
+          bar.update(done, { phase });
+        },
+      });
+      if (started) bar.stop();
+      if (o.stateIn) await session.state.fromBytes(readFileSync(o.stateIn), o.stateIn);
+      const t0 = performance.now();
+      let n = 0, tFirst = 0;
+      for await (const piece of session.generate(o.prompt.replace(/\\n/g, '\n'), {
+        maxTokens: o.maxTokens, temperature: o.temperature, topP: o.topP, topK: o.topK,
+        presencePenalty: o.presencePenalty, frequencyPenalty: o.frequencyPenalty, seed: o.seed, stopStrings: o.stop,
+        onToken: () => { if (n++ === 0) tFirst = performance.now(); },
+      })) process.stdout.write(piece);
+      const t1 = performance.now();
+      process.stdout.write('\n');
+      process.stderr.write(`rwkvc: ${n} tokens; first after ${(tFirst - t0).toFixed(0)} ms (prefill), then ${n > 1 ? (((n - 1) * 1000) / (t1 - tFirst)).toFixed(1) : '–'} tokens/s on ${o.target}\n`);
+      if (o.stateOut) writeFileSync(o.stateOut, await session.state.toBytes());
+      session.model.dispose();
+    });
+}

@@ -11,9 +11,9 @@ export interface CompileResult {
   timings: PassTiming[];
 }
 
-export function compileGraph(g: Graph, config: ModelConfig, o: CompileOptions & { chunk?: number }, hooks?: PipelineHooks): CompileResult {
+export function compileGraph(g: Graph, config: ModelConfig, o: CompileOptions & { chunk?: number; batch?: number }, hooks?: PipelineHooks): CompileResult {
   const { graph, timings } = runPipeline(g, o, hooks);
-  return { plan: lowerPlan(graph, config, o.chunk ?? 128), graph, timings };
+  return { plan: lowerPlan(graph, config, o.chunk ?? 128, o.batch ?? 0), graph, timings };
 }
 
 export type { CompileOptions, PipelineHooks };

@@ -42,7 +42,11 @@ export function weightDecls(g: Graph): WeightDecl[] {
   return [...seen.values()];
 }
 
-export function lowerProgram(g: Graph, maxT: number): Program {
+/**
+ * batch: the program decodes maxT independent sequences, one token each: state buffers get a leading
+ * row per sequence, the recurrent kernels read their own row, and the head computes every row.
+ */
+export function lowerProgram(g: Graph, maxT: number, batch = false): Program {
   // Names: state inputs and graph outputs keep their names; other activations get a{id}.
   const outName = new Map<string, string>();
   for (const o of g.outputs) outName.set(refKey(o.ref), o.name);
@@ -73,6 +77,8 @@ export function lowerProgram(g: Graph, maxT: number): Program {
       const stateOut = k.kind === 'wkv' ? k.state : k.kind === 'token_shift' ? k.shiftOut : undefined;
       if (stateIn && stateOut && stateIn !== stateOut && (stateIn.startsWith('state.') || stateOut.startsWith('state.')))
         throw new UserError(`${src[0] ?? '?'}: state '${stateIn}' must be written back to the output of the same name (got '${stateOut}')`);
+      if (batch && (k.kind === 'token_shift' || k.kind === 'wkv')) k.batch = true;
+      if (batch && k.kind === 'linear') k.rows = 'all';
       kernels.push(k);
     } else if (n.op === 'embed') {
       kernels.push({ kind: 'embed', name, layer, src, tokens: value(n.inputs[0]), table: weight(n.inputs[1]), out: outs[0] });
@@ -93,7 +99,8 @@ export function lowerProgram(g: Graph, maxT: number): Program {
       if (declared.has(name)) return;
       declared.add(name);
       const role: BufferDecl['role'] = n.op === 'input' ? (n.attrs.role === 'tokens' ? 'input' : 'state') : name.startsWith('state.') ? 'state' : outName.has(refKey({ id: n.id, out })) ? 'output' : 'activation';
-      buffers.push({ name, dtype: t.dtype === 'i32' ? 'i32' : 'f32', shape: [...t.shape], role });
+      const shape = batch && role === 'state' ? ['T' as const, ...t.shape] : role === 'output' && batch ? t.shape.map((d, i) => (i === 0 ? 'T' as const : d)) : [...t.shape];
+      buffers.push({ name, dtype: t.dtype === 'i32' ? 'i32' : 'f32', shape, role });
     });
   }
   const used = new Set(kernels.flatMap(kernelBuffers));
@@ -119,11 +126,12 @@ function exprLoads(e: import('../kernels/plan.ts').Expr | undefined): string[] {
   return 'args' in e ? e.args.flatMap(exprLoads) : [];
 }
 
-export function lowerPlan(g: Graph, config: ModelConfig, chunk: number, model = g.name): KernelPlan {
+export function lowerPlan(g: Graph, config: ModelConfig, chunk: number, batch = 0, model = g.name): KernelPlan {
   return {
     format: 'rwkvc-plan', version: 1, model, config,
     weights: weightDecls(g),
     decode: lowerProgram(g, 1),
     prefill: lowerProgram(g, chunk),
+    ...(batch > 1 ? { batch: lowerProgram(g, batch, true) } : {}),
   };
 }

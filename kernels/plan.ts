@@ -74,6 +74,8 @@ export interface EmbedKernel extends KernelCommon {
  *            out_s = a + dx⊙(mix_s + m_s)
  *   no lora: out_s = a + dx⊙mix_s
  *   shiftOut = a_{T−1}   (shiftOut may name the same buffer as shiftIn: read prev_0 before writing)
+ * batch: the T rows are T independent sequences of one token each: prev_t = shiftIn[t], and
+ *   shiftOut[t] = a_t (the shift state is [T, C]).
  */
 export interface TokenShiftKernel extends KernelCommon {
   kind: 'token_shift';
@@ -84,6 +86,7 @@ export interface TokenShiftKernel extends KernelCommon {
   mix: string[]; // [C] each, one per output
   lora: { mu: string; a: string; b: string; dim: number } | null; // a: [S·D, C]; b: [S, C, D]
   outs: string[]; // [T, C] each
+  batch?: boolean;
 }
 
 /**
@@ -114,6 +117,8 @@ export interface LinearKernel extends KernelCommon {
  *   update_first: S[i][j] ← w[i]·S[i][j] + k[i]·v[j];  y[j] = Σ_i r[i]·S[i][j]
  *   norm:  y ← (y − mean_h(y)) / sqrt(var_h(y) + eps) ⊙ normW + normB   (over the head's N values)
  *   gate:  out = y ⊙ gate[t, c]
+ * batch: the T rows are T independent sequences of one token each; row t reads and updates its own
+ *   state, state[t] ([T, H, N, N]).
  */
 export interface WkvKernel extends KernelCommon {
   kind: 'wkv';
@@ -130,6 +135,7 @@ export interface WkvKernel extends KernelCommon {
   norm: { w: string; b: string; eps: number } | null;
   gate: string | null;
   out: string;
+  batch?: boolean;
 }
 
 /** out = LN(x) ⊙ w + b over the last axis; rows 'last' normalises only the last row (out has one row). */
@@ -145,7 +151,10 @@ export interface LayerNormKernel extends KernelCommon {
 
 export type Kernel = EmbedKernel | TokenShiftKernel | LinearKernel | WkvKernel | LayerNormKernel;
 
-/** One executable program: decode (maxT = 1) or prefill (maxT = chunk). */
+/**
+ * One executable program: decode (maxT = 1), prefill (maxT = chunk), or batch (maxT = most
+ * sequences decoded together, one token each, each with its own state rows).
+ */
 export interface Program {
   maxT: number;
   kernels: Kernel[];
@@ -162,4 +171,6 @@ export interface KernelPlan {
   weights: WeightDecl[];
   decode: Program;
   prefill: Program;
+  /** Present when compiled with a batch size: B independent sequences, state buffers [B, …]. */
+  batch?: Program;
 }

@@ -57,13 +57,14 @@ function tokenShift(k: TokenShiftKernel, env: KernelEnv): void {
     const w = env.weight(k.ln.w), b = env.weight(k.ln.b);
     for (let t = 0; t < T; t++) layerNormRow(x, t * C, C, w, b, k.ln.eps, a, t * C);
   } else a.set(x);
-  const prev0 = Float64Array.from(env.buf(k.shiftIn));
+  const shiftIn = Float64Array.from(env.buf(k.shiftIn));
   const mix = k.mix.map((m) => env.weight(m));
   const outs = k.outs.map((o) => env.buf(o));
   const S = k.outs.length;
   const dx = new Float64Array(C);
   for (let t = 0; t < T; t++) {
-    for (let c = 0; c < C; c++) dx[c] = (t === 0 ? prev0[c] : a[(t - 1) * C + c]) - a[t * C + c];
+    for (let c = 0; c < C; c++)
+      dx[c] = (k.batch ? shiftIn[t * C + c] : t === 0 ? shiftIn[c] : a[(t - 1) * C + c]) - a[t * C + c];
     let m: Float64Array | null = null;
     if (k.lora) {
       const D = k.lora.dim, mu = env.weight(k.lora.mu), A = env.weight(k.lora.a), B = env.weight(k.lora.b);
@@ -85,7 +86,7 @@ function tokenShift(k: TokenShiftKernel, env: KernelEnv): void {
       for (let c = 0; c < C; c++)
         outs[s][t * C + c] = a[t * C + c] + dx[c] * (mix[s][c] + (m ? m[s * C + c] : 0));
   }
-  env.buf(k.shiftOut).set(a.subarray((T - 1) * C, T * C));
+  env.buf(k.shiftOut).set(k.batch ? a : a.subarray((T - 1) * C, T * C));
 }
 
 /** Evaluate an elementwise expression; `at(buf)` reads a buffer at the current position. */
@@ -153,7 +154,7 @@ function wkv(k: WkvKernel, env: KernelEnv): void {
       kt[c] = kk[t * C + c] * (k.kDecayScale ? 1 - w[c] : 1);
     }
     for (let h = 0; h < H; h++) {
-      const o = h * N, so = h * N * N;
+      const o = h * N, so = (k.batch ? t * H * N * N : 0) + h * N * N;
       for (let j = 0; j < N; j++) {
         const vj = v[t * C + o + j];
         let acc = 0;

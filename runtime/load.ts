@@ -27,6 +27,8 @@ export interface TargetChoice {
   weights: string;
   threads?: number;
   logits: 'all' | 'last';
+  /** Also compile a batch program for up to this many sequences decoded together. */
+  batch?: number;
   /** Progress while compiling and loading weights (phase, done, total). */
   onProgress?: (phase: string, done: number, total: number) => void;
 }
@@ -74,7 +76,7 @@ export async function loadTargetForModel(target: string, model: OpenModel, o: Ta
     case 'ref':
       return loadRefTarget(graph, model.read);
     case 'plan': {
-      const { plan } = compileGraph(graph, model.config, { weights: o.weights as WeightDType, logits: o.logits });
+      const { plan } = compileGraph(graph, model.config, { weights: o.weights as WeightDType, logits: o.logits, batch: o.batch });
       return loadPlanTarget(plan, weightProvider(plan, model, o.onProgress));
     }
     default:
@@ -91,6 +93,8 @@ export interface LoadOptions {
   threads?: number;
   /** Path of rwkv_vocab_v20230424.txt, or a tokenizer; needed for text (generate). */
   vocab?: string | WorldTokenizer;
+  /** Compile a batch program too, for Session.decodeBatch of up to this many sequences. */
+  batch?: number;
   /** Model description. Default examples/finch.ts of this package. */
   dsl?: string;
   /** Progress while loading (phase name, done, total). */
@@ -102,7 +106,7 @@ const DEFAULT_DSL = resolve(import.meta.dirname, '..', 'examples', 'finch.ts');
 export async function load(checkpoint: string, o: LoadOptions = {}): Promise<Session> {
   const model = openModel(checkpoint);
   const target = await loadTargetForModel(o.target ?? 'wasm', model, {
-    dsl: o.dsl ?? DEFAULT_DSL, weights: o.weights ?? 'f32', threads: o.threads, logits: 'last', onProgress: o.onProgress,
+    dsl: o.dsl ?? DEFAULT_DSL, weights: o.weights ?? 'f32', threads: o.threads, logits: 'last', batch: o.batch, onProgress: o.onProgress,
   });
   model.close();
   const tok = typeof o.vocab === 'string' ? loadWorldTokenizer(o.vocab) : o.vocab;

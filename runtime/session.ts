@@ -118,6 +118,36 @@ export class Session {
     return s;
   }
 
+  /**
+   * Decode one token for each of several sessions of the same model together: the projections run
+   * as one matmul over the batch instead of one matvec per sequence. Returns each session's logits.
+   */
+  static async decodeBatch(sessions: Session[], tokens: number[]): Promise<Float32Array[]> {
+    if (sessions.length !== tokens.length) throw new UserError(`decodeBatch: ${sessions.length} sessions but ${tokens.length} tokens`);
+    if (!sessions.length) return [];
+    const model = sessions[0].model;
+    if (sessions.some((s) => s.model !== model)) throw new UserError('decodeBatch: all sessions must share one loaded model');
+    if (new Set(sessions).size !== sessions.length) throw new UserError('decodeBatch: a session appears twice');
+    const maxB = model.plan?.batch?.maxT ?? 0;
+    if (!model.runBatch || maxB < 1) throw new UserError(`decodeBatch: the ${model.target} model was loaded without a batch program (load with batch: N)`);
+    const V = sessions[0].config.vocabSize;
+    // park the active session's state with it, so every sequence's state is in `own`
+    const active = Session.active.get(model);
+    if (active) { active.own = await model.readState(); Session.active.delete(model); }
+    const zero = zeroState(await model.readState());
+    const out: Float32Array[] = [];
+    for (let i = 0; i < sessions.length; i += maxB) {
+      const group = sessions.slice(i, i + maxB);
+      const r = await model.runBatch(Int32Array.from(tokens.slice(i, i + maxB)), group.map((s) => s.own ?? zero));
+      group.forEach((s, b) => {
+        s.own = r.states[b];
+        s.lastLogits = r.logits.slice(b * V, (b + 1) * V);
+        out.push(s.lastLogits);
+      });
+    }
+    return out;
+  }
+
   /** Reset to the zero state. */
   async reset(): Promise<void> {
     await this.activate();

@@ -22,6 +22,11 @@ export interface TargetModel {
    * state; returns the logits the program's head computes ([T, V] or [1, V]), row-major.
    */
   run(program: 'decode' | 'prefill', tokens: Int32Array): Promise<Float32Array>;
+  /**
+   * Decode B independent sequences together (the plan's batch program, B ≤ its maxT): token b
+   * continues sequence b from states[b]; returns logits [B, V] and each sequence's new state.
+   */
+  runBatch?(tokens: Int32Array, states: StateTensors[]): Promise<{ logits: Float32Array; states: StateTensors[] }>;
   readState(): Promise<StateTensors>;
   writeState(state: StateTensors): Promise<void>;
   dispose(): void;

@@ -20,7 +20,7 @@ export const loadPlanTarget: LoadTarget = async (plan, weights) => {
   for (const b of plan.decode.buffers)
     if (b.role === 'state') state.set(b.name, new Float64Array(elems(b, 1)));
 
-  function exec(p: Program, tokens: Int32Array): Float32Array {
+  function exec(p: Program, tokens: Int32Array, state: Map<string, Float64Array>): Float32Array {
     const T = tokens.length;
     if (T < 1 || T > p.maxT) throw new Error(`program takes 1..${p.maxT} tokens, got ${T}`);
     const bufs = new Map<string, Float64Array>();
@@ -45,7 +45,25 @@ export const loadPlanTarget: LoadTarget = async (plan, weights) => {
     target: 'plan',
     plan,
     maxTokens: plan.prefill.maxT,
-    run: async (program, tokens) => exec(program === 'decode' ? plan.decode : plan.prefill, tokens),
+    run: async (program, tokens) => exec(program === 'decode' ? plan.decode : plan.prefill, tokens, state),
+    async runBatch(tokens, states) {
+      const p = plan.batch;
+      if (!p) throw new Error('this plan was compiled without a batch program');
+      const B = tokens.length;
+      // sequence b's state is row b of each batch state buffer
+      const batchState = new Map([...state.keys()].map((name) => {
+        const rows = states.map((s) => s[name]);
+        const per = rows[0].length, all = new Float64Array(B * per);
+        rows.forEach((r, b) => all.set(r, b * per));
+        return [name, all] as const;
+      }));
+      const logits = exec(p, tokens, batchState);
+      const out = states.map((_, b) => Object.fromEntries([...batchState].map(([name, all]) => {
+        const per = all.length / B;
+        return [name, Float32Array.from(all.subarray(b * per, (b + 1) * per))];
+      })) as StateTensors);
+      return { logits, states: out };
+    },
     readState: async () => Object.fromEntries([...state].map(([k, v]) => [k, Float32Array.from(v)])) as StateTensors,
     writeState: async (s) => { for (const [k, v] of Object.entries(s)) state.get(k)?.set(v); },
     dispose: () => {},

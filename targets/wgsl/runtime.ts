@@ -114,7 +114,8 @@ async function load(
     const messages = [...(await module.getCompilationInfo()).messages].map((m) => `${m.lineNum}:${m.linePos} ${m.type}: ${m.message}`);
     shaders.push({ key: k, code, messages });
     if (messages.some((m) => / error: /.test(m))) throw new Error(`WGSL for ${k} does not compile:\n${messages.join('\n')}`);
-    pipelines.set(k, device.createComputePipelineAsync({ layout: pipelineLayout(device, weightBindings(key)), compute: { module, entryPoint: 'main' }, label: key.kind }));
+    pipelines.set(k, cachedPipeline(device, code, () =>
+      device.createComputePipelineAsync({ layout: pipelineLayout(device, weightBindings(key)), compute: { module, entryPoint: 'main' }, label: key.kind })));
   }
 
   // Weights: one GPU buffer per distinct piece or pack; host tables for host-gathered embeddings.
@@ -343,6 +344,21 @@ function effectiveLimits(device: GPUDevice, cap: Partial<Limits> = {}): Limits {
   const out = {} as Limits;
   for (const k of Object.keys(DEFAULT_LIMITS) as (keyof Limits)[]) out[k] = Math.min(dl[k] ?? DEFAULT_LIMITS[k], cap[k] ?? Infinity);
   return out;
+}
+
+// Pipelines by WGSL text, per device: a model loaded again (or another model with the same shapes) reuses
+// them; compiling is the slow part of loading, on software Vulkan most of all.
+const pipelineCache = new WeakMap<GPUDevice, Map<string, Promise<GPUComputePipeline>>>();
+
+function cachedPipeline(device: GPUDevice, code: string, make: () => Promise<GPUComputePipeline>): Promise<GPUComputePipeline> {
+  let m = pipelineCache.get(device);
+  if (!m) pipelineCache.set(device, (m = new Map()));
+  let p = m.get(code);
+  if (!p) {
+    m.set(code, (p = make()));
+    p.catch(() => m.delete(code));
+  }
+  return p;
 }
 
 const layouts = new WeakMap<GPUDevice, Map<number, GPUPipelineLayout>>();

@@ -269,6 +269,14 @@ describe.skipIf(!gpu)(`WGSL kernels vs the reference${skip ? ` (skipped: ${skip}
       }
     }
 
+    it('long rows (1100 f16 inputs: 32 invocations per output row in matvec)', async () => {
+      await checkCase({
+        kernels: [{ ...common, kind: 'linear', name: 'long', rows: 'all', groups: [{ x: 'x', w: 'W', y: 'y', epilogue: un('relu', acc) }] }],
+        buffers: { x: { shape: ['T', 1100] }, y: { shape: ['T', 75] } },
+        weights: { W: { shape: [75, 1100], dtype: 'f16' } },
+      }, [1, 3]);
+    });
+
     it('every Expr op, in prologues and epilogues', async () => {
       const epilogues: Expr[] = [
         bin('add', bin('mul', un('silu', acc), cst(0.5)), load('e')),
@@ -337,12 +345,13 @@ describe.skipIf(!gpu)(`WGSL kernels vs the reference${skip ? ` (skipped: ${skip}
       const groups = Array.from({ length: 5 }, (_, i) => ({ x: 'x', w: `W${i}`, y: `y${i}`, epilogue: un('silu', acc) }));
       const model = await checkCase({
         kernels: [{ ...common, kind: 'linear', name: 'five', rows: 'all', groups }],
-        buffers: { x: { shape: ['T', 64] }, ...Object.fromEntries(groups.map((g) => [g.y, { shape: ['T', 100] as Dim[] }])) },
-        weights: Object.fromEntries(groups.map((g) => [g.w, { shape: [100, 64] }])),
-      }, [1, 2], { limits: { maxStorageBuffersPerShaderStage: 3, maxComputeWorkgroupsPerDimension: 16 } });
+        buffers: { x: { shape: ['T', 512] }, ...Object.fromEntries(groups.map((g) => [g.y, { shape: ['T', 100] as Dim[] }])) },
+        weights: Object.fromEntries(groups.map((g) => [g.w, { shape: [100, 512] }])),
+      }, [1, 2], { limits: { maxStorageBuffersPerShaderStage: 3, maxComputeWorkgroupsPerDimension: 8 } });
       expect(model.dispatchCount('decode')).toBe(3); // 2 + 2 + 1 groups
       const grid = (model.steps('decode')[0] as { grid(T: number): number[] }).grid(1);
-      expect(grid).toEqual([16, 2, 1]); // 2 groups × ceil(100 / 8) = 26 workgroups
+      // 512 inputs: 16 invocations per row, 16 rows per workgroup; 2 groups × ceil(100 / 16) = 14 workgroups
+      expect(grid).toEqual([8, 2, 1]);
     });
 
     it('a device that cannot run the model raises a UserError naming the limit and the tensor', async () => {

@@ -14,7 +14,7 @@ import { EXPR_HELPERS, printExpr, type Printed } from './expr.ts';
 import { wgslArrayElem, type WFormat } from './formats.ts';
 import { lowerPlan, type Limits, DEFAULT_LIMITS } from './lower.ts';
 import {
-  MM, MV_ROWS, TS_CHUNK, WG, keyString, paramFields, weightBindings, type ShaderKey,
+  MM, TS_CHUNK, WG, keyString, paramFields, weightBindings, type ShaderKey,
 } from './shaders.ts';
 
 const hb = Handlebars.create();
@@ -115,7 +115,7 @@ export function renderShader(key: ShaderKey): string {
           ? printExpr(g.epilogue, { acc: 'acc', load: (k) => `mem[p.g${i}_el${k} + yi]` }, 'ev')
           : ({ lines: [], value: 'acc', helpers: [] } satisfies Printed);
         for (const h of [...pro.helpers, ...epi.helpers]) helpers.add(h);
-        return { g: i, fmt: g.fmt, pro, epi, branch: i === 0 ? 'if' : '} else if' };
+        return { g: i, fmt: g.fmt, lanes: g.lanes ?? 0, pro, epi, branch: i === 0 ? 'if' : '} else if' };
       });
       const view = {
         ...common,
@@ -124,7 +124,10 @@ export function renderShader(key: ShaderKey): string {
         weights: accessors(key.groups.map((g) => g.fmt)),
         groups,
       };
-      if (key.kind === 'matvec') return TEMPLATES.matvec({ ...view, rows: MV_ROWS, tpr: WG / MV_ROWS });
+      if (key.kind === 'matvec') {
+        if (key.groups.some((g) => !g.lanes || WG % g.lanes)) throw new Error('matvec groups need lanes dividing 256');
+        return TEMPLATES.matvec(view);
+      }
       // The staging loops of linear_tiled are written for these sizes (32 tokens × 8 quads of x,
       // 64 rows × 4 octets of w per step, by 256 invocations).
       if (MM.BT !== 32 || MM.BO !== 64 || MM.BK !== 32 || WG !== 256) throw new Error('linear_tiled expects BT 32, BO 64, BK 32');

@@ -18,7 +18,7 @@ import { UserError } from '../../runtime/errors.ts';
 import { normalizeExpr } from './expr.ts';
 import { int8ScaleWord, matrixBytes, rowStride, type WFormat } from './formats.ts';
 import {
-  MM, MV_ROWS, WG, invocations, weightBindings, workgroupBytes, type LinearGroupKey, type ShaderKey,
+  MM, WG, invocations, matvecLanes, weightBindings, workgroupBytes, type LinearGroupKey, type ShaderKey,
 } from './shaders.ts';
 
 /** The device limits lowering depends on. */
@@ -314,7 +314,6 @@ interface Piece {
 function lowerLinear(k: Extract<Kernel, { kind: 'linear' }>, ctx: Ctx): Step[] {
   const lim = ctx.limits;
   const matvec = k.rows === 'last' || ctx.program.maxT === 1;
-  const unit = matvec ? MV_ROWS : MM.BO; // output rows per workgroup (matvec) or per x-tile (matmul)
   const pieces: Piece[] = [];
   const outputs: string[] = [];
   k.groups.forEach((g, gi) => {
@@ -340,7 +339,7 @@ function lowerLinear(k: Extract<Kernel, { kind: 'linear' }>, ctx: Ctx): Step[] {
       const rows = Math.min(maxRows, O - row0);
       pieces.push({
         group: gi,
-        key: { fmt: w.dtype, ...(pro ? { prologue: pro.expr } : {}), ...(epi ? { epilogue: epi.expr } : {}) },
+        key: { fmt: w.dtype, ...(matvec ? { lanes: matvecLanes(I) } : {}), ...(pro ? { prologue: pro.expr } : {}), ...(epi ? { epilogue: epi.expr } : {}) },
         ref: { kind: 'rows', weight: g.w, fmt: w.dtype, row0, rows, cols: I },
         params: {
           x: ctx.off(g.x), y: ctx.off(g.y), i: I, o: rows, stride: rowStride(w.dtype, I), ys: O, ob: row0,
@@ -364,7 +363,8 @@ function lowerLinear(k: Extract<Kernel, { kind: 'linear' }>, ctx: Ctx): Step[] {
     let units = 0;
     batch.forEach((pc, i) => {
       const start = units;
-      units += Math.ceil(pc.ref.rows / unit);
+      // Output rows per workgroup (matvec) or per x-tile (matmul).
+      units += Math.ceil(pc.ref.rows / (matvec ? WG / pc.key.lanes! : MM.BO));
       for (const [name, v] of Object.entries(pc.params)) params[name === 'sc' ? `w${i}_sc` : `g${i}_${name}`] = v;
       params[`g${i}_start`] = start;
       params[`g${i}_end`] = units;

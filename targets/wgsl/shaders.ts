@@ -19,11 +19,21 @@ export const WG = 256;
 export const TS_CHUNK = 1024;
 /** Tiled matmul: tokens × outputs per workgroup, inputs per step. */
 export const MM = { BT: 32, BO: 64, BK: 32 } as const;
-/** Matvec: outputs per workgroup (WG / MV_ROWS threads per output). */
-export const MV_ROWS = 8;
+/**
+ * Matvec: invocations per output row (a power of two, 4..32), so that each streams at least 8 chunks of
+ * 4 inputs: short rows (LoRA, small models) pack more rows into a workgroup instead of idling lanes.
+ * A workgroup computes WG / lanes rows.
+ */
+export function matvecLanes(inputs: number): number {
+  let lanes = 4;
+  while (lanes < 32 && lanes * 2 * 32 <= inputs) lanes *= 2;
+  return lanes;
+}
 
 export interface LinearGroupKey {
   fmt: WFormat;
+  /** matvec only: invocations per output row (matvecLanes). */
+  lanes?: number;
   /** Normalized (load buffers replaced by '#k' slots); absent = identity. */
   prologue?: Expr;
   epilogue?: Expr;

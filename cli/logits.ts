@@ -1,7 +1,7 @@
 import { Command, Option } from 'commander';
 import { writeSafetensors } from '../runtime/checkpoint/index.ts';
 import { UserError } from '../runtime/errors.ts';
-import { openModel } from '../runtime/model.ts';
+import { initialState, openModel } from '../runtime/model.ts';
 import { parseMode, runTokens } from '../runtime/run-tokens.ts';
 import { loadTargetForModel, TARGETS } from '../runtime/load.ts';
 
@@ -33,6 +33,8 @@ export function logitsCommand(): Command {
       const mode = parseMode(o.mode);
       const target = await loadTargetForModel(o.target, model, { dsl: o.dsl, weights: o.weights, threads: o.threads, logits: 'all' });
       try {
+        const init = initialState(model);
+        if (init) await target.writeState(init);
         const logits = await runTokens(target, tokens, mode, model.config.vocabSize);
         const state = await target.readState();
         const { nHead: H, headSize: N, nEmbd: C } = model.config;

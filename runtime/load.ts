@@ -10,7 +10,7 @@ import { pathToFileURL } from 'node:url';
 import type { Graph } from '../ir/node.ts';
 import type { ModelConfig } from '../kernels/config.ts';
 import { UserError } from './errors.ts';
-import { openModel, type OpenModel } from './model.ts';
+import { initialState, openModel, type OpenModel } from './model.ts';
 import type { TargetModel, WeightProvider } from '../targets/backend.ts';
 import { loadRefTarget } from '../targets/ref/runtime.ts';
 import { loadPlanTarget } from '../targets/plan/runtime.ts';
@@ -108,7 +108,8 @@ export async function load(checkpoint: string, o: LoadOptions = {}): Promise<Ses
   const target = await loadTargetForModel(o.target ?? 'wasm', model, {
     dsl: o.dsl ?? DEFAULT_DSL, weights: o.weights ?? 'f32', threads: o.threads, logits: 'last', batch: o.batch, onProgress: o.onProgress,
   });
+  const init = initialState(model);
   model.close();
   const tok = typeof o.vocab === 'string' ? loadWorldTokenizer(o.vocab) : o.vocab;
-  return new Session(target, model.config, tok);
+  return new Session(target, model.config, tok, init);
 }

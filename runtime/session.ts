@@ -33,14 +33,19 @@ export class Session {
   private own: StateTensors | null = null;
   private static active = new WeakMap<TargetModel, Session>();
 
-  constructor(readonly model: TargetModel, readonly config: ModelConfig, readonly tokenizer?: WorldTokenizer) {}
+  /** `initial`: the state a sequence starts from (a state-tuned checkpoint's time_state); zero if absent. */
+  constructor(readonly model: TargetModel, readonly config: ModelConfig, readonly tokenizer?: WorldTokenizer,
+    private readonly initial: StateTensors | null = null) {}
+
+  private async startState(): Promise<StateTensors> {
+    return this.initial ?? zeroState(await this.model.readState());
+  }
 
   private async activate(): Promise<void> {
     const cur = Session.active.get(this.model);
     if (cur === this) return;
     if (cur) cur.own = await this.model.readState();
-    if (this.own) await this.model.writeState(this.own);
-    else await this.model.writeState(zeroState(await this.model.readState()));
+    await this.model.writeState(this.own ?? (await this.startState()));
     Session.active.set(this.model, this);
   }
 
@@ -112,7 +117,7 @@ export class Session {
   /** A second sequence starting from this one's current state (same model, separate state). */
   async fork(): Promise<Session> {
     const snap = await this.state.save();
-    const s = new Session(this.model, this.config, this.tokenizer);
+    const s = new Session(this.model, this.config, this.tokenizer, this.initial);
     s.own = snap.tensors;
     s.lastLogits = snap.logits;
     return s;
@@ -134,7 +139,7 @@ export class Session {
     // park the active session's state with it, so every sequence's state is in `own`
     const active = Session.active.get(model);
     if (active) { active.own = await model.readState(); Session.active.delete(model); }
-    const zero = zeroState(await model.readState());
+    const zero = await sessions[0].startState();
     const out: Float32Array[] = [];
     for (let i = 0; i < sessions.length; i += maxB) {
       const group = sessions.slice(i, i + maxB);
@@ -151,7 +156,7 @@ export class Session {
   /** Reset to the zero state. */
   async reset(): Promise<void> {
     await this.activate();
-    await this.model.writeState(zeroState(await this.model.readState()));
+    await this.model.writeState(await this.startState());
     this.lastLogits = null;
   }
 }

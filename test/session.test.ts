@@ -59,3 +59,35 @@ describe('Session', () => {
     s.model.dispose();
   });
 });
+
+describe('state-tuned checkpoints', () => {
+  it('blocks.N.att.time_state ([H][value][key]) is the initial wkv state', async () => {
+    const { mkdtempSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { openCheckpoint, writeSafetensors } = await import('../runtime/checkpoint/index.ts');
+    const src = openCheckpoint(model);
+    const H = 2, N = 64;
+    const ts = Float32Array.from({ length: 2 * H * N * N }, (_, i) => Math.sin(i * 0.37) * 0.5);
+    const path = join(mkdtempSync(join(tmpdir(), 'rwkvc-ts-')), 'tuned.safetensors');
+    writeSafetensors(path, [
+      ...src.names().map((n) => ({ name: n, dtype: 'f32' as const, shape: src.info(n).shape, data: src.readF32(n) })),
+      ...[0, 1].map((l) => ({ name: `blocks.${l}.att.time_state`, dtype: 'f32' as const, shape: [H, N, N], data: ts.subarray(l * H * N * N, (l + 1) * H * N * N) })),
+    ]);
+    const tuned = await load(path, { target: 'ref' });
+    const got = await tuned.prefill([...golden.tokens]);
+    // the same model without time_state, started from the transposed state by hand
+    const plain = await load(model, { target: 'ref' });
+    const st = await plain.state.save();
+    const tensors = { ...st.tensors };
+    for (const l of [0, 1]) {
+      const w = new Float32Array(H * N * N);
+      for (let h = 0; h < H; h++) for (let j = 0; j < N; j++) for (let i = 0; i < N; i++)
+        w[h * N * N + i * N + j] = ts[l * H * N * N + h * N * N + j * N + i];
+      tensors[`state.${l}.wkv`] = w;
+    }
+    await plain.state.restore({ tensors, logits: null });
+    const want = await plain.prefill([...golden.tokens]);
+    expect(maxAbsDiff(got, want)).toBeLessThan(1e-6);
+    expect(maxAbsDiff(got, row(15))).toBeGreaterThan(1e-3); // the tuned state really changed the output
+  });
+});

@@ -9,12 +9,14 @@ import type { StateTensors, TargetModel } from '../backend.ts';
 import { numel } from '../../ir/types.ts';
 
 export function loadRefTarget(graph: Graph, read: TensorReader): TargetModel {
+  // read every weight now: the checkpoint may be closed once the model is loaded
   const cache = new Map<string, Float32Array>();
-  const cachedRead = (n: string) => {
-    let v = cache.get(n);
-    if (!v) cache.set(n, (v = read(n)));
-    return v;
-  };
+  for (const n of graph.nodes) {
+    if (n.op !== 'weight') continue;
+    for (const name of [n.attrs.name, ...(n.attrs.fold ? [n.attrs.fold.w, n.attrs.fold.b] : [])])
+      if (!cache.has(name)) cache.set(name, read(name));
+  }
+  const cachedRead = (name: string) => cache.get(name) ?? read(name);
   const state = new Map<string, Float64Array>();
   for (const n of graph.nodes)
     if (n.op === 'input' && n.attrs.role === 'state') state.set(n.attrs.name, new Float64Array(numel(n.attrs.shape, 1)));

@@ -423,6 +423,29 @@ describe.skipIf(!gpu)(`WGSL kernels vs the reference${skip ? ` (skipped: ${skip}
       });
     }
 
+    it('batch program: B sequences with their own states match the plan target', async () => {
+      const { plan } = compileGraph(finch(cfg), cfg, { weights: 'f16', logits: 'last', chunk: 4, batch: 3 });
+      const provider = (d: KernelPlan['weights'][number]) => materializeWeight(d.source, read);
+      const ref = await loadPlanTarget(plan, provider);
+      const model = await loadWgslTarget(plan, provider, { device: gpu!.device });
+      try {
+        for (const s of model.shaders) expect(s.messages, s.key).toEqual([]);
+        const r = rng(5);
+        const zero = await model.readState();
+        const states = [0, 1, 2].map(() => Object.fromEntries(Object.entries(zero).map(([k, v]) => [k, Float32Array.from(v, () => r() - 0.5)])));
+        for (const B of [3, 2]) {
+          const tokens = Int32Array.from({ length: B }, (_, b) => 10 + 50 * b);
+          const got = await model.runBatch!(tokens, states.slice(0, B));
+          const want = await ref.runBatch!(tokens, states.slice(0, B));
+          expect(maxAbsDiff(got.logits, want.logits) / Math.max(1, ...want.logits.map(Math.abs))).toBeLessThan(TOL);
+          for (let b = 0; b < B; b++) for (const k of Object.keys(zero)) expect(maxAbsDiff(got.states[b][k], want.states[b][k]), `${b} ${k}`).toBeLessThan(TOL);
+        }
+        expect(await model.readState()).toEqual(zero); // the model's own state is untouched
+      } finally {
+        model.dispose();
+      }
+    });
+
     it('every shader of a plan compiles without errors or warnings (emitWgsl, default WebGPU limits)', async () => {
       const { plan } = compileGraph(finch(cfg), cfg, { weights: 'f16', logits: 'last', chunk: 16 });
       const shaders = emitWgsl(plan);

@@ -12,7 +12,7 @@ import { readFileSync } from 'node:fs';
 import type { KernelPlan } from '../../kernels/plan.ts';
 import { EXPR_HELPERS, printExpr, type Printed } from './expr.ts';
 import { wgslArrayElem, type WFormat } from './formats.ts';
-import { lowerPlan, type Limits, DEFAULT_LIMITS } from './lower.ts';
+import { lowerPlan, planPrograms, type Limits, DEFAULT_LIMITS } from './lower.ts';
 import {
   MM, TS_CHUNK, WG, keyString, paramFields, weightBindings, type ShaderKey,
 } from './shaders.ts';
@@ -77,6 +77,7 @@ export function renderShader(key: ShaderKey): string {
         bindings: f32Bindings(key.lora ? ['vecs', 'lora_a', 'lora_b'] : ['vecs']),
         packDoc: `[${pack.join(', ')}]`,
         ln: key.ln,
+        batch: key.batch,
         lora: !!key.lora,
         mixAt: mix0,
         muAt: mix0 + S,
@@ -103,6 +104,7 @@ export function renderShader(key: ShaderKey): string {
         kDecayScale: key.kDecayScale,
         norm: key.norm,
         gate: key.gate,
+        batch: key.batch,
       });
     }
     case 'matvec': case 'matmul': {
@@ -141,8 +143,8 @@ function title(key: ShaderKey): string {
     case 'embed': return `embed: rows of a ${key.fmt} table`;
     case 'layernorm': return 'layernorm: LN over the last axis, one workgroup per row';
     case 'token_shift':
-      return `token_shift: ${key.ln ? 'LN + ' : ''}shift + ${key.outs} lerps${key.lora ? ` + ddlerp LoRA (D = ${key.lora.dim})` : ''}`;
-    case 'wkv': return `wkv: ${key.order} recurrence, head size ${key.headSize}, ${key.decay} decay`;
+      return `token_shift: ${key.ln ? 'LN + ' : ''}shift + ${key.outs} lerps${key.lora ? ` + ddlerp LoRA (D = ${key.lora.dim})` : ''}${key.batch ? ', batch' : ''}`;
+    case 'wkv': return `wkv: ${key.order} recurrence, head size ${key.headSize}, ${key.decay} decay${key.batch ? ', batch' : ''}`;
     case 'matvec': case 'matmul':
       return `linear (${key.kind}): ${key.groups.length} group(s), ${key.groups.map((g) => g.fmt).join(' ')} weights`;
   }
@@ -164,7 +166,7 @@ export interface EmittedShader {
  */
 export function emitWgsl(plan: KernelPlan, limits: Limits = DEFAULT_LIMITS): EmittedShader[] {
   const byKey = new Map<string, EmittedShader>();
-  for (const program of [plan.decode, plan.prefill]) {
+  for (const program of planPrograms(plan)) {
     for (const step of lowerPlan(plan, program, limits).steps) {
       if (step.kind !== 'dispatch') continue;
       const k = keyString(step.key);

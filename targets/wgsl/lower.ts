@@ -76,6 +76,9 @@ export interface MemLayout {
   /** State buffers by name: element offset and size (they sit at the start, contiguous). */
   state: Map<string, { offset: number; elems: number }>;
   stateElems: number;
+  /** The batch program's state buffers ([B, …], B = its maxT), right after the model's state. */
+  batchState: Map<string, { offset: number; elems: number }>;
+  batchStateElems: number;
   tokens: number;
   output: number;
   outputElems: number;
@@ -102,19 +105,31 @@ export function bindingMax(limits: Limits): number {
   return Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize);
 }
 
+/** The programs a plan holds (the batch program only when it was compiled with one). */
+export function planPrograms(plan: KernelPlan): Program[] {
+  return [plan.decode, plan.prefill, ...(plan.batch ? [plan.batch] : [])];
+}
+
 export function layoutMemory(plan: KernelPlan, limits: Limits): MemLayout {
-  const programs = [plan.decode, plan.prefill];
-  const state = new Map<string, { offset: number; elems: number }>();
+  const programs = planPrograms(plan);
   let at = 0;
-  for (const p of programs)
-    for (const b of p.buffers) {
-      if (b.role !== 'state') continue;
-      const n = elems(b, 1);
-      const prev = state.get(b.name);
-      if (prev && prev.elems !== n) throw new Error(`state buffer ${b.name} has different sizes in decode and prefill`);
-      if (!prev) { state.set(b.name, { offset: at, elems: n }); at = align64(at + n); }
-    }
+  // The model's own state (decode and prefill share it), then the batch program's per-call state rows.
+  const place = (list: Program[], T: number) => {
+    const m = new Map<string, { offset: number; elems: number }>();
+    for (const p of list)
+      for (const b of p.buffers) {
+        if (b.role !== 'state') continue;
+        const n = elems(b, T);
+        const prev = m.get(b.name);
+        if (prev && prev.elems !== n) throw new Error(`state buffer ${b.name} has different sizes in decode and prefill`);
+        if (!prev) { m.set(b.name, { offset: at, elems: n }); at = align64(at + n); }
+      }
+    return m;
+  };
+  const state = place([plan.decode, plan.prefill], 1);
   const stateElems = at;
+  const batchState = place(plan.batch ? [plan.batch] : [], plan.batch?.maxT ?? 0);
+  const batchStateElems = at - stateElems;
   const maxT = Math.max(...programs.map((p) => p.maxT));
   const tokens = at;
   at = align64(at + maxT);
@@ -137,11 +152,11 @@ export function layoutMemory(plan: KernelPlan, limits: Limits): MemLayout {
     const limit = limits.maxStorageBufferBindingSize <= limits.maxBufferSize ? 'maxStorageBufferBindingSize' : 'maxBufferSize';
     throw new UserError(
       `WebGPU device limit ${limit} = ${bindingMax(limits)} bytes is too small for this model's f32 memory: ` +
-        `state ${MiB(stateElems * 4)} + logits ${MiB(outputElems * 4)} + activations ${MiB(arenaElems * 4)} = ${bytes} bytes ` +
-        `in one binding (use a smaller prefill chunk, or a device with a larger limit)`,
+        `state ${MiB((stateElems + batchStateElems) * 4)} + logits ${MiB(outputElems * 4)} + activations ${MiB(arenaElems * 4)} = ${bytes} bytes ` +
+        `in one binding (use a smaller prefill chunk or batch, or a device with a larger limit)`,
     );
   }
-  return { elems: total, state, stateElems, tokens, output, outputElems, arena };
+  return { elems: total, state, stateElems, batchState, batchStateElems, tokens, output, outputElems, arena };
 }
 
 export interface LowerOptions {
@@ -156,7 +171,7 @@ export function lowerPlan(plan: KernelPlan, program: Program, limits: Limits, op
   let output: BufferDecl | null = null;
   for (const b of program.buffers) {
     switch (b.role) {
-      case 'state': offsets.set(b.name, layout.state.get(b.name)!.offset); break;
+      case 'state': offsets.set(b.name, (program === plan.batch ? layout.batchState : layout.state).get(b.name)!.offset); break;
       case 'input': offsets.set(b.name, layout.tokens); break;
       case 'output': offsets.set(b.name, layout.output); output = b; break;
       case 'activation': offsets.set(b.name, layout.arena + b.offset! / 4); break;
@@ -263,7 +278,7 @@ function lowerKernel(k: Kernel, ctx: Ctx, opts: LowerOptions): Step[] {
       const weights = [ctx.pack(k.name, parts), ...(k.lora ? [ctx.pack(k.name, [k.lora.a]), ctx.pack(k.name, [k.lora.b])] : [])];
       return [{
         kind: 'dispatch', kernel: k.name,
-        key: { kind: 'token_shift', ln: !!k.ln, outs: S, lora: k.lora ? { dim: k.lora.dim } : null },
+        key: { kind: 'token_shift', ln: !!k.ln, outs: S, lora: k.lora ? { dim: k.lora.dim } : null, batch: !!k.batch },
         weights,
         params: {
           x: ctx.off(k.x), c: C, shift_in: ctx.off(k.shiftIn), shift_out: ctx.off(k.shiftOut),
@@ -286,7 +301,7 @@ function lowerKernel(k: Kernel, ctx: Ctx, opts: LowerOptions): Step[] {
         kind: 'dispatch', kernel: k.name,
         key: {
           kind: 'wkv', headSize: N, decay: k.decay.kind, loraDim: k.decay.kind === 'lora' ? k.decay.dim : 0, u: !!k.u,
-          order: k.order, kDecayScale: k.kDecayScale, norm: !!k.norm, gate: !!k.gate,
+          order: k.order, kDecayScale: k.kDecayScale, norm: !!k.norm, gate: !!k.gate, batch: !!k.batch,
         },
         weights,
         params: {
@@ -294,7 +309,7 @@ function lowerKernel(k: Kernel, ctx: Ctx, opts: LowerOptions): Step[] {
           ...(k.decay.kind === 'lora' ? { z: ctx.off(k.decay.z) } : { w: ctx.off(k.decay.w) }),
           ...(k.gate ? { gate: ctx.off(k.gate) } : {}), r_scale: k.rScale, eps: k.norm?.eps ?? 0,
         },
-        grid: () => [C / N, 1, 1],
+        grid: (T) => [C / N, k.batch ? T : 1, 1], // batch: a workgroup per (head, sequence)
       }];
     }
     case 'linear': return lowerLinear(k, ctx);

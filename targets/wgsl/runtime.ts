@@ -58,13 +58,16 @@ export interface WgslModel extends TargetModel {
   /** What the last run() encoded, and the running totals. */
   readonly stats: { last: RunStats; total: RunStats & { runs: number } };
   /** Dispatches one call of a program encodes (the same for every T). */
-  dispatchCount(program: 'decode' | 'prefill'): number;
+  dispatchCount(program: ProgramName): number;
   /** The lowered steps (for --emit and tests). */
-  steps(program: 'decode' | 'prefill'): readonly (DispatchStep | HostEmbedStep)[];
+  steps(program: ProgramName): readonly (DispatchStep | HostEmbedStep)[];
   /** Tests and debugging: write / read any buffer a program declares (activations at T rows). */
-  writeBuffer(program: 'decode' | 'prefill', name: string, data: Float32Array): void;
-  readBuffer(program: 'decode' | 'prefill', name: string, T: number): Promise<Float32Array>;
+  writeBuffer(program: ProgramName, name: string, data: Float32Array): void;
+  readBuffer(program: ProgramName, name: string, T: number): Promise<Float32Array>;
 }
+
+/** The plan's programs; 'batch' only when the plan has one. */
+export type ProgramName = 'decode' | 'prefill' | 'batch';
 
 interface ProgramRt {
   program: Program;
@@ -90,8 +93,9 @@ async function load(
 ): Promise<WgslModel> {
   const limits = effectiveLimits(device, opts.limits);
   const lowerOpts = { embedOnHost: opts.embedOnHost };
-  const lowered = { decode: lowerPlan(plan, plan.decode, limits, lowerOpts), prefill: lowerPlan(plan, plan.prefill, limits, lowerOpts) };
-  const layout = lowered.decode.layout;
+  const names: ProgramName[] = plan.batch ? ['decode', 'prefill', 'batch'] : ['decode', 'prefill'];
+  const lowered = Object.fromEntries(names.map((n) => [n, lowerPlan(plan, plan[n]!, limits, lowerOpts)])) as Partial<Record<ProgramName, LoweredProgram>>;
+  const layout = lowered.decode!.layout;
   const owned: GPUBuffer[] = [];
   const buffer = (size: number, usage: number, label: string) => {
     const b = device.createBuffer({ size: Math.max(16, Math.ceil(size / 16) * 16), usage, label });
@@ -104,7 +108,7 @@ async function load(
 
   // Shaders and pipelines, one per distinct key.
   const keys = new Map<string, ShaderKey>();
-  for (const l of Object.values(lowered)) for (const s of l.steps) if (s.kind === 'dispatch') keys.set(keyString(s.key), s.key);
+  for (const l of Object.values(lowered)) for (const s of l!.steps) if (s.kind === 'dispatch') keys.set(keyString(s.key), s.key);
   const render = [...keys.keys()].some((k) => !opts.shaders?.[k]) ? (await import('./codegen.ts')).renderShader : null;
   const shaders: ShaderInfo[] = [];
   const pipelines = new Map<string, Promise<GPUComputePipeline>>();
@@ -168,10 +172,10 @@ async function load(
 
   const mem = buffer(layout.elems * 4, USAGE.STORAGE | USAGE.COPY_SRC | USAGE.COPY_DST, 'mem');
   const runUniform = buffer(16, USAGE.UNIFORM | USAGE.COPY_DST, 'run');
-  const readback = buffer(Math.max(layout.outputElems, layout.stateElems) * 4, USAGE.MAP_READ | USAGE.COPY_DST, 'readback');
+  const readback = buffer(Math.max(layout.outputElems, layout.stateElems, layout.batchStateElems) * 4, USAGE.MAP_READ | USAGE.COPY_DST, 'readback');
 
   // Every dispatch's Params in one uniform buffer, each at an aligned offset.
-  const all = [...lowered.decode.steps, ...lowered.prefill.steps].filter((s): s is DispatchStep => s.kind === 'dispatch');
+  const all = names.flatMap((n) => lowered[n]!.steps).filter((s): s is DispatchStep => s.kind === 'dispatch');
   const align = device.limits.minUniformBufferOffsetAlignment;
   const packed = all.map((s) => packParams(s.key, s.params));
   const slot = Math.ceil(Math.max(...packed.map((p) => p.byteLength), 16) / align) * align;
@@ -179,14 +183,14 @@ async function load(
   packed.forEach((p, i) => device.queue.writeBuffer(paramBuf, i * slot, p));
   const slotOf = new Map(all.map((s, i) => [s, i]));
 
-  const programs = {} as Record<'decode' | 'prefill', ProgramRt>;
-  for (const name of ['decode', 'prefill'] as const) {
-    const l = lowered[name];
-    const rt: ProgramRt = { program: plan[name], lowered: l, dispatches: [], staging: new Map() };
+  const programs: Partial<Record<ProgramName, ProgramRt>> = {};
+  for (const name of names) {
+    const l = lowered[name]!;
+    const rt: ProgramRt = { program: plan[name]!, lowered: l, dispatches: [], staging: new Map() };
     for (const s of l.steps) {
       if (s.kind === 'host_embed') {
         hostTable(s.table);
-        rt.staging.set(s, buffer(plan[name].maxT * s.cols * 4, USAGE.COPY_SRC | USAGE.COPY_DST, `${s.kernel} staging`));
+        rt.staging.set(s, buffer(rt.program.maxT * s.cols * 4, USAGE.COPY_SRC | USAGE.COPY_DST, `${s.kernel} staging`));
         continue;
       }
       const pipeline = await pipelines.get(keyString(s.key))!;
@@ -239,8 +243,15 @@ async function load(
     return out;
   };
 
-  const run = (which: 'decode' | 'prefill', tokens: Int32Array) => serial(async () => {
+  const program = (which: ProgramName): ProgramRt => {
     const P = programs[which];
+    if (!P) throw new UserError(`this plan was compiled without a ${which} program`);
+    return P;
+  };
+
+  /** One call of a program: one command buffer, logits copied back. Callers hold `serial`. */
+  const exec = async (which: ProgramName, tokens: Int32Array): Promise<Float32Array> => {
+    const P = program(which);
     const T = tokens.length;
     if (!(T >= 1 && T <= P.program.maxT)) throw new UserError(`the ${which} program takes 1..${P.program.maxT} tokens, got ${T}`);
     for (const t of tokens)
@@ -289,6 +300,31 @@ async function load(
     const logits = new Float32Array(readback.getMappedRange(0, n * 4).slice(0));
     readback.unmap();
     return logits;
+  };
+
+  const run = (which: 'decode' | 'prefill', tokens: Int32Array) => serial(() => exec(which, tokens));
+
+  /** B sequences, one token each: sequence b's state goes in (and comes back) as row b of the batch state. */
+  const runBatch = (tokens: Int32Array, states: StateTensors[]) => serial(async () => {
+    const B = tokens.length;
+    if (states.length !== B) throw new UserError(`runBatch: ${B} tokens but ${states.length} states`);
+    program('batch');
+    for (const [name, r] of layout.batchState) {
+      const per = r.elems / plan.batch!.maxT;
+      states.forEach((s, b) => {
+        const v = s[name];
+        if (!v || v.length !== per) throw new UserError(`runBatch: state ${name} of sequence ${b}: expected ${per} values, got ${v?.length ?? 'none'}`);
+        writeMem(r.offset + b * per, v);
+      });
+    }
+    const logits = await exec('batch', tokens);
+    const all = await readRegion(layout.stateElems, layout.batchStateElems);
+    const out = states.map(() => ({}) as StateTensors);
+    for (const [name, r] of layout.batchState) {
+      const per = r.elems / plan.batch!.maxT, at = r.offset - layout.stateElems;
+      out.forEach((o, b) => (o[name] = all.slice(at + b * per, at + (b + 1) * per)));
+    }
+    return { logits, states: out };
   });
 
   let disposed = false;
@@ -301,6 +337,7 @@ async function load(
     shaders,
     stats,
     run,
+    ...(plan.batch ? { runBatch } : {}),
     readState: () => serial(async () => {
       const all = await readRegion(0, layout.stateElems);
       const out: StateTensors = {};
@@ -315,16 +352,16 @@ async function load(
         writeMem(r.offset, v);
       }
     }),
-    dispatchCount: (p) => programs[p].dispatches.length,
-    steps: (p) => programs[p].lowered.steps,
+    dispatchCount: (p) => program(p).dispatches.length,
+    steps: (p) => program(p).lowered.steps,
     writeBuffer(p, name, data) {
-      const o = programs[p].lowered.offsets.get(name);
+      const o = program(p).lowered.offsets.get(name);
       if (o === undefined) throw new Error(`the ${p} program has no buffer ${name}`);
       writeMem(o, data);
     },
     readBuffer: (p, name, T) => serial(async () => {
-      const o = programs[p].lowered.offsets.get(name);
-      const decl = programs[p].program.buffers.find((b) => b.name === name);
+      const o = program(p).lowered.offsets.get(name);
+      const decl = program(p).program.buffers.find((b) => b.name === name);
       if (o === undefined || !decl) throw new Error(`the ${p} program has no buffer ${name}`);
       return readRegion(o, elems(decl, T));
     }),

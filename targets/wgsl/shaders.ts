@@ -42,10 +42,13 @@ export interface LinearGroupKey {
 export type ShaderKey =
   | { kind: 'embed'; fmt: WFormat }
   | { kind: 'layernorm' }
-  | { kind: 'token_shift'; ln: boolean; outs: number; lora: { dim: number } | null }
+  /** batch: each row is its own sequence with its own shift-state row (plan.ts). */
+  | { kind: 'token_shift'; ln: boolean; outs: number; lora: { dim: number } | null; batch: boolean }
   | {
       kind: 'wkv'; headSize: number; decay: 'lora' | 'direct'; loraDim: number; u: boolean;
       order: 'read_first' | 'update_first'; kDecayScale: boolean; norm: boolean; gate: boolean;
+      /** each row is its own sequence with its own state [B, H, N, N] */
+      batch: boolean;
     }
   /** matvec: decode and rows 'last'; matmul: tiled, for prefill. */
   | { kind: 'matvec' | 'matmul'; groups: LinearGroupKey[] };

@@ -83,7 +83,7 @@ export function renderShader(key: ShaderKey): string {
         muAt: mix0 + S,
         dim: key.lora?.dim ?? 0,
         sd,
-        per: Math.ceil(sd / WG),
+        passes: Math.ceil(sd / (WG / 8)),
         chunk: TS_CHUNK,
         outs: Array.from({ length: S }, (_, s) => ({ s })),
       });

@@ -9,14 +9,13 @@
  * writing the state are copies of mem's state region.
  */
 import type { KernelPlan, Program } from '../../kernels/plan.ts';
-import { dequantize } from '../../kernels/dtype.ts';
 import { UserError } from '../../runtime/errors.ts';
 import type { LoadTarget, StateTensors, TargetModel, TargetOptions, WeightProvider } from '../backend.ts';
 import { acquireGpu, type AcquiredGpu } from './device.ts';
-import { decodeRow, encodeRows } from './formats.ts';
+import { decodeRow } from './formats.ts';
+import { WeightUploads } from './uploads.ts';
 import {
-  DEFAULT_LIMITS, elems, lowerPlan, weightRefId, type DispatchStep, type HostEmbedStep, type Limits,
-  type LoweredProgram, type WeightRef,
+  DEFAULT_LIMITS, elems, lowerPlan, type DispatchStep, type HostEmbedStep, type Limits, type LoweredProgram,
 } from './lower.ts';
 import { keyString, packParams, weightBindings, type ShaderKey } from './shaders.ts';
 
@@ -103,120 +102,68 @@ async function load(
     return b;
   };
 
-  device.pushErrorScope('validation');
-  device.pushErrorScope('out-of-memory');
-
-  // Shaders and pipelines, one per distinct key.
-  const keys = new Map<string, ShaderKey>();
-  for (const l of Object.values(lowered)) for (const s of l!.steps) if (s.kind === 'dispatch') keys.set(keyString(s.key), s.key);
-  const render = [...keys.keys()].some((k) => !opts.shaders?.[k]) ? (await import('./codegen.ts')).renderShader : null;
-  const shaders: ShaderInfo[] = [];
-  const pipelines = new Map<string, Promise<GPUComputePipeline>>();
-  for (const [k, key] of keys) {
-    const code = opts.shaders?.[k] ?? render!(key);
-    const module = device.createShaderModule({ code, label: key.kind });
-    const messages = [...(await module.getCompilationInfo()).messages].map((m) => `${m.lineNum}:${m.linePos} ${m.type}: ${m.message}`);
-    shaders.push({ key: k, code, messages });
-    if (messages.some((m) => / error: /.test(m))) throw new Error(`WGSL for ${k} does not compile:\n${messages.join('\n')}`);
-    pipelines.set(k, cachedPipeline(device, code, () =>
-      device.createComputePipelineAsync({ layout: pipelineLayout(device, weightBindings(key)), compute: { module, entryPoint: 'main' }, label: key.kind })));
-  }
-
-  // Weights: one GPU buffer per distinct piece or pack; host tables for host-gathered embeddings.
-  const values = new Map<string, Float32Array>();
-  const f32Of = (name: string) => {
-    let v = values.get(name);
-    if (!v) {
-      const decl = plan.weights.find((w) => w.name === name)!;
-      v = weights(decl);
-      const n = decl.shape.reduce((a, b) => a * b, 1);
-      if (v.length !== n) throw new UserError(`weight ${name}: expected ${n} values for shape [${decl.shape}], got ${v.length}`);
-      values.set(name, v);
+  const uploads = new WeightUploads(plan, weights, device);
+  const destroyAll = () => { for (const b of owned) b.destroy(); uploads.destroy(); };
+  const gpu = await scoped(device, destroyAll, () => `${uploads.bytes} bytes of weights`, async () => {
+    // Shaders and pipelines, one per distinct key.
+    const keys = new Map<string, ShaderKey>();
+    for (const l of Object.values(lowered)) for (const s of l!.steps) if (s.kind === 'dispatch') keys.set(keyString(s.key), s.key);
+    const render = [...keys.keys()].some((k) => !opts.shaders?.[k]) ? (await import('./codegen.ts')).renderShader : null;
+    const shaders: ShaderInfo[] = [];
+    const pipelines = new Map<string, Promise<GPUComputePipeline>>();
+    for (const [k, key] of keys) {
+      const code = opts.shaders?.[k] ?? render!(key);
+      const module = device.createShaderModule({ code, label: key.kind });
+      const messages = [...(await module.getCompilationInfo()).messages].map((m) => `${m.lineNum}:${m.linePos} ${m.type}: ${m.message}`);
+      shaders.push({ key: k, code, messages });
+      if (messages.some((m) => / error: /.test(m))) throw new Error(`WGSL for ${k} does not compile:\n${messages.join('\n')}`);
+      pipelines.set(k, cachedPipeline(device, code, () =>
+        device.createComputePipelineAsync({ layout: pipelineLayout(device, weightBindings(key)), compute: { module, entryPoint: 'main' }, label: key.kind })));
     }
-    return v;
-  };
-  const dequantized = (name: string) => {
-    const decl = plan.weights.find((w) => w.name === name)!;
-    return dequantize(f32Of(name), decl.shape[decl.shape.length - 1], decl.dtype);
-  };
-  const gpuWeights = new Map<string, GPUBuffer>();
-  let weightBytes = 0;
-  const weightBuffer = (ref: WeightRef): GPUBuffer => {
-    const id = weightRefId(ref);
-    let b = gpuWeights.get(id);
-    if (b) return b;
-    let bytes: Uint8Array;
-    if (ref.kind === 'rows') bytes = encodeRows(ref.fmt, f32Of(ref.weight), ref.cols, ref.row0, ref.rows);
-    else {
-      const parts = ref.parts.map(dequantized);
-      const all = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
-      let at = 0;
-      for (const p of parts) { all.set(p, at); at += p.length; }
-      bytes = new Uint8Array(all.buffer);
-    }
-    b = device.createBuffer({ size: Math.max(16, Math.ceil(bytes.byteLength / 16) * 16), usage: USAGE.STORAGE, mappedAtCreation: true, label: id });
-    new Uint8Array(b.getMappedRange()).set(bytes);
-    b.unmap();
-    owned.push(b);
-    gpuWeights.set(id, b);
-    weightBytes += bytes.byteLength;
-    return b;
-  };
-  const hostTables = new Map<string, Uint8Array>();
-  const hostTable = (ref: HostEmbedStep['table']) => {
-    const id = weightRefId(ref);
-    let t = hostTables.get(id);
-    if (!t) hostTables.set(id, (t = encodeRows(ref.fmt, f32Of(ref.weight), ref.cols, ref.row0, ref.rows)));
-    return t;
-  };
 
-  const mem = buffer(layout.elems * 4, USAGE.STORAGE | USAGE.COPY_SRC | USAGE.COPY_DST, 'mem');
-  const runUniform = buffer(16, USAGE.UNIFORM | USAGE.COPY_DST, 'run');
-  const readback = buffer(Math.max(layout.outputElems, layout.stateElems, layout.batchStateElems) * 4, USAGE.MAP_READ | USAGE.COPY_DST, 'readback');
+    const mem = buffer(layout.elems * 4, USAGE.STORAGE | USAGE.COPY_SRC | USAGE.COPY_DST, 'mem');
+    const runUniform = buffer(16, USAGE.UNIFORM | USAGE.COPY_DST, 'run');
+    const readback = buffer(Math.max(layout.outputElems, layout.stateElems, layout.batchStateElems) * 4, USAGE.MAP_READ | USAGE.COPY_DST, 'readback');
 
-  // Every dispatch's Params in one uniform buffer, each at an aligned offset.
-  const all = names.flatMap((n) => lowered[n]!.steps).filter((s): s is DispatchStep => s.kind === 'dispatch');
-  const align = device.limits.minUniformBufferOffsetAlignment;
-  const packed = all.map((s) => packParams(s.key, s.params));
-  const slot = Math.ceil(Math.max(...packed.map((p) => p.byteLength), 16) / align) * align;
-  const paramBuf = buffer(Math.max(1, all.length) * slot, USAGE.UNIFORM | USAGE.COPY_DST, 'params');
-  packed.forEach((p, i) => device.queue.writeBuffer(paramBuf, i * slot, p));
-  const slotOf = new Map(all.map((s, i) => [s, i]));
+    // Every dispatch's Params in one uniform buffer, each at an aligned offset.
+    const all = names.flatMap((n) => lowered[n]!.steps).filter((s): s is DispatchStep => s.kind === 'dispatch');
+    const align = device.limits.minUniformBufferOffsetAlignment;
+    const packed = all.map((s) => packParams(s.key, s.params));
+    const slot = Math.ceil(Math.max(...packed.map((p) => p.byteLength), 16) / align) * align;
+    const paramBuf = buffer(Math.max(1, all.length) * slot, USAGE.UNIFORM | USAGE.COPY_DST, 'params');
+    packed.forEach((p, i) => device.queue.writeBuffer(paramBuf, i * slot, p));
 
-  const programs: Partial<Record<ProgramName, ProgramRt>> = {};
-  for (const name of names) {
-    const l = lowered[name]!;
-    const rt: ProgramRt = { program: plan[name]!, lowered: l, dispatches: [], staging: new Map() };
-    for (const s of l.steps) {
-      if (s.kind === 'host_embed') {
-        hostTable(s.table);
-        rt.staging.set(s, buffer(rt.program.maxT * s.cols * 4, USAGE.COPY_SRC | USAGE.COPY_DST, `${s.kernel} staging`));
-        continue;
+    // Bind groups, once per dispatch; staging buffers for host-gathered embeddings.
+    const programs: Partial<Record<ProgramName, ProgramRt>> = {};
+    for (const name of names) {
+      const l = lowered[name]!;
+      const rt: ProgramRt = { program: plan[name]!, lowered: l, dispatches: [], staging: new Map() };
+      for (const s of l.steps) {
+        if (s.kind === 'host_embed') {
+          uploads.hostTable(s.table);
+          rt.staging.set(s, buffer(rt.program.maxT * s.cols * 4, USAGE.COPY_SRC | USAGE.COPY_DST, `${s.kernel} staging`));
+          continue;
+        }
+        const pipeline = await pipelines.get(keyString(s.key))!;
+        const i = all.indexOf(s);
+        const bindGroup = device.createBindGroup({
+          layout: pipeline.getBindGroupLayout(0),
+          label: s.kernel,
+          entries: [
+            { binding: 0, resource: { buffer: mem } },
+            { binding: 1, resource: { buffer: paramBuf, offset: i * slot, size: packed[i].byteLength } },
+            { binding: 2, resource: { buffer: runUniform } },
+            ...s.weights.map((w, j) => ({ binding: 3 + j, resource: { buffer: uploads.buffer(w) } })),
+          ],
+        });
+        rt.dispatches.push({ step: s, pipeline, bindGroup });
       }
-      const pipeline = await pipelines.get(keyString(s.key))!;
-      const bindGroup = device.createBindGroup({
-        layout: pipeline.getBindGroupLayout(0),
-        label: s.kernel,
-        entries: [
-          { binding: 0, resource: { buffer: mem } },
-          { binding: 1, resource: { buffer: paramBuf, offset: slotOf.get(s)! * slot, size: packParams(s.key, s.params).byteLength } },
-          { binding: 2, resource: { buffer: runUniform } },
-          ...s.weights.map((w, i) => ({ binding: 3 + i, resource: { buffer: weightBuffer(w) } })),
-        ],
-      });
-      rt.dispatches.push({ step: s, pipeline, bindGroup });
+      programs[name] = rt;
     }
-    programs[name] = rt;
-  }
-  values.clear();
-
-  const oom = await device.popErrorScope();
-  const invalid = await device.popErrorScope();
-  if (oom || invalid) {
-    for (const b of owned) b.destroy();
-    if (oom) throw new UserError(`the WebGPU device ran out of memory loading the model (${weightBytes} bytes of weights): ${oom.message}`);
-    throw new Error(`WebGPU validation failed while loading the model: ${invalid!.message}`);
-  }
+    uploads.releaseSources();
+    return { shaders, mem, runUniform, readback, programs };
+  });
+  const { shaders, mem, runUniform, readback, programs } = gpu;
 
   // Calls run one at a time (they share mem and the readback buffer).
   let tail: Promise<unknown> = Promise.resolve();
@@ -268,7 +215,7 @@ async function load(
         // Gather on the host, then copy into mem at this point of the command stream.
         const stage = P.staging.get(s)!;
         const rows = new Float32Array(T * s.cols);
-        const table = hostTable(s.table);
+        const table = uploads.hostTable(s.table);
         for (let t = 0; t < T; t++) decodeRow(s.table.fmt, table, s.cols, s.table.rows, tokens[t], rows, t * s.cols);
         q.writeBuffer(stage, 0, rows);
         pass?.end();
@@ -368,11 +315,34 @@ async function load(
     dispose() {
       if (disposed) return;
       disposed = true;
-      for (const b of owned) b.destroy();
+      destroyAll();
       acquired?.release();
     },
   };
   return model;
+}
+
+/**
+ * Run `build` inside validation and out-of-memory error scopes: a thrown error or one the device reports
+ * destroys what was built so far, and the scopes are always popped (the device may be the caller's).
+ */
+async function scoped<R>(device: GPUDevice, destroy: () => void, what: () => string, build: () => Promise<R>): Promise<R> {
+  device.pushErrorScope('validation');
+  device.pushErrorScope('out-of-memory');
+  let result: R | undefined, thrown: unknown, failed = false;
+  try {
+    result = await build();
+  } catch (e) {
+    thrown = e;
+    failed = true;
+  }
+  const oom = await device.popErrorScope();
+  const invalid = await device.popErrorScope();
+  if (failed || oom || invalid) destroy();
+  if (failed) throw thrown;
+  if (oom) throw new UserError(`the WebGPU device ran out of memory loading the model (${what()}): ${oom.message}`);
+  if (invalid) throw new Error(`WebGPU validation failed while loading the model: ${invalid.message}`);
+  return result!;
 }
 
 /** The device's limits, lowered by what the caller asked for. */

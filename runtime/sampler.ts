@@ -6,7 +6,7 @@
  * are dropped; temperature then reshapes what is left (p^(1/T), i.e. softmax of logits/T).
  */
 import { UserError } from './errors.ts';
-import { END_OF_TEXT } from './tokenizer.ts';
+import { END_OF_TEXT } from './world-tokenizer.ts';
 
 export interface SamplingOptions {
   /** 0 = greedy (argmax); 1 = the model's distribution; higher flattens it. Default 1. */

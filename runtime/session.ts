@@ -11,7 +11,7 @@ import type { StateTensors, TargetModel } from '../targets/backend.ts';
 import { UserError } from './errors.ts';
 import { createRng, sample, StopMatcher, TokenHistory, type SamplingOptions } from './sampler.ts';
 import { decodeState, encodeState } from './state-file.ts';
-import type { WorldTokenizer } from './tokenizer.ts';
+import type { WorldTokenizer } from './world-tokenizer.ts';
 
 export interface GenerateOptions extends SamplingOptions {
   /** Most tokens to generate. Default 100. */

@@ -4,7 +4,7 @@
  */
 import { inputError } from './errors.ts';
 import { shapeStr } from './dtypes.ts';
-import type { Checkpoint } from './index.ts';
+import type { Checkpoint } from './reader.ts';
 
 export interface ModelConfig {
   nLayer: number;

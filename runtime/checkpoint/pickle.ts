@@ -5,6 +5,7 @@
  * Every loop advances through the input, so no input can make it hang.
  */
 import { inputError } from './errors.ts';
+import { latin1, le } from './source.ts';
 
 export class PGlobal {
   constructor(readonly module: string, readonly name: string) {}
@@ -39,7 +40,8 @@ export function parsePickle(
   file: string,
   what: string,
 ): PValue {
-  const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  const buf = data;
+  const dv = le(data);
   const utf8 = new TextDecoder('utf-8', { fatal: true });
   const stack: PValue[] = [];
   const marks: number[] = []; // stack heights at each MARK
@@ -75,7 +77,7 @@ export function parsePickle(
   const line = () => {
     const end = buf.indexOf(0x0a, pos);
     if (end < 0) throw bad('truncated pickle');
-    const s = buf.toString('latin1', pos, end);
+    const s = latin1(buf.subarray(pos, end));
     pos = end + 1;
     return s;
   };
@@ -108,9 +110,9 @@ export function parsePickle(
       case 0x88: stack.push(true); break; // NEWTRUE
       case 0x89: stack.push(false); break; // NEWFALSE
       case 0x4b: stack.push(buf[need(1)]!); break; // BININT1
-      case 0x4d: stack.push(buf.readUInt16LE(need(2))); break; // BININT2
-      case 0x4a: stack.push(buf.readInt32LE(need(4))); break; // BININT
-      case 0x47: stack.push(buf.readDoubleBE(need(8))); break; // BINFLOAT
+      case 0x4d: stack.push(dv.getUint16(need(2), true)); break; // BININT2
+      case 0x4a: stack.push(dv.getInt32(need(4), true)); break; // BININT
+      case 0x47: stack.push(dv.getFloat64(need(8), false)); break; // BINFLOAT
       case 0x8a: { // LONG1: little-endian two's complement of n bytes
         const n = buf[need(1)]!;
         const at = need(n);
@@ -120,10 +122,10 @@ export function parsePickle(
         stack.push(v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v);
         break;
       }
-      case 0x58: stack.push(str(buf.readUInt32LE(need(4)))); break; // BINUNICODE
+      case 0x58: stack.push(str(dv.getUint32(need(4), true))); break; // BINUNICODE
       case 0x8c: stack.push(str(buf[need(1)]!)); break; // SHORT_BINUNICODE
       case 0x8d: { // BINUNICODE8
-        const n = buf.readBigUInt64LE(need(8));
+        const n = dv.getBigUint64(need(8), true);
         if (n > BigInt(buf.length)) throw bad('truncated pickle');
         stack.push(str(Number(n)));
         break;
@@ -178,10 +180,10 @@ export function parsePickle(
       case 0x62: pop(); top(); break; // BUILD: sets attributes (OrderedDict._metadata); nothing we need
       case 0x51: stack.push(new PPersistent(pop())); break; // BINPERSID
       case 0x71: memo.set(buf[need(1)]!, top()); break; // BINPUT
-      case 0x72: memo.set(buf.readUInt32LE(need(4)), top()); break; // LONG_BINPUT
+      case 0x72: memo.set(dv.getUint32(need(4), true), top()); break; // LONG_BINPUT
       case 0x94: memo.set(memo.size, top()); break; // MEMOIZE
       case 0x68: stack.push(get(buf[need(1)]!)); break; // BINGET
-      case 0x6a: stack.push(get(buf.readUInt32LE(need(4)))); break; // LONG_BINGET
+      case 0x6a: stack.push(get(dv.getUint32(need(4), true))); break; // LONG_BINGET
       default: {
         const hex = `0x${op.toString(16).padStart(2, '0')}`;
         throw bad(REFUSED[op] ? `unsupported pickle opcode ${REFUSED[op]} (${hex})` : `unknown pickle opcode ${hex}`);

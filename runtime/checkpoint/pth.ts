@@ -6,7 +6,7 @@
  */
 import { inputError } from './errors.ts';
 import { DTYPE_BYTES, numelOf, shapeStr, type StoredDType, type StoredTensor } from './dtypes.ts';
-import { readAt, type OpenFile } from './fileio.ts';
+import { latin1, readAt, type ByteSource } from './source.ts';
 import { parsePickle, PGlobal, PPersistent, PReduce, PTuple, type PValue } from './pickle.ts';
 import { entryDataOffset, readZipDirectory, type ZipEntry } from './zip.ts';
 
@@ -25,31 +25,31 @@ function allowGlobal(module: string, name: string): boolean {
 
 const isIndex = (v: PValue): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 
-export function readPthTensors(f: OpenFile): StoredTensor[] {
+export function readPthTensors(f: ByteSource): StoredTensor[] {
   const zip = readZipDirectory(f);
   const pkls = [...zip.keys()].filter((n) => /^[^/]+\/data\.pkl$/.test(n));
   if (pkls.length !== 1) {
-    throw inputError(f.path, undefined, pkls.length ? `ZIP holds ${pkls.length} data.pkl entries` : 'not a PyTorch checkpoint: no <stem>/data.pkl in the ZIP');
+    throw inputError(f.name, undefined, pkls.length ? `ZIP holds ${pkls.length} data.pkl entries` : 'not a PyTorch checkpoint: no <stem>/data.pkl in the ZIP');
   }
   const pklName = pkls[0]!;
   const stem = pklName.slice(0, -'data.pkl'.length);
   const entryBytes = (e: ZipEntry, max: number) => {
-    if (e.size > max) throw inputError(f.path, e.name, `implausibly large (${e.size} bytes)`);
+    if (e.size > max) throw inputError(f.name, e.name, `implausibly large (${e.size} bytes)`);
     return readAt(f, entryDataOffset(f, e), e.size, e.name);
   };
   const byteorder = zip.get(`${stem}byteorder`);
-  if (byteorder && Buffer.from(entryBytes(byteorder, 16)).toString() !== 'little') {
-    throw inputError(f.path, byteorder.name, 'big-endian checkpoints are not supported');
+  if (byteorder && latin1(entryBytes(byteorder, 16)) !== 'little') {
+    throw inputError(f.name, byteorder.name, 'big-endian checkpoints are not supported');
   }
 
-  const root = parsePickle(entryBytes(zip.get(pklName)!, MAX_PICKLE), allowGlobal, f.path, pklName);
-  if (!(root instanceof Map)) throw inputError(f.path, pklName, 'does not hold a dict of tensors');
+  const root = parsePickle(entryBytes(zip.get(pklName)!, MAX_PICKLE), allowGlobal, f.name, pklName);
+  if (!(root instanceof Map)) throw inputError(f.name, pklName, 'does not hold a dict of tensors');
 
   const storageStart = new Map<string, number>(); // key → data offset, each local header read once
   const tensors: StoredTensor[] = [];
   for (const [name, value] of root) {
-    if (typeof name !== 'string') throw inputError(f.path, pklName, `dict key ${String(name)} is not a string`);
-    const bad = (problem: string) => inputError(f.path, name, problem);
+    if (typeof name !== 'string') throw inputError(f.name, pklName, `dict key ${String(name)} is not a string`);
+    const bad = (problem: string) => inputError(f.name, name, problem);
 
     // _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, backward_hooks[, metadata])
     if (!(value instanceof PReduce) || !(value.fn instanceof PGlobal) || value.fn.name !== '_rebuild_tensor_v2') {

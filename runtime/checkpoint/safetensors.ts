@@ -1,15 +1,15 @@
 /**
  * safetensors: u64 LE header length, a JSON header `{name: {dtype, shape, data_offsets: [begin, end]},
  * __metadata__?: {string: string}}`, then the raw little-endian bytes, offsets relative to the end of the
- * header. The reader parses only the header; tensor bytes are read on demand (see index.ts).
+ * header. The reader parses only the header; tensor bytes are read on demand (see reader.ts). The writer
+ * is Node only (safetensors-write.ts).
  */
-import * as fs from 'node:fs';
 import { inputError } from './errors.ts';
 import { DTYPE_BYTES, numelOf, shapeStr, type StoredDType, type StoredTensor } from './dtypes.ts';
-import { readAt, type OpenFile } from './fileio.ts';
+import { le, readAt, type ByteSource } from './source.ts';
 
 const FROM_ST: Record<string, StoredDType> = { F32: 'f32', F16: 'f16', BF16: 'bf16', I32: 'i32', F64: 'f64', I64: 'i64' };
-const TO_ST: Record<StoredDType, string> = { f32: 'F32', f16: 'F16', bf16: 'BF16', i32: 'I32', f64: 'F64', i64: 'I64' };
+export const TO_ST: Record<StoredDType, string> = { f32: 'F32', f16: 'F16', bf16: 'BF16', i32: 'I32', f64: 'F64', i64: 'I64' };
 
 /** The reference implementation refuses headers over 100 MB; a bigger one is corruption, not a model. */
 const MAX_HEADER = 100_000_000;
@@ -23,10 +23,10 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-export function readSafetensorsHeader(f: OpenFile): SafetensorsHeader {
-  const fail = (what: string | undefined, problem: string) => inputError(f.path, what, problem);
+export function readSafetensorsHeader(f: ByteSource): SafetensorsHeader {
+  const fail = (what: string | undefined, problem: string) => inputError(f.name, what, problem);
   if (f.size < 8) throw fail(undefined, `truncated file: ${f.size} bytes, too short for a safetensors header`);
-  const len = Buffer.from(readAt(f, 0, 8)).readBigUInt64LE(0);
+  const len = le(readAt(f, 0, 8)).getBigUint64(0, true);
   if (len > BigInt(f.size - 8)) throw fail(undefined, `truncated file: header length ${len} is past the end of the file (size ${f.size})`);
   if (len > BigInt(MAX_HEADER)) throw fail(undefined, `header length ${len} is over the ${MAX_HEADER}-byte limit`);
   const headerLen = Number(len);
@@ -71,63 +71,4 @@ export function readSafetensorsHeader(f: OpenFile): SafetensorsHeader {
     tensors.push({ name, dtype, shape: shape as number[], offset: dataStart + begin, nbytes });
   }
   return { tensors, metadata };
-}
-
-export interface TensorToWrite {
-  name: string;
-  dtype: StoredDType;
-  shape: number[];
-  /** Raw little-endian values: Float32Array for f32, Uint16Array for f16/bf16 bits, BigInt64Array for i64… */
-  data: ArrayBufferView;
-}
-
-/**
- * Write a safetensors file. Tensors are streamed one by one (no concatenated copy of a large model), into
- * a temporary file renamed at the end so that a failed write never leaves a half file under `path`.
- */
-export function writeSafetensors(path: string, tensors: TensorToWrite[], metadata?: Record<string, string>): void {
-  // No prototype: tensor names such as "__proto__" or "toString" are plain keys here.
-  const header: Record<string, unknown> = Object.create(null);
-  if (metadata) header.__metadata__ = metadata;
-  let offset = 0;
-  for (const t of tensors) {
-    if (t.name === '__metadata__' || Object.hasOwn(header, t.name)) throw inputError(path, t.name, 'duplicate or reserved tensor name');
-    const numel = numelOf(t.shape);
-    if (numel === undefined) throw inputError(path, t.name, `bad shape ${JSON.stringify(t.shape)}`);
-    const nbytes = numel * DTYPE_BYTES[t.dtype];
-    if (t.data.byteLength !== nbytes) {
-      throw inputError(path, t.name, `data has ${t.data.byteLength} bytes but shape ${shapeStr(t.shape)} of ${t.dtype} needs ${nbytes}`);
-    }
-    header[t.name] = { dtype: TO_ST[t.dtype], shape: t.shape, data_offsets: [offset, offset + nbytes] };
-    offset += nbytes;
-  }
-  // Pad the header with spaces so the data starts 8-byte aligned, as the reference writer does.
-  let json = JSON.stringify(header);
-  json += ' '.repeat((8 - ((8 + Buffer.byteLength(json)) % 8)) % 8);
-  const head = Buffer.alloc(8);
-  head.writeBigUInt64LE(BigInt(Buffer.byteLength(json)));
-
-  const tmp = `${path}.tmp-${process.pid}`;
-  let fd: number | undefined;
-  try {
-    fd = fs.openSync(tmp, 'w');
-    writeAll(fd, head);
-    writeAll(fd, Buffer.from(json));
-    for (const t of tensors) writeAll(fd, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
-    fs.closeSync(fd);
-    fd = undefined;
-    fs.renameSync(tmp, path);
-  } catch (e) {
-    if (fd !== undefined) fs.closeSync(fd);
-    fs.rmSync(tmp, { force: true });
-    const code = (e as NodeJS.ErrnoException).code;
-    throw typeof code === 'string' ? inputError(path, undefined, `cannot write: ${code}`) : e;
-  }
-}
-
-/** writeSync may write less than asked (and refuses > 2 GiB at once): loop in 1 GiB pieces. */
-function writeAll(fd: number, bytes: Uint8Array): void {
-  for (let done = 0; done < bytes.byteLength; ) {
-    done += fs.writeSync(fd, bytes, done, Math.min(1 << 30, bytes.byteLength - done));
-  }
 }

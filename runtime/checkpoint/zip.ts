@@ -5,7 +5,7 @@
  * which is what makes lazy, in-place tensor reads possible.
  */
 import { inputError } from './errors.ts';
-import { readAt, type OpenFile } from './fileio.ts';
+import { le, readAt, u64, type ByteSource } from './source.ts';
 
 export interface ZipEntry {
   name: string;
@@ -26,26 +26,27 @@ const MAX_CENTRAL_DIR = 256 << 20; // a checkpoint has hundreds of entries, not 
 
 /** Bounds-checked little-endian reads: a record cut short is a truncated or corrupt archive. */
 function view(buf: Uint8Array, onShort: () => Error) {
-  const b = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
+  const v = le(buf);
+  const utf8 = new TextDecoder('utf-8');
   const check = (o: number, n: number) => {
-    if (o < 0 || o + n > b.length) throw onShort();
+    if (o < 0 || o + n > buf.length) throw onShort();
   };
   return {
-    length: b.length,
-    u16: (o: number) => (check(o, 2), b.readUInt16LE(o)),
-    u32: (o: number) => (check(o, 4), b.readUInt32LE(o)),
+    length: buf.length,
+    u16: (o: number) => (check(o, 2), v.getUint16(o, true)),
+    u32: (o: number) => (check(o, 4), v.getUint32(o, true)),
     u64: (o: number) => {
       check(o, 8);
-      const v = b.readBigUInt64LE(o);
-      if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw onShort();
-      return Number(v);
+      const n = u64(v, o);
+      if (n === undefined) throw onShort();
+      return n;
     },
-    text: (o: number, n: number) => (check(o, n), b.toString('utf8', o, o + n)),
+    text: (o: number, n: number) => (check(o, n), utf8.decode(buf.subarray(o, o + n))),
   };
 }
 
-export function readZipDirectory(f: OpenFile): Map<string, ZipEntry> {
-  const corrupt = (problem: string) => () => inputError(f.path, undefined, `corrupt ZIP: ${problem}`);
+export function readZipDirectory(f: ByteSource): Map<string, ZipEntry> {
+  const corrupt = (problem: string) => () => inputError(f.name, undefined, `corrupt ZIP: ${problem}`);
 
   // The EOCD record is at the end, possibly followed by a comment: scan backwards for its signature.
   const tailStart = Math.max(0, f.size - MAX_EOCD_SEARCH);
@@ -54,7 +55,7 @@ export function readZipDirectory(f: OpenFile): Map<string, ZipEntry> {
   for (let p = tail.length - 22; p >= 0; p--) {
     if (tail.u32(p) === SIG_EOCD) { eocd = p; break; }
   }
-  if (eocd < 0) throw inputError(f.path, undefined, 'not a ZIP archive (no end-of-central-directory record; truncated file?)');
+  if (eocd < 0) throw inputError(f.name, undefined, 'not a ZIP archive (no end-of-central-directory record; truncated file?)');
   let count = tail.u16(eocd + 10);
   let cdSize = tail.u32(eocd + 12);
   let cdOffset = tail.u32(eocd + 16);
@@ -105,16 +106,16 @@ export function readZipDirectory(f: OpenFile): Map<string, ZipEntry> {
 }
 
 /** Where a stored entry's bytes start in the file; refuses what cannot be read in place. */
-export function entryDataOffset(f: OpenFile, e: ZipEntry): number {
+export function entryDataOffset(f: ByteSource, e: ZipEntry): number {
   if (e.method !== 0) {
-    throw inputError(f.path, e.name, `ZIP entry is compressed (method ${e.method}); only stored entries can be read, as torch.save writes them`);
+    throw inputError(f.name, e.name, `ZIP entry is compressed (method ${e.method}); only stored entries can be read, as torch.save writes them`);
   }
-  if (e.flags & 1) throw inputError(f.path, e.name, 'ZIP entry is encrypted');
-  const h = view(readAt(f, e.localHeaderOffset, 30, e.name), () => inputError(f.path, e.name, 'corrupt ZIP local header'));
-  if (h.u32(0) !== SIG_LOCAL) throw inputError(f.path, e.name, `corrupt ZIP: no local header at byte ${e.localHeaderOffset}`);
+  if (e.flags & 1) throw inputError(f.name, e.name, 'ZIP entry is encrypted');
+  const h = view(readAt(f, e.localHeaderOffset, 30, e.name), () => inputError(f.name, e.name, 'corrupt ZIP local header'));
+  if (h.u32(0) !== SIG_LOCAL) throw inputError(f.name, e.name, `corrupt ZIP: no local header at byte ${e.localHeaderOffset}`);
   const start = e.localHeaderOffset + 30 + h.u16(26) + h.u16(28);
   if (start + e.compressedSize > f.size) {
-    throw inputError(f.path, e.name, `truncated file: entry data ends at byte ${start + e.compressedSize}, past the end of the file (size ${f.size})`);
+    throw inputError(f.name, e.name, `truncated file: entry data ends at byte ${start + e.compressedSize}, past the end of the file (size ${f.size})`);
   }
   return start;
 }

@@ -1,0 +1,129 @@
+/**
+ * One interface over the checkpoint formats: the official `.pth`, safetensors with official names, and
+ * safetensors with Hugging Face names (mapped to official ones here, so nothing downstream sees them).
+ * Opening a checkpoint reads only its headers; each tensor is read from its source when asked for.
+ *
+ * Portable (Node and browsers): it reads through a ByteSource. `openCheckpoint(path)` (index.ts) opens
+ * a file in Node; `openCheckpointBytes` takes bytes already in memory (a fetched file, a browser File).
+ */
+import { inputError } from './errors.ts';
+import { widenToF32, type StoredTensor, type TensorInfo } from './dtypes.ts';
+import { readPthTensors } from './pth.ts';
+import { readSafetensorsHeader } from './safetensors.ts';
+import { bytesSource, latin1, readAt, type ByteSource } from './source.ts';
+
+export type { StoredDType, TensorInfo } from './dtypes.ts';
+export { bytesSource, type ByteSource } from './source.ts';
+export { expectedTensors, inferConfig, validateCheckpoint, type ModelConfig } from './config.ts';
+
+export interface Checkpoint {
+  path: string;
+  format: 'pth' | 'safetensors';
+  /** safetensors `__metadata__` (empty for .pth). */
+  metadata: Record<string, string>;
+  /** Official names (HF names are mapped to official). */
+  names(): string[];
+  /** Throws a UserError naming file and tensor if missing. */
+  info(name: string): TensorInfo;
+  /** Widened to f32 (bf16 exactly; f16 including subnormals, inf and NaN). */
+  readF32(name: string): Float32Array;
+  /** The stored bytes, little-endian. */
+  readRaw(name: string): Uint8Array;
+  close(): void;
+}
+
+/**
+ * HF (`RWKV/v6-Finch-*-HF`) name → official name. The tensors themselves are identical (never transposed),
+ * so renaming is all it takes. Names without the `rwkv.` prefix (`head.weight`, official ones) pass through.
+ */
+export function hfToOfficial(name: string): string {
+  if (!name.startsWith('rwkv.')) return name;
+  return name
+    .slice('rwkv.'.length)
+    .replace(/^embeddings\./, 'emb.')
+    .replace(/^blocks\.0\.pre_ln\./, 'blocks.0.ln0.')
+    .replace('.attention.', '.att.')
+    .replace('.feed_forward.', '.ffn.');
+}
+
+/** Open a checkpoint from any byte source; the checkpoint owns it (closing one closes the other). */
+export function openCheckpointSource(file: ByteSource): Checkpoint {
+  const path = file.name;
+  let stored: StoredTensor[];
+  let metadata: Record<string, string> = {};
+  let format: Checkpoint['format'];
+  try {
+    // A ZIP starts with a local file header; a safetensors file with its (small) header length.
+    const magic = file.size >= 4 ? latin1(readAt(file, 0, 4)) : '';
+    if (magic === 'PK\x03\x04') {
+      format = 'pth';
+      stored = readPthTensors(file);
+    } else {
+      format = 'safetensors';
+      ({ tensors: stored, metadata } = readSafetensorsHeader(file));
+    }
+  } catch (e) {
+    file.close();
+    throw e;
+  }
+
+  const tensors = new Map<string, StoredTensor>();
+  for (const t of stored) {
+    const name = hfToOfficial(t.name);
+    if (tensors.has(name)) {
+      file.close();
+      throw inputError(path, t.name, `duplicate tensor (another one is also named ${name})`);
+    }
+    tensors.set(name, { ...t, name });
+  }
+  return new LazyCheckpoint(file, format, metadata, tensors);
+}
+
+/** A checkpoint whose bytes are already in memory; `name` is what error messages call it. */
+export function openCheckpointBytes(name: string, bytes: Uint8Array | ArrayBuffer): Checkpoint {
+  return openCheckpointSource(bytesSource(name, bytes));
+}
+
+class LazyCheckpoint implements Checkpoint {
+  private closed = false;
+  readonly path: string;
+
+  constructor(
+    private readonly file: ByteSource,
+    readonly format: Checkpoint['format'],
+    readonly metadata: Record<string, string>,
+    private readonly tensors: Map<string, StoredTensor>,
+  ) {
+    this.path = file.name;
+  }
+
+  names(): string[] {
+    return [...this.tensors.keys()];
+  }
+
+  private get(name: string): StoredTensor {
+    const t = this.tensors.get(name);
+    if (!t) throw inputError(this.path, name, 'tensor not found in checkpoint');
+    return t;
+  }
+
+  info(name: string): TensorInfo {
+    const { dtype, shape } = this.get(name);
+    return { name, dtype, shape: [...shape] };
+  }
+
+  readRaw(name: string): Uint8Array {
+    const t = this.get(name);
+    if (this.closed) throw inputError(this.path, name, 'checkpoint is closed');
+    return readAt(this.file, t.offset, t.nbytes, name);
+  }
+
+  readF32(name: string): Float32Array {
+    return widenToF32(this.get(name).dtype, this.readRaw(name), this.path, name);
+  }
+
+  close(): void {
+    if (!this.closed) this.file.close();
+    this.closed = true;
+  }
+}

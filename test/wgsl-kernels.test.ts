@@ -24,6 +24,7 @@ import { UserError } from '../runtime/errors.ts';
 import { openModel } from '../runtime/model.ts';
 import { parseMode, runTokens } from '../runtime/run-tokens.ts';
 import { loadPlanTarget } from '../targets/plan/runtime.ts';
+import { benchWgsl } from '../targets/wgsl/bench.ts';
 import { emitWgsl } from '../targets/wgsl/codegen.ts';
 import { f32Literal } from '../targets/wgsl/expr.ts';
 import type { Limits } from '../targets/wgsl/lower.ts';
@@ -354,6 +355,20 @@ describe.skipIf(!gpu)(`WGSL kernels vs the reference${skip ? ` (skipped: ${skip}
       expect(grid).toEqual([8, 2, 1]);
     });
 
+    it('a kernel whose invocations would race (one group reading another group\'s output) is refused', async () => {
+      const { plan, values } = makePlan({
+        kernels: [{
+          ...common, kind: 'linear', name: 'racy', rows: 'all', groups: [
+            { x: 'x', w: 'W0', y: 'y0' },
+            { x: 'x', w: 'W1', y: 'y1', epilogue: bin('add', acc, load('y0')) },
+          ],
+        }],
+        buffers: { x: { shape: ['T', 8] }, y0: { shape: ['T', 8] }, y1: { shape: ['T', 8] } },
+        weights: { W0: { shape: [8, 8] }, W1: { shape: [8, 8] } },
+      }, 2);
+      await expect(loadWgslTarget(plan, (d) => values.get(d.name)!, { device: gpu!.device })).rejects.toThrow(/racy: output y0 overlaps input y0/);
+    });
+
     it('a device that cannot run the model raises a UserError naming the limit and the tensor', async () => {
       const fail = async (c: Case, limits: Partial<Limits>) => {
         const { plan, values } = makePlan(c, 2);
@@ -444,6 +459,18 @@ describe.skipIf(!gpu)(`WGSL kernels vs the reference${skip ? ` (skipped: ${skip}
       } finally {
         model.dispose();
       }
+    });
+
+    it('benchWgsl counts dispatches and command buffers per token', async () => {
+      const { plan } = compileGraph(finch(cfg), cfg, { weights: 'f16', logits: 'last', chunk: 8 });
+      const r = await benchWgsl({ plan, weights: (d) => materializeWeight(d.source, read), device: gpu!.device, decodeSteps: 2, prefillRuns: 1, warmup: 1 });
+      expect(r.decode.dispatchesPerToken).toBe(1 + 7 * cfg.nLayer + 2);
+      expect(r.decode.commandBuffersPerToken).toBe(1);
+      expect(r.prefill.tokensPerCall).toBe(8);
+      expect(r.prefill.dispatchesPerToken).toBe((1 + 7 * cfg.nLayer + 2) / 8);
+      expect(r.decode.tokPerS).toBeGreaterThan(0);
+      expect(r.prefill.tokPerS).toBeGreaterThan(0);
+      console.log(`benchWgsl (${r.adapter}, not a performance assertion): ${JSON.stringify(r)}`);
     });
 
     it('every shader of a plan compiles without errors or warnings (emitWgsl, default WebGPU limits)', async () => {

@@ -177,6 +177,9 @@ export function lowerPlan(plan: KernelPlan, program: Program, limits: Limits, op
       case 'activation': offsets.set(b.name, layout.arena + b.offset! / 4); break;
     }
   }
+  // Token rows go in a grid dimension (token_shift, layernorm, embed, matmul tiles).
+  if (program.maxT > limits.maxComputeWorkgroupsPerDimension)
+    throw new UserError(`WebGPU device limit maxComputeWorkgroupsPerDimension = ${limits.maxComputeWorkgroupsPerDimension} is smaller than the program's ${program.maxT} tokens per call (use a smaller chunk)`);
   const weights = new Map(plan.weights.map((w) => [w.name, w]));
   const ctx = new Ctx(program, decls, offsets, weights, limits);
   const steps: Step[] = [];
@@ -206,8 +209,8 @@ class Ctx {
   }
   /** Elements per row of a buffer (its last axis). */
   width(name: string): number {
+    this.off(name); // declared?
     const b = this.decls.get(name)!;
-    this.off(name);
     return b.shape[b.shape.length - 1] as number;
   }
   weight(name: string): WeightDecl {
@@ -318,7 +321,6 @@ function lowerKernel(k: Kernel, ctx: Ctx, opts: LowerOptions): Step[] {
 
 /** One group's piece: rows [row0, row0 + rows) of its weight, with their own binding. */
 interface Piece {
-  group: number;
   key: LinearGroupKey;
   ref: WeightRef & { kind: 'rows' };
   params: Record<string, number>; // without the g{i}_ prefix
@@ -331,7 +333,8 @@ function lowerLinear(k: Extract<Kernel, { kind: 'linear' }>, ctx: Ctx): Step[] {
   const matvec = k.rows === 'last' || ctx.program.maxT === 1;
   const pieces: Piece[] = [];
   const outputs: string[] = [];
-  k.groups.forEach((g, gi) => {
+  const reads: string[][] = [];
+  k.groups.forEach((g) => {
     const w = ctx.weight(g.w);
     const [O, I] = w.shape;
     if (ctx.width(g.x) !== I) throw new Error(`${k.name}: ${g.x} is ${ctx.width(g.x)} wide, ${g.w} takes ${I}`);
@@ -342,8 +345,10 @@ function lowerLinear(k: Extract<Kernel, { kind: 'linear' }>, ctx: Ctx): Step[] {
     const epi = g.epilogue ? normalizeExpr(g.epilogue) : null;
     // The epilogue may read y's own elements (a residual written in place): each one is read and then
     // written by the same invocation. Anything else a group reads must not overlap what any group writes.
-    noOverlap(ctx, k.name, [g.y], [g.x, ...(pro?.loads ?? []), ...(epi?.loads ?? []).filter((b) => ctx.off(b) !== ctx.off(g.y))]);
+    const own = [g.x, ...(pro?.loads ?? []), ...(epi?.loads ?? []).filter((b) => ctx.off(b) !== ctx.off(g.y))];
+    noOverlap(ctx, k.name, [g.y], own);
     outputs.push(g.y);
+    reads.push([g.y, ...own]);
     const maxRows = Math.floor(bindingMax(lim) / matrixBytes(w.dtype, 1, I));
     if (maxRows < 1)
       throw new UserError(
@@ -353,7 +358,6 @@ function lowerLinear(k: Extract<Kernel, { kind: 'linear' }>, ctx: Ctx): Step[] {
     for (let row0 = 0; row0 < O; row0 += maxRows) {
       const rows = Math.min(maxRows, O - row0);
       pieces.push({
-        group: gi,
         key: { fmt: w.dtype, ...(matvec ? { lanes: matvecLanes(I) } : {}), ...(pro ? { prologue: pro.expr } : {}), ...(epi ? { epilogue: epi.expr } : {}) },
         ref: { kind: 'rows', weight: g.w, fmt: w.dtype, row0, rows, cols: I },
         params: {
@@ -366,7 +370,7 @@ function lowerLinear(k: Extract<Kernel, { kind: 'linear' }>, ctx: Ctx): Step[] {
     }
   });
   // Groups run concurrently: no group may read what another writes, nor two groups write one buffer.
-  k.groups.forEach((g, gi) => noOverlap(ctx, k.name, outputs.filter((_, j) => j !== gi), [g.y, g.x]));
+  reads.forEach((r, gi) => noOverlap(ctx, k.name, outputs.filter((_, j) => j !== gi), r));
 
   const perDispatch = lim.maxStorageBuffersPerShaderStage - 1; // one storage binding is mem
   if (perDispatch < 1)

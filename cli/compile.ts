@@ -8,6 +8,7 @@ import type { WeightDType } from '../kernels/plan.ts';
 import { resolveConfig } from './config-arg.ts';
 import { buildGraph } from '../runtime/load.ts';
 import { summarizePlan, formatSummary } from './inspect.ts';
+import { emitPackage } from '../compiler/emit-package.ts';
 
 const list = (v: string, prev: string[] = []) => [...prev, ...v.split(',')];
 
@@ -16,7 +17,7 @@ export function compileCommand(): Command {
     .description('Compile a model description to a kernel plan (and target kernels)')
     .argument('<dsl>', 'model description, e.g. examples/finch.ts')
     .requiredOption('--config <preset|file>', 'a preset name, a config .json, or a checkpoint (its shapes give the config)')
-    .addOption(new Option('--emit <what>', 'what to write').choices(['plan', 'ir']).default('plan'))
+    .addOption(new Option('--emit <what>', "what to write ('package': an ES module package of the WASM kernels and the runtime)").choices(['plan', 'ir', 'package']).default('plan'))
     .option('-o, --out <dir>', 'output directory', 'out/plan')
     .addOption(new Option('--weights <dtype>', 'storage of the big matrices').choices(['f32', 'bf16', 'f16', 'int8']).default('f32'))
     .addOption(new Option('--logits <rows>', 'head rows: all positions, or only the last').choices(['all', 'last']).default('last'))
@@ -29,10 +30,16 @@ export function compileCommand(): Command {
 Examples:
   rwkvc compile examples/finch.ts --config finch-1b6 -o out/1b6 --time-passes
   rwkvc compile examples/finch.ts --config model.pth --print-after fuse-wkv
-  rwkvc compile examples/finch.ts --config bench-0.1b --weights f16 --print-after all --verify-each`)
+  rwkvc compile examples/finch.ts --config bench-0.1b --weights f16 --print-after all --verify-each
+  rwkvc compile examples/finch.ts --config model.pth --emit package -o out/finch-pkg`)
     .action(async (dsl: string, o) => {
       const config = resolveConfig(o.config);
       const t0 = performance.now();
+      if (o.emit === 'package') {
+        const p = await emitPackage({ dsl, config, out: o.out, weights: o.weights as WeightDType, chunk: o.chunk });
+        process.stderr.write(`rwkvc: wrote package ${p.name} (class ${p.className}, ${p.files.length} files) in ${(performance.now() - t0).toFixed(0)} ms → ${p.dir}\n`);
+        return;
+      }
       const graph = await buildGraph(dsl, config);
       const r = compileGraph(graph, config, { weights: o.weights as WeightDType, logits: o.logits, chunk: o.chunk }, {
         printAfter: o.printAfter, printBefore: o.printBefore, timePasses: o.timePasses, verifyEach: o.verifyEach,

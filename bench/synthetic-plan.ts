@@ -35,7 +35,7 @@ export function syntheticPlan(o: SyntheticOptions = {}): KernelPlan {
   const big = o.dtype ?? 'f32', lora = o.loraDtype ?? 'f32';
   const weights: WeightDecl[] = [];
   const W = (name: string, shape: number[], dtype: WeightDType = 'f32') => {
-    weights.push({ name, shape, dtype, source: { op: 'tensor', tensor: name } });
+    weights.push({ name, shape, dtype, source: { tensor: name, stored: shape } });
     return name;
   };
   W('emb', [V, C]);

@@ -17,15 +17,20 @@ import { assemble, i32 } from './wat.ts';
 
 export interface WasmArtifact {
   /** Plain SIMD128: runs everywhere. */
-  wasm: Uint8Array;
+  wasm: Uint8Array<ArrayBuffer>;
   /** The same module with f32x4.relaxed_madd (FMA) in the hot loops; used when the engine validates it. */
-  wasmRelaxed?: Uint8Array;
+  wasmRelaxed?: Uint8Array<ArrayBuffer>;
   layout: WasmLayout;
 }
 
 export interface CompileOptions {
   /** Also emit the relaxed-SIMD variant (default true). */
   relaxed?: boolean;
+  /**
+   * Profiling build: thread 0 calls the import env.mark(phase) after each phase's barrier, so a runtime
+   * can time every kernel (layout.programs.*.phases names them).
+   */
+  profile?: boolean;
 }
 
 const elems = (b: BufferDecl, T: number) => b.shape.reduce<number>((n, d) => n * (d === 'T' ? T : d), 1);
@@ -96,7 +101,7 @@ function checkPlan(plan: KernelPlan): void {
 }
 
 export function compileWasm(plan: KernelPlan, opts: CompileOptions = {}): WasmArtifact {
-  const { layout, render } = build(plan);
+  const { layout, render } = build(plan, !!opts.profile);
   const art: WasmArtifact = { wasm: assemble(render(false)), layout };
   if (opts.relaxed !== false) art.wasmRelaxed = assemble(render(true), true);
   return art;
@@ -104,10 +109,10 @@ export function compileWasm(plan: KernelPlan, opts: CompileOptions = {}): WasmAr
 
 /** The WAT text of a plan (what --emit kernels shows). */
 export function emitWat(plan: KernelPlan, relaxed = false): string {
-  return build(plan).render(relaxed);
+  return build(plan, false).render(relaxed);
 }
 
-function build(plan: KernelPlan): { layout: WasmLayout; render: (relaxed: boolean) => string } {
+function build(plan: KernelPlan, profile: boolean): { layout: WasmLayout; render: (relaxed: boolean) => string } {
   checkPlan(plan);
   const uses = weightUses(plan);
   const mem = new Alloc(CONTROL_BYTES);
@@ -191,6 +196,7 @@ function build(plan: KernelPlan): { layout: WasmLayout; render: (relaxed: boolea
     };
   };
 
+  const phaseNames: string[][] = [[], []];
   const render = (relaxed: boolean) => {
     const funcs = new Map<string, string>(); // body text → function name
     const defs: string[] = [];
@@ -208,6 +214,7 @@ function build(plan: KernelPlan): { layout: WasmLayout; render: (relaxed: boolea
         scratch: acts[pi].scratch, stageOff, panelOff,
       };
       const calls: string[] = [];
+      phaseNames[pi] = [];
       for (const k of p.kernels) {
         let phases: Phase[];
         try { phases = lowerKernel(k, env); } catch (e) { throw new Error(`kernel '${k.name}' (${k.kind}): ${(e as Error).message}`); }
@@ -220,12 +227,15 @@ function build(plan: KernelPlan): { layout: WasmLayout; render: (relaxed: boolea
             defs.push(`(func ${name} ${text}`);
           }
           calls.push(`  ;; ${k.name}\n  (call ${name} (local.get $tid) (local.get $nth) (local.get $T) ${ph.params.values.map(i32).join(' ')})\n  (call $barrier (local.get $nth))`);
+          if (profile) calls.push(`  (if (i32.eqz (local.get $tid)) (then (call $mark ${i32(phaseNames[pi].length)})))`);
+          phaseNames[pi].push(k.name);
         }
       }
       return `(func $prog${pi} (param $T i32) (param $tid i32) (param $nth i32)\n${calls.join('\n')})`;
     });
     const text = `(module
 (import "env" "memory" (memory ${Math.ceil(staticBytes / PAGE)} 65536 shared))
+${profile ? '(import "env" "mark" (func $mark (param i32)))' : ''}
 (global $ts (mut i32) (i32.const 0))
 (func (export "init") (param $s i32) (global.set $ts (local.get $s)))
 ${mathlib()}
@@ -239,10 +249,11 @@ ${progs.join('\n')}
     return text;
   };
 
+  render(false); // names the phases
   const layout: WasmLayout = {
     format: 'rwkvc-wasm', version: 1, plan, staticBytes, threadScratchBytes, weights,
     state: [...state.values()],
-    programs: { decode: layoutOf(0), prefill: layoutOf(1) },
+    programs: { decode: { ...layoutOf(0), phases: phaseNames[0] }, prefill: { ...layoutOf(1), phases: phaseNames[1] } },
     decodeWeightBytes: decodeBytes(plan.decode, weights, uses.raws),
   };
   return { layout, render };

@@ -34,6 +34,8 @@ export interface ProgramLayout {
   logits: string;
   /** logits rows: one per token ('T' leading dim) or a single row. */
   logitsPerToken: boolean;
+  /** Kernel name of each phase, in call order (profiling). */
+  phases?: string[];
 }
 
 export interface WasmLayout {

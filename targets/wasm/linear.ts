@@ -58,8 +58,10 @@ export const panelBytes = (dtype: WeightDType, I: number): number => {
   }
 };
 
-const TILE_T = 2; // tokens per matmul register tile
-const UNROLL = 4; // inputs per loop iteration (f32 panels)
+const TILE_T = Number(process.env.RWKVC_TT ?? 2); // tokens per matmul register tile
+const UNROLL = Number(process.env.RWKVC_U ?? 1); // inputs per matmul loop iteration: more lets V8 hoist every load and spill
+const I8_UNROLL = Number(process.env.RWKVC_I8U ?? 2); // int8 inputs per inner iteration (divides 32)
+const MV_UNROLL = Number(process.env.RWKVC_MU ?? 1); // inputs per matvec loop iteration
 const HI16 = 0xffff0000 | 0;
 const F16_MASK = 0x8fffe000 | 0;
 const TOP8 = 0xff000000 | 0;
@@ -193,7 +195,7 @@ export class LinearRenderer {
       // Blocks of 32 inputs: d = Σ q·x inside the block, then c += d·scale (one multiply per block).
       for (let v = 0; v < 4; v++) this.L.add(`d${v}`, 'v128');
       const step: string[] = [];
-      for (let u = 0; u < 8; u++) {
+      for (let u = 0; u < I8_UNROLL; u++) {
         const { pre, w } = weightVectors('int8', 'wp', 16 * u);
         step.push(set('xs', xsOf(4 * u)), pre);
         for (let v = 0; v < 4; v++) step.push(set(`d${v}`, madd(R, get('xs'), w[v], get(`d${v}`))));
@@ -201,10 +203,10 @@ export class LinearRenderer {
       out.push(set('xe', `(i32.add ${get('xp')} ${i32(I * 4)})`));
       out.push(`(loop $blk
   ${[0, 1, 2, 3].map((v) => set(`d${v}`, f4(0))).join(' ')}
-  ${set('k', i32(4))}
+  ${set('k', i32(32 / I8_UNROLL))}
   (loop $in
     ${step.join('\n    ')}
-    ${set('wp', `(i32.add ${get('wp')} (i32.const 128))`)} ${set('xp', `(i32.add ${get('xp')} (i32.const 32))`)}
+    ${set('wp', `(i32.add ${get('wp')} ${i32(16 * I8_UNROLL)})`)} ${set('xp', `(i32.add ${get('xp')} ${i32(4 * I8_UNROLL)})`)}
     ${set('k', `(i32.sub ${get('k')} (i32.const 1))`)} (br_if $in ${get('k')}))
   ${[0, 1, 2, 3].map((v) => set(`c${v}`, madd(R, get(`d${v}`), ld(get('wp'), 16 * v), get(`c${v}`)))).join('\n  ')}
   ${set('wp', `(i32.add ${get('wp')} (i32.const 64))`)}
@@ -212,7 +214,7 @@ export class LinearRenderer {
       return out.join('\n');
     }
     const cb = colBytes(dtype);
-    const U = dtype === 'f32' ? UNROLL : 2 * UNROLL;
+    const U = MV_UNROLL;
     const main = Math.floor(I / U), rest = I % U;
     const step = (u: number) => {
       const { pre, w } = weightVectors(dtype, 'wp', cb * u);

@@ -4,6 +4,7 @@
  * starts from a plan) imports the compiler, lazily; `loadWasmArtifact` needs nothing but the files.
  */
 import { availableParallelism } from 'node:os';
+import { setFlagsFromString } from 'node:v8';
 import { readFile, writeFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { LoadTarget, StateTensors, TargetModel, TargetOptions, WeightProvider } from '../backend.ts';
@@ -15,15 +16,33 @@ import { startTeam, type Team } from './team.ts';
 
 /** What the runtime needs of a compiled plan (codegen's WasmArtifact has this shape). */
 export interface WasmArtifactFiles {
-  wasm: Uint8Array;
-  wasmRelaxed?: Uint8Array;
+  wasm: Uint8Array<ArrayBuffer>;
+  wasmRelaxed?: Uint8Array<ArrayBuffer>;
   layout: WasmLayout;
 }
 
 export interface WasmTargetOptions extends TargetOptions {
   /** Use the relaxed-SIMD (FMA) module when the engine supports it (default true). */
   relaxed?: boolean;
+  /**
+   * Compile every function with V8's optimising tier up front (default true). Otherwise the first
+   * calls run baseline code and rarely called kernels (a prefill's LoRA phases) may stay there.
+   */
+  eager?: boolean;
 }
+
+/**
+ * WebAssembly.compile with V8's baseline tier (Liftoff) off for this one module, so the first token is
+ * as fast as the hundredth. Node only (v8.setFlagsFromString); elsewhere it is a plain compile.
+ */
+async function compileOptimized(bytes: Uint8Array<ArrayBuffer>, eager: boolean): Promise<WebAssembly.Module> {
+  if (!eager) return WebAssembly.compile(bytes);
+  try { setFlagsFromString('--no-liftoff'); } catch { return WebAssembly.compile(bytes); }
+  try { return await WebAssembly.compile(bytes); } finally { setFlagsFromString('--liftoff'); }
+}
+
+/** Milliseconds per kernel name, summed over the program calls since the last reset (profiling builds). */
+export interface WasmProfile { program: 'decode' | 'prefill'; ms: Map<string, number>; calls: number }
 
 export interface WasmTargetModel extends TargetModel {
   /** Which module runs: 'relaxed' (FMA) or 'simd'. */
@@ -32,6 +51,8 @@ export interface WasmTargetModel extends TargetModel {
   readonly layout: WasmLayout;
   /** Synchronous run (benchmarks time it without promise overhead). */
   runSync(program: 'decode' | 'prefill', tokens: Int32Array): Float32Array;
+  /** Per-kernel times of the last program calls (only for artifacts compiled with `profile`). */
+  profile(reset?: boolean): WasmProfile | null;
 }
 
 const elems = (b: BufferDecl, T: number) => b.shape.reduce<number>((n, d) => n * (d === 'T' ? T : d), 1);
@@ -46,7 +67,7 @@ export async function loadWasmArtifact(art: WasmArtifactFiles, weights: WeightPr
   const plan: KernelPlan = layout.plan;
   const threads = Math.max(1, Math.floor(opts.threads ?? availableParallelism()));
   const relaxed = opts.relaxed !== false && !!art.wasmRelaxed && WebAssembly.validate(art.wasmRelaxed);
-  const module = await WebAssembly.compile(relaxed ? art.wasmRelaxed! : art.wasm);
+  const module = await compileOptimized(relaxed ? art.wasmRelaxed! : art.wasm, opts.eager !== false);
 
   const pages = memoryBytes(layout, threads) / PAGE;
   const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
@@ -62,7 +83,17 @@ export async function loadWasmArtifact(art: WasmArtifactFiles, weights: WeightPr
     for (const p of packs) packWeight(buf, p, values, decl);
   }
 
-  const team: Team = await startTeam(module, memory, threads, (tid) => threadScratch(layout, tid));
+  // Profiling: thread 0 reports the end of each phase; the time since the previous mark is that phase's.
+  let prof: WasmProfile | null = null, last = 0;
+  const mark = (i: number) => {
+    const now = performance.now();
+    if (prof) {
+      const name = layout.programs[prof.program].phases?.[i] ?? String(i);
+      prof.ms.set(name, (prof.ms.get(name) ?? 0) + now - last);
+    }
+    last = now;
+  };
+  const team: Team = await startTeam(module, memory, threads, (tid) => threadScratch(layout, tid), mark);
 
   const vocab = (() => {
     const emb = plan.decode.kernels.find((k) => k.kind === 'embed');
@@ -76,6 +107,9 @@ export async function loadWasmArtifact(art: WasmArtifactFiles, weights: WeightPr
     if (T < 1 || T > pl.maxT) throw new Error(`${program} takes 1..${pl.maxT} tokens, got ${T}`);
     for (const t of tokens) if (!(t >= 0 && t < vocab)) throw new Error(`token id ${t} is outside the vocabulary (0..${vocab - 1})`);
     new Int32Array(buf, where(program, pl.tokens).offset, T).set(tokens);
+    if (!prof || prof.program !== program) prof = { program, ms: new Map(), calls: 0 };
+    prof.calls++;
+    last = performance.now();
     team.run(PROGRAM_ID[program], T);
     const out = where(program, pl.logits);
     const decl = prog.buffers.find((b) => b.name === pl.logits)!;
@@ -85,10 +119,16 @@ export async function loadWasmArtifact(art: WasmArtifactFiles, weights: WeightPr
   return {
     target: 'wasm',
     plan,
+    maxTokens: plan.prefill.maxT,
     variant: relaxed ? 'relaxed' : 'simd',
     threads,
     layout,
     runSync,
+    profile: (reset) => {
+      const p = prof;
+      if (reset) prof = null;
+      return p && p.ms.size ? p : null;
+    },
     run: async (program, tokens) => runSync(program, tokens),
     readState: async () => {
       const s: StateTensors = {};
@@ -119,7 +159,7 @@ export async function readWasmArtifact(dir: string): Promise<WasmArtifactFiles> 
   const layout = JSON.parse(await readFile(join(dir, 'layout.json'), 'utf8')) as WasmLayout;
   if (layout.format !== 'rwkvc-wasm' || layout.version !== 1) throw new Error(`${dir}/layout.json is not an rwkvc WASM layout (v1)`);
   const wasm = new Uint8Array(await readFile(join(dir, 'model.wasm')));
-  let wasmRelaxed: Uint8Array | undefined;
+  let wasmRelaxed: Uint8Array<ArrayBuffer> | undefined;
   try { wasmRelaxed = new Uint8Array(await readFile(join(dir, 'model.relaxed.wasm'))); } catch { /* optional */ }
   return { wasm, wasmRelaxed, layout };
 }

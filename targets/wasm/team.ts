@@ -17,7 +17,7 @@ const WORKER_SPIN = 200000;
 
 export const WORKER_BODY = `
 function threadMain(d, post) {
-  const inst = new WebAssembly.Instance(d.module, { env: { memory: d.memory } });
+  const inst = new WebAssembly.Instance(d.module, { env: { memory: d.memory, mark() {} } });
   inst.exports.init(d.scratch);
   const i32 = new Int32Array(d.memory.buffer);
   const GO = ${CTL.GO / 4}, PROG = ${CTL.PROG / 4}, T = ${CTL.T / 4}, QUIT = ${CTL.QUIT / 4};
@@ -53,9 +53,9 @@ export interface Team {
 }
 
 export async function startTeam(module: WebAssembly.Module, memory: WebAssembly.Memory, threads: number,
-  scratch: (tid: number) => number): Promise<Team> {
+  scratch: (tid: number) => number, mark: (phase: number) => void = () => {}): Promise<Team> {
   const i32 = new Int32Array(memory.buffer);
-  const main = new WebAssembly.Instance(module, { env: { memory } }).exports as unknown as ModuleExports;
+  const main = new WebAssembly.Instance(module, { env: { memory, mark } }).exports as unknown as ModuleExports;
   main.init(scratch(0));
   const workers: Worker[] = [];
   const errors: string[] = [];

@@ -1,0 +1,132 @@
+/**
+ * Roofline probes for the WASM target, run in WASM on the same thread team as the model:
+ *   measureBandwidth(threads): SIMD streaming read of ≥ 1 GiB (each thread a contiguous share), GB/s
+ *   measureCompute(threads):  register-resident f32x4 multiply-add chains, GFLOP/s (mul+add = 2 flops/lane;
+ *                             with relaxed SIMD one relaxed_madd = 2 flops/lane)
+ * Usage: npx tsx bench/wasm-roofline.ts [threads...]
+ */
+import { availableParallelism } from 'node:os';
+import { assemble } from '../targets/wasm/wat.ts';
+import { startTeam } from '../targets/wasm/team.ts';
+import { CONTROL_BYTES } from '../targets/wasm/abi.ts';
+import { mathlib } from '../targets/wasm/mathlib.ts';
+
+const CHAINS = 12; // independent accumulators: enough to hide mul→add latency on 2 pipes each
+const UNROLL = 4;
+const SCRATCH = 1 << 16;
+
+function probeWat(relaxed: boolean, pages: number): string {
+  const chains = Array.from({ length: CHAINS }, (_, k) => k);
+  const step = chains.map((k) => relaxed
+    ? `(local.set $a${k} (f32x4.relaxed_madd (local.get $a${k}) (local.get $m) (local.get $c)))`
+    : `(local.set $a${k} (f32x4.add (f32x4.mul (local.get $a${k}) (local.get $m)) (local.get $c)))`).join('\n');
+  return `(module
+(import "env" "memory" (memory ${pages} 65536 shared))
+(global $ts (mut i32) (i32.const 0))
+(func (export "init") (param $s i32) (global.set $ts (local.get $s)))
+;; prog 0: read bytes [base, base + T·64 KiB) split across threads; prog 1: T·1024 rounds of the chains
+(func (export "run") (param $prog i32) (param $T i32) (param $tid i32) (param $nth i32)
+  (local $p i32) (local $e i32) (local $n i32) (local $s0 v128) (local $s1 v128) (local $s2 v128) (local $s3 v128)
+  (local $m v128) (local $c v128) ${chains.map((k) => `(local $a${k} v128)`).join(' ')}
+  (if (i32.eqz (local.get $prog)) (then
+    (local.set $n (i32.div_u (local.get $T) (local.get $nth)))
+    (local.set $p (i32.add (i32.const ${CONTROL_BYTES * 256}) (i32.shl (i32.mul (local.get $n) (local.get $tid)) (i32.const 16))))
+    (local.set $e (i32.add (local.get $p) (i32.shl (local.get $n) (i32.const 16))))
+    (loop $l
+      (local.set $s0 (f32x4.add (local.get $s0) (v128.load offset=0 (local.get $p))))
+      (local.set $s1 (f32x4.add (local.get $s1) (v128.load offset=16 (local.get $p))))
+      (local.set $s2 (f32x4.add (local.get $s2) (v128.load offset=32 (local.get $p))))
+      (local.set $s3 (f32x4.add (local.get $s3) (v128.load offset=48 (local.get $p))))
+      (local.set $s0 (f32x4.add (local.get $s0) (v128.load offset=64 (local.get $p))))
+      (local.set $s1 (f32x4.add (local.get $s1) (v128.load offset=80 (local.get $p))))
+      (local.set $s2 (f32x4.add (local.get $s2) (v128.load offset=96 (local.get $p))))
+      (local.set $s3 (f32x4.add (local.get $s3) (v128.load offset=112 (local.get $p))))
+      (local.set $p (i32.add (local.get $p) (i32.const 128)))
+      (br_if $l (i32.lt_u (local.get $p) (local.get $e))))
+    (v128.store (global.get $ts) (f32x4.add (f32x4.add (local.get $s0) (local.get $s1)) (f32x4.add (local.get $s2) (local.get $s3)))))
+  (else
+    (local.set $m (v128.const f32x4 0.9999999 0.9999999 0.9999999 0.9999999))
+    (local.set $c (v128.const f32x4 1e-7 1e-7 1e-7 1e-7))
+    (local.set $n (i32.mul (local.get $T) (i32.const 1024)))
+    (loop $l
+      ${Array.from({ length: UNROLL }, () => step).join('\n')}
+      (local.set $n (i32.sub (local.get $n) (i32.const 1)))
+      (br_if $l (local.get $n)))
+    (v128.store (global.get $ts) (f32x4.add (local.get $a0) (local.get $a${CHAINS - 1})))))
+  ;; the model's barrier: the caller's run returns when every thread is done
+  (call $barrier (local.get $nth)))
+${mathlib()}
+)`;
+}
+
+export interface RooflineOptions {
+  /** Use the relaxed-SIMD FMA for the compute probe when the engine supports it (default: when it validates). */
+  relaxed?: boolean;
+  bytes?: number;
+}
+
+interface Probe { run(prog: number, T: number): void; dispose(): Promise<void>; relaxed: boolean }
+
+async function probe(threads: number, bytes: number, relaxed?: boolean): Promise<Probe> {
+  const chunks = Math.ceil(bytes / 65536);
+  const pages = CONTROL_BYTES * 256 / 65536 + chunks + threads + 1;
+  let useRelaxed = false;
+  let bin = assemble(probeWat(false, pages));
+  if (relaxed !== false) {
+    const r = assemble(probeWat(true, pages), true);
+    if (WebAssembly.validate(r)) { bin = r; useRelaxed = true; }
+  }
+  const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
+  // Touch every page first: untouched pages all map to one zero page and would read from cache.
+  new Uint8Array(memory.buffer, 65536).fill(1);
+  const mod = await WebAssembly.compile(bin);
+  const team = await startTeam(mod, memory, threads, (tid) => (pages - threads - 1 + tid) * 65536);
+  return {
+    relaxed: useRelaxed,
+    run: (prog, T) => team.run(prog, T),
+    dispose: () => team.dispose(),
+  };
+}
+
+const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
+
+/** GB/s of a SIMD streaming read over `bytes` (default 1 GiB), the best of a few passes. */
+export async function measureBandwidth(threads: number, opts: RooflineOptions = {}): Promise<number> {
+  const bytes = opts.bytes ?? 2 ** 30;
+  const p = await probe(threads, bytes, false);
+  const chunks = Math.floor(bytes / 65536 / threads) * threads;
+  p.run(0, Math.min(chunks, 256)); // compile and warm up
+  const rates: number[] = [];
+  for (let r = 0; r < 5; r++) {
+    const t0 = performance.now();
+    p.run(0, chunks);
+    rates.push((chunks * 65536) / ((performance.now() - t0) / 1e3) / 1e9);
+  }
+  await p.dispose();
+  return Math.max(...rates);
+}
+
+/** GFLOP/s of register-resident f32x4 multiply-add chains on every thread. */
+export async function measureCompute(threads: number, opts: RooflineOptions = {}): Promise<{ gflops: number; relaxed: boolean }> {
+  const p = await probe(threads, 65536, opts.relaxed);
+  const T = 2000; // rounds ×1024
+  p.run(1, 10);
+  const rates: number[] = [];
+  for (let r = 0; r < 5; r++) {
+    const t0 = performance.now();
+    p.run(1, T);
+    const flops = threads * T * 1024 * UNROLL * CHAINS * 4 * 2;
+    rates.push(flops / ((performance.now() - t0) / 1e3) / 1e9);
+  }
+  await p.dispose();
+  return { gflops: median(rates), relaxed: p.relaxed };
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const list = process.argv.slice(2).map(Number);
+  for (const th of list.length ? list : [1, availableParallelism()]) {
+    const bw = await measureBandwidth(th);
+    const c = await measureCompute(th);
+    console.log(`threads ${th}: bandwidth ${bw.toFixed(1)} GB/s, compute ${c.gflops.toFixed(1)} GFLOP/s (${c.relaxed ? 'relaxed FMA' : 'mul+add'})`);
+  }
+}

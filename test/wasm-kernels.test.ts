@@ -337,3 +337,31 @@ describe('wasm target end to end (synthetic RWKV-6, 2 layers)', () => {
     }
   });
 });
+
+describe('wasm relaxed-SIMD variant', () => {
+  it('runs (where the engine has relaxed SIMD) and matches the plan target', async () => {
+    // Node 20 needs a flag for relaxed SIMD: run the check in a child process that has it.
+    const { spawnSync } = await import('node:child_process');
+    const code = `
+      import { syntheticPlan, syntheticWeights } from './bench/synthetic-plan.ts';
+      import { loadWasmTarget } from './targets/wasm/runtime.ts';
+      import { loadPlanTarget } from './targets/plan/runtime.ts';
+      const plan = syntheticPlan({ nLayer: 2, nEmbd: 128, dimFfn: 448, vocabSize: 300, prefillT: 8 });
+      const w = syntheticWeights(5);
+      const m = await loadWasmTarget(plan, w, { threads: 2 }), ref = await loadPlanTarget(plan, w);
+      let err = 0, scale = 0;
+      for (const [p, t] of [['prefill', [1, 2, 3, 4, 5]], ['decode', [7]]]) {
+        const a = await m.run(p, Int32Array.from(t)), b = await ref.run(p, Int32Array.from(t));
+        for (let i = 0; i < a.length; i++) { err = Math.max(err, Math.abs(a[i] - b[i])); scale = Math.max(scale, Math.abs(b[i])); }
+      }
+      console.log(JSON.stringify({ variant: m.variant, err, scale }));
+      m.dispose();
+      process.exit(0);`;
+    const r = spawnSync(process.execPath, ['--experimental-wasm-relaxed-simd', '--import', 'tsx', '--input-type=module', '-e', code],
+      { cwd: join(import.meta.dirname, '..'), encoding: 'utf8', timeout: 100_000 });
+    expect(r.status, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout.trim().split('\n').pop()!);
+    expect(out.variant).toBe('relaxed');
+    expect(out.err).toBeLessThanOrEqual(2e-4 * out.scale);
+  });
+});

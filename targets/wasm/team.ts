@@ -41,7 +41,7 @@ function threadMain(d, post) {
 `;
 
 const NODE_WORKER = `${WORKER_BODY}
-const { parentPort, workerData } = require('node:worker_threads');
+const { parentPort, workerData } = typeof require === 'function' ? require('node:worker_threads') : process.getBuiltinModule('node:worker_threads');
 threadMain(workerData, (m) => parentPort.postMessage(m));
 `;
 
@@ -62,7 +62,7 @@ export async function startTeam(module: WebAssembly.Module, memory: WebAssembly.
   const gen = Atomics.load(i32, CTL.GO / 4);
   await Promise.all(Array.from({ length: threads - 1 }, (_, k) => new Promise<void>((resolve, reject) => {
     const tid = k + 1;
-    const w = new Worker(NODE_WORKER, { eval: true, workerData: { module, memory, tid, nth: threads, scratch: scratch(tid), gen } });
+    const w = new Worker(NODE_WORKER, { eval: true, execArgv: [], workerData: { module, memory, tid, nth: threads, scratch: scratch(tid), gen } });
     workers.push(w);
     w.on('message', (m: { ready?: boolean; error?: string }) => {
       if (m.ready) resolve();

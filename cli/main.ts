@@ -8,6 +8,7 @@ import { logitsCommand } from './logits.ts';
 import { compileCommand } from './compile.ts';
 import { inspectCommand } from './inspect.ts';
 import { randomModelCommand } from './random-model.ts';
+import { demoCommand } from './demo.ts';
 import { detokenizeCommand, runCommand, tokenizeCommand } from './text.ts';
 
 const program = new Command()
@@ -16,6 +17,7 @@ const program = new Command()
   .showHelpAfterError()
   .configureOutput({ outputError: (s, write) => write(s) });
 
+program.addCommand(demoCommand());
 program.addCommand(compileCommand());
 program.addCommand(inspectCommand());
 program.addCommand(logitsCommand());

@@ -199,7 +199,9 @@ function transpileRuntime(name: string, className: string, config: ModelConfig, 
   });
 
   // Follow imports from the roots, rewriting specifiers as we go.
+  // keyed by ts-morph's file paths (forward slashes on every OS)
   const included = new Map<string, SourceFile>();
+  const key = (p: string) => p.split(sep).join('/');
   const queue = RUNTIME_ROOTS.map((p) => join(ROOT, p));
   const visit = (sf: SourceFile) => {
     for (const n of specifierNodes(sf)) {
@@ -214,13 +216,13 @@ function transpileRuntime(name: string, className: string, config: ModelConfig, 
   };
   while (queue.length) {
     const path = queue.shift()!;
-    if (included.has(path)) continue;
+    if (included.has(key(path))) continue;
     const rel = relative(ROOT, path).split(sep).join('/');
     if (rel.startsWith('..') || FORBIDDEN.some((f) => rel.startsWith(f))) {
       throw new UserError(`package: the runtime would include ${rel}, which belongs to the compiler side`);
     }
     const sf = project.addSourceFileAtPath(path);
-    included.set(path, sf);
+    included.set(sf.getFilePath(), sf);
     trimWasmRuntime(sf);
     visit(sf);
   }
@@ -242,7 +244,7 @@ function transpileRuntime(name: string, className: string, config: ModelConfig, 
   for (const f of project.emitToMemory().getFiles()) {
     const src = f.filePath.replace(/\.d\.ts$/, '.ts').replace(/\.js$/, '.ts');
     const rel = relative(outDir, f.filePath).split(sep).join('/');
-    if (!included.has(join(ROOT, relative(outDir, src)))) continue;
+    if (!included.has(key(join(ROOT, relative(outDir, src))))) continue;
     // d.ts emit names the modules of inferred types itself; make sure none kept a .ts extension
     out[rel] = f.text.replace(/(import\(\s*["'])(\.{1,2}\/[^"']+)\.ts(["']\s*\))/g, '$1$2.js$3');
   }
@@ -449,7 +451,7 @@ function packageJson(name: string, version: string, plan: KernelPlan, cls: strin
     exports: {
       '.': { types: './index.d.ts', default: './index.js' },
       './plan.json': './plan.json',
-      './runtime/*': { types: './runtime/*.d.ts', default: './runtime/*.js' },
+      './runtime/*.js': { types: './runtime/*.d.ts', default: './runtime/*.js' },
       './package.json': './package.json',
     },
     imports: {

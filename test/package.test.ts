@@ -91,6 +91,7 @@ describe('rwkvc compile --emit package', () => {
     });
     project.createSourceFile(join(app, 'consumer.mts'), `
 import FinchDefault, { FinchModel, config, UserError, type FinchConfig, type FinchWeights, type FinchModelLoadOptions, type StateSnapshot } from 'finch-tiny';
+import { openCheckpointBytes, type Checkpoint } from 'finch-tiny/runtime/checkpoint/reader.js';
 
 const bytes = new Uint8Array(0);
 const opts: FinchModelLoadOptions = { threads: 2, weights: 'f32', vocab: 'rwkv_vocab_v20230424.txt', onProgress: (p, d, t) => void [p, d, t] };
@@ -112,12 +113,13 @@ const w: FinchWeights = m.weights;
 const ids: number[] = m.tokenize('hi');
 const text: string = m.detokenize(ids);
 const err: Error = new UserError('x');
+const ckpt: Checkpoint = openCheckpointBytes('upload.pth', bytes);
 // @ts-expect-error: only f32 was compiled into this package
 await FinchModel.load(bytes, { weights: 'int8' });
 // @ts-expect-error: the config is a typed literal
 const wrong: 3 = m.config.nLayer;
 m.dispose();
-export { logits, next, rows, layers, vocab, cfg, w, text, err, same, wrong };
+export { logits, next, rows, layers, vocab, cfg, w, text, err, same, wrong, ckpt };
 `);
     const diags = project.getPreEmitDiagnostics();
     expect(project.formatDiagnosticsWithColorAndContext(diags)).toBe('');

@@ -25,6 +25,7 @@ export const PORTABLE = [
   'runtime/state-file.ts',
   'runtime/errors.ts',
   'runtime/package/model.ts',
+  'runtime/package/platform-web.ts',
   'kernels/weights.ts',
   'kernels/dtype.ts',
 ];

@@ -64,7 +64,6 @@ const I8_UNROLL = Number(process.env.RWKVC_I8U ?? 2); // int8 inputs per inner i
 const MV_UNROLL = Number(process.env.RWKVC_MU ?? 1); // inputs per matvec loop iteration
 const HI16 = 0xffff0000 | 0;
 const F16_MASK = 0x8fffe000 | 0;
-const TOP8 = 0xff000000 | 0;
 
 /**
  * The four f32x4 weight vectors (outputs 4v..4v+3 of the panel) of input column at byte `off` from
@@ -88,12 +87,10 @@ function weightVectors(dtype: WeightDType, wp: string, off: number): { pre: stri
       return { pre: set('wa', ld(get(wp), off)) + set('wb', ld(get(wp), off + 16)), w: [even(A), odd(A), even(B), odd(B)] };
     }
     case 'int8': {
-      const cvt = (v: string) => `(f32x4.convert_i32x4_s ${v})`;
-      return {
-        pre: set('wa', ld(get(wp), off)),
-        w: [cvt(`(i32x4.shl ${A} (i32.const 24))`), cvt(`(v128.and (i32x4.shl ${A} (i32.const 16)) ${i4(TOP8)})`),
-          cvt(`(v128.and (i32x4.shl ${A} (i32.const 8)) ${i4(TOP8)})`), cvt(`(v128.and ${A} ${i4(TOP8)})`)],
-      };
+      // byte 4v+j (output 4v+j) to the top of i32 lane j by one byte shuffle (indices ≥ 16 give 0):
+      // the lane then holds q·2^24 exactly, and the 2^-24 is in the stored scales
+      const sw = (v: number) => `(f32x4.convert_i32x4_s (i8x16.swizzle ${A} (v128.const i8x16 ${[0, 1, 2, 3].map((j) => `-128 -128 -128 ${4 * v + j}`).join(' ')})))`;
+      return { pre: set('wa', ld(get(wp), off)), w: [sw(0), sw(1), sw(2), sw(3)] };
     }
   }
 }

@@ -7,8 +7,8 @@
  *     f32        lane l = output l
  *     bf16, f16  u16 q = output 8·(q>>3) + 4·(q&1) + ((q&7)>>1)   (even/odd halves of i32 lanes
  *                                                                  widen with one shift or mask)
- *     int8       per block of 32 inputs: 32 × 16 bytes, byte q = output 4·(q&3) + (q>>2) (a byte is
- *                moved to the top of its i32 lane), then 16 f32 scales · 2^-24
+ *     int8       per block of 32 inputs: 32 × 16 bytes, byte q = output q (a byte shuffle moves it to
+ *                the top of an i32 lane), then 16 f32 scales · 2^-24
  *   raw: dequantised f32 in the plan's layout (vectors, the embedding table, LoRA bases).
  * The values are exactly those of kernels/dtype.ts dequantize(), which the reference uses.
  */
@@ -18,7 +18,6 @@ import { PANEL } from './abi.ts';
 import type { PackedWeightLayout } from './layout.ts';
 
 const U16_OUT = Array.from({ length: 16 }, (_, q) => 8 * (q >> 3) + 4 * (q & 1) + ((q & 7) >> 1));
-const I8_OUT = Array.from({ length: 16 }, (_, q) => 4 * (q & 3) + (q >> 2));
 
 export function packWeight(buf: ArrayBufferLike, w: PackedWeightLayout, values: Float32Array, decl: WeightDecl): void {
   const n = decl.shape.reduce((a, b) => a * b, 1);
@@ -63,7 +62,7 @@ export function packWeight(buf: ArrayBufferLike, w: PackedWeightLayout, values: 
         for (let b = 0; b < nb; b++) {
           const base = (p * nb + b) * blockBytes;
           for (let k = 0; k < PANEL; k++) {
-            const o = p * PANEL + I8_OUT[k];
+            const o = p * PANEL + k;
             if (o >= O) continue;
             for (let i = 0; i < INT8_BLOCK; i++) bytes[base + i * PANEL + k] = q[o * I + b * INT8_BLOCK + i];
           }

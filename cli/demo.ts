@@ -51,6 +51,16 @@ export function demoCommand(): Command {
       // emit each target's kernels
       const emitted: string[] = [];
       try {
+        const { compileWasm } = await import('../targets/wasm/codegen.ts');
+        const art = compileWasm(plan);
+        mkdirSync(join(out, 'wasm'), { recursive: true });
+        writeFileSync(join(out, 'wasm', 'model.wasm'), art.wasm);
+        if (art.wasmRelaxed) writeFileSync(join(out, 'wasm', 'model.relaxed.wasm'), art.wasmRelaxed);
+        emitted.push(`wasm: ${(art.wasm.length / 1024).toFixed(0)} KiB module${art.wasmRelaxed ? ' (+ relaxed-SIMD variant)' : ''} → ${join(out, 'wasm')}`);
+      } catch (e) {
+        emitted.push(`wasm: not emitted (${(e as Error).message.split('\n')[0]})`);
+      }
+      try {
         const { emitWgsl } = await import('../targets/wgsl/codegen.ts');
         const shaders = emitWgsl(plan);
         mkdirSync(join(out, 'wgsl'), { recursive: true });
@@ -85,6 +95,7 @@ export function demoCommand(): Command {
       const perLayer = `${s.decodeKernelsPerLayer}/layer`;
       rows.push({ target: 'ref', kernels: `${graph.nodes.length} IR ops`, maxDiff: '0 (reference)', tokPerS: '–', note: 'unfused graph, f64' });
       await measure('plan', () => loadPlanTarget(plan, provider), perLayer);
+      await measure('wasm', async () => (await import('../targets/wasm/runtime.ts')).loadWasmTarget(plan, provider), perLayer);
       await measure('wgsl', async () => (await import('../targets/wgsl/runtime.ts')).loadWgslTarget(plan, provider), perLayer);
       model.close();
 

@@ -20,7 +20,7 @@ import type { KernelPlan, WeightDType } from '../kernels/plan.ts';
 import { Session } from './session.ts';
 import { loadWorldTokenizer, type WorldTokenizer } from './tokenizer.ts';
 
-export const TARGETS = ['ref', 'plan', 'wgsl'];
+export const TARGETS = ['ref', 'plan', 'wasm', 'wgsl'];
 
 export interface TargetChoice {
   dsl: string;
@@ -75,6 +75,11 @@ export async function loadTargetForModel(target: string, model: OpenModel, o: Ta
   switch (target) {
     case 'ref':
       return loadRefTarget(graph, model.read);
+    case 'wasm': {
+      const { loadWasmTarget } = await import('../targets/wasm/runtime.ts');
+      const { plan } = compileGraph(graph, model.config, { weights: o.weights as WeightDType, logits: o.logits, batch: o.batch });
+      return loadWasmTarget(plan, weightProvider(plan, model, o.onProgress), { threads: o.threads });
+    }
     case 'wgsl': {
       const { loadWgslTarget } = await import('../targets/wgsl/runtime.ts');
       const { plan } = compileGraph(graph, model.config, { weights: o.weights as WeightDType, logits: o.logits, batch: o.batch });

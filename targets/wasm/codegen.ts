@@ -172,17 +172,19 @@ function build(plan: KernelPlan, profile: boolean): { layout: WasmLayout; render
   const staticBytes = align(mem.cur) + 64;
 
   // Thread scratch: prologue staging, a widened panel (prefill, non-f32), the wkv per-head vectors.
-  let stage = 0, wkvPrep = 0;
+  let stage = 0, wkvPrep = 0, shiftRows = 0;
   for (const p of [plan.decode, plan.prefill])
     for (const k of p.kernels) {
       if (k.kind === 'linear')
         for (const g of k.groups)
           if (g.prologue) stage = Math.max(stage, (k.rows === 'last' ? 1 : p.maxT) * panelRef.get(g.w)!.I * 4 + 64);
       if (k.kind === 'wkv') wkvPrep = Math.max(wkvPrep, 3 * k.headSize * 4 + 64);
+      if (k.kind === 'token_shift') shiftRows = Math.max(shiftRows, 3 * (uses.raws.get(k.mix[0])!.shape.reduce((a, b) => a * b, 1) * 4 + 64));
     }
   const widest = Math.max(0, ...[...panelRef.values()].filter((w) => w.dtype !== 'f32').map((w) => w.I * 64 + 64));
-  const stageOff = 0, panelOff = align(stage);
-  const threadScratchBytes = align(Math.max(panelOff + widest, wkvPrep, 64), 256);
+  // wkv's per-head vectors reuse the staging area (no phase needs both); decode token_shift rows follow the panel
+  const stageOff = 0, panelOff = align(stage), shiftOff = align(panelOff + widest);
+  const threadScratchBytes = align(Math.max(shiftOff + shiftRows, wkvPrep, 64), 256);
 
   const programs = [plan.decode, plan.prefill];
   const layoutOf = (pi: number): ProgramLayout => {
@@ -211,7 +213,7 @@ function build(plan: KernelPlan, profile: boolean): { layout: WasmLayout; render
         raw: (n) => rawAddr.get(n) ?? missing(n),
         panel: (k) => panelRef.get(k) ?? missing(k),
         shape: (n) => uses.raws.get(n)?.shape ?? uses.panels.get(n)?.decl.shape ?? missing(n),
-        scratch: acts[pi].scratch, stageOff, panelOff,
+        scratch: acts[pi].scratch, stageOff, panelOff, shiftOff,
       };
       const calls: string[] = [];
       phaseNames[pi] = [];
@@ -226,7 +228,8 @@ function build(plan: KernelPlan, profile: boolean): { layout: WasmLayout; render
             funcs.set(text, name);
             defs.push(`(func ${name} ${text}`);
           }
-          calls.push(`  ;; ${k.name}\n  (call ${name} (local.get $tid) (local.get $nth) (local.get $T) ${ph.params.values.map(i32).join(' ')})\n  (call $barrier (local.get $nth))`);
+          calls.push(`  ;; ${k.name}\n  (call ${name} (local.get $tid) (local.get $nth) (local.get $T) ${ph.params.values.map(i32).join(' ')})` +
+            (ph.barrier === false ? '' : '\n  (call $barrier (local.get $nth))'));
           if (profile) calls.push(`  (if (i32.eqz (local.get $tid)) (then (call $mark ${i32(phaseNames[pi].length)})))`);
           phaseNames[pi].push(k.name);
         }

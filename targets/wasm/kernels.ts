@@ -13,7 +13,8 @@ import { LinearRenderer, type LinTask, type LoadRef, type PanelWeight } from './
 import { printExpr } from './expr.ts';
 import { f4, get, i32, ld, Locals, madd, Params, set, splat, st, storeLanes } from './wat.ts';
 
-export interface Phase { body: string; params: Params; locals: Locals }
+/** A phase: one function every thread calls; a barrier follows unless `barrier` is false. */
+export interface Phase { body: string; params: Params; locals: Locals; barrier?: boolean }
 
 export interface LowerEnv {
   relaxed: boolean;
@@ -28,6 +29,8 @@ export interface LowerEnv {
   scratch: number;
   stageOff: number;
   panelOff: number;
+  /** Offset in the thread scratch of a decode token_shift's private rows (prev, a, xxx). */
+  shiftOff: number;
 }
 
 /** Panel key of slice s of a weight (the token-shift LoRA B is [S, C, D]: slice s is one [C, D] matrix). */
@@ -43,8 +46,7 @@ export function lowerKernel(k: Kernel, env: LowerEnv): Phase[] {
   }
 }
 
-function linearPhase(tasks: LinTask[], env: LowerEnv): Phase {
-  const P = new Params();
+function linearPhase(tasks: LinTask[], env: LowerEnv, P = new Params()): Phase {
   const r = new LinearRenderer(P, { relaxed: env.relaxed, matmul: env.matmul, stageOff: env.stageOff, panelOff: env.panelOff });
   const body = r.render(tasks);
   return { body, params: P, locals: r.L };
@@ -131,8 +133,63 @@ export function tokenShiftScratch(k: TokenShiftKernel, C: number, maxT: number) 
   return { A, X, Z, end };
 }
 
+/**
+ * Decode (T = 1) token shift with fewer barriers: the LayerNorm and lerps of one row cost less than a
+ * barrier, so every thread computes them into its own scratch (no LoRA: thread 0 alone does all).
+ *   lora:  [private prev, a, xxx] → z = tanh(A·xxx) (panels split) ─barrier→ B_s·z_s with the lerp,
+ *          thread 0 writes shiftOut (every thread read shiftIn before the barrier) ─barrier→
+ *   plain: thread 0: prev, a, outs, shiftOut ─barrier→
+ */
+function tokenShiftDecode(k: TokenShiftKernel, env: LowerEnv, C: number): Phase[] {
+  const S = k.outs.length;
+  const A0 = env.shiftOff, A1 = A0 + C * 4 + 64, X = A1 + C * 4 + 64;
+  const { P, L } = newPhase();
+  L.add('a', 'v128'); L.add('d', 'v128');
+  const ts = (off: number) => `(i32.add (global.get $ts) ${i32(off)})`;
+  const prep = [
+    `(memory.copy ${ts(A0)} ${P.addr(env.buf(k.shiftIn))} ${i32(C * 4)})`,
+    k.ln
+      ? `(call $ln_row ${P.addr(env.buf(k.x))} ${ts(A1)} ${P.addr(env.raw(k.ln.w))} ${P.addr(env.raw(k.ln.b))} ${i32(C)} (f32.const ${k.ln.eps}))`
+      : `(memory.copy ${ts(A1)} ${P.addr(env.buf(k.x))} ${i32(C * 4)})`,
+    vecLoop(C, (store) => {
+      const s = [set('a', ld(at(ts(A1), get('c')))), set('d', `(f32x4.sub ${ld(at(ts(A0), get('c')))} ${get('a')})`)];
+      const lerp = (mix: number) => `(f32x4.add ${get('a')} (f32x4.mul ${get('d')} ${ld(at(P.addr(mix), get('c')))}))`;
+      if (k.lora) s.push(store(at(ts(X), get('c')), lerp(env.raw(k.lora.mu))));
+      else k.outs.forEach((o, s_) => s.push(store(at(P.addr(env.buf(o)), get('c')), lerp(env.raw(k.mix[s_])))));
+      return s.join('\n');
+    }),
+  ].join('\n');
+  const shiftOut = (Pn: Params) => `(if (i32.eqz (local.get $tid)) (then (memory.copy ${Pn.addr(env.buf(k.shiftOut))} ${ts(A1)} ${i32(C * 4)})))`;
+  if (!k.lora) return [{ body: `(if (i32.eqz (local.get $tid)) (then ${prep}\n${shiftOut(P)}))`, params: P, locals: L }];
+  const D = k.lora.dim;
+  const Z = env.scratch + tokenShiftScratch(k, C, 1).Z;
+  const first = linearPhase([{
+    w: env.panel(k.lora.a), x: 0, xScratch: X, xStride: C, y: Z, yStride: S * D,
+    epilogue: { op: 'tanh', args: [{ op: 'acc' }] }, loads: {}, last: false,
+  }], env, P);
+  first.body = `${prep}\n${first.body}`;
+  first.locals.merge(L);
+  const second = linearPhase(k.outs.map((o, s): LinTask => ({
+    w: env.panel(sliceKey(k.lora!.b, s)), x: Z + s * D * 4, xStride: S * D, y: env.buf(o), yStride: C,
+    epilogue: lerpEpilogue, last: false,
+    loads: { '%a': { addr: A1, stride: C, scratch: true }, '%prev': { addr: A0, stride: C, scratch: true }, '%mix': { addr: env.raw(k.mix[s]), stride: 0 } },
+  })), env);
+  second.body += `\n${shiftOut(second.params)}`;
+  return [first, second];
+}
+
+/** out_s = a + (prev − a)⊙(mix_s + acc): the LoRA B product with the token-shift lerp as its epilogue. */
+const lerpEpilogue: Expr = {
+  op: 'add',
+  args: [{ op: 'load', buf: '%a' }, {
+    op: 'mul',
+    args: [{ op: 'sub', args: [{ op: 'load', buf: '%prev' }, { op: 'load', buf: '%a' }] }, { op: 'add', args: [{ op: 'load', buf: '%mix' }, { op: 'acc' }] }],
+  }],
+};
+
 function tokenShift(k: TokenShiftKernel, env: LowerEnv): Phase[] {
   const C = env.shape(k.mix[0]).reduce((a, b) => a * b, 1);
+  if (!env.matmul) return tokenShiftDecode(k, env, C);
   const S = k.outs.length;
   const sc = tokenShiftScratch(k, C, env.maxT);
   const A = env.scratch + sc.A, X = env.scratch + sc.X, Z = env.scratch + sc.Z;
@@ -173,15 +230,9 @@ ${rowLoop(loop)}
       w: env.panel(k.lora.a), x: X, xStride: C, y: Z, yStride: S * D,
       epilogue: { op: 'tanh', args: [{ op: 'acc' }] }, loads: {}, last: false,
     }], env));
-    // out_s = a + (prev − a)⊙(mix_s + B_s·z_s): the LoRA B product with the lerp as its epilogue
-    const a: Expr = { op: 'load', buf: '%a' }, prev: Expr = { op: 'load', buf: '%prev' };
-    const epi: Expr = {
-      op: 'add',
-      args: [a, { op: 'mul', args: [{ op: 'sub', args: [prev, a] }, { op: 'add', args: [{ op: 'load', buf: '%mix' }, { op: 'acc' }] }] }],
-    };
     phases.push(linearPhase(k.outs.map((o, s): LinTask => ({
       w: env.panel(sliceKey(k.lora!.b, s)), x: Z + s * D * 4, xStride: S * D, y: env.buf(o), yStride: C,
-      epilogue: epi, last: false,
+      epilogue: lerpEpilogue, last: false,
       loads: { '%a': { addr: A + C * 4, stride: C }, '%prev': { addr: A, stride: C }, '%mix': { addr: env.raw(k.mix[s]), stride: 0 } },
     })), env));
   }
@@ -195,18 +246,20 @@ export function wkvScratch(k: WkvKernel, C: number, maxT: number) {
 function wkv(k: WkvKernel, env: LowerEnv): Phase[] {
   const N = k.headSize, C = env.width(k.r), H = C / N, R = env.relaxed;
   if (N % 16 || C % N) throw new Error(`wkv '${k.name}': head size ${N} must be a multiple of 16 dividing C = ${C}`);
-  const phases: Phase[] = [];
-  let wSrc: number;
+  const { P, L } = newPhase();
+  // Decay LoRA: w = exp(−exp(base + B·z)) as a linear over the panels of this thread's heads (a head is
+  // N/16 panels), written to scratch that only this thread reads back: no barrier before the recurrence.
+  let wSrc: number, decay = '';
   if (k.decay.kind === 'lora') {
     wSrc = env.scratch + wkvScratch(k, C, env.maxT).W;
     const epi: Expr = { op: 'exp', args: [{ op: 'neg', args: [{ op: 'exp', args: [{ op: 'add', args: [{ op: 'load', buf: '%base' }, { op: 'acc' }] }] }] }] };
-    phases.push(linearPhase([{
+    const lr = new LinearRenderer(P, { relaxed: env.relaxed, matmul: env.matmul, stageOff: env.stageOff, panelOff: env.panelOff });
+    decay = lr.renderRange({
       w: env.panel(k.decay.b), x: env.buf(k.decay.z), xStride: k.decay.dim, y: wSrc, yStride: C,
       epilogue: epi, loads: { '%base': { addr: env.raw(k.decay.base), stride: 0 } }, last: false,
-    }], env));
+    }, `(i32.mul ${get('lo')} ${i32(N / 16)})`, `(i32.mul ${get('hi')} ${i32(N / 16)})`);
+    L.merge(lr.L);
   } else wSrc = env.buf(k.decay.w);
-
-  const { P, L } = newPhase();
   for (const n of ['h', 'sp', 'i', 'row', 'q', 'qr']) L.add(n, 'i32');
   for (const n of ['rr', 'kk', 'ww', 'av', 'rs', 'ks', 'ws', 's', 'v0', 'v1', 'v2', 'v3', 'y0', 'y1', 'y2', 'y3']) L.add(n, 'v128');
   L.add('A', 'f32');
@@ -273,6 +326,7 @@ ${set('qr', `(i32.sub ${get('q')} (i32.mul ${get('h')} ${i32(N * 4)}))`)}
 ${body}
 ${set('q', `(i32.add ${get('q')} ${i32(step)})`)} (br $ql)))`;
   const body = `${rowRange(i32(H))}
+${decay}
 ${set('h', get('lo'))}
 (block $hd (loop $hl (br_if $hd (i32.ge_s ${get('h')} ${get('hi')}))
   ${set('t', i32(0))}
@@ -286,8 +340,7 @@ ${set('h', get('lo'))}
     ${gate}
     ${set('t', `(i32.add ${get('t')} (i32.const 1))`)} (br $tl)))
   ${set('h', `(i32.add ${get('h')} (i32.const 1))`)} (br $hl)))`;
-  phases.push({ body, params: P, locals: L });
-  return phases;
+  return [{ body, params: P, locals: L }];
 }
 
 export { printExpr };

@@ -25,12 +25,19 @@ export interface PanelWeight {
 }
 
 /** A buffer an expression loads: element (row, col) is at addr + (row·stride + col)·4; stride 0 = broadcast row. */
-export interface LoadRef { addr: number; stride: number }
+export interface LoadRef {
+  addr: number;
+  stride: number;
+  /** addr is an offset in the calling thread's scratch (a per-thread copy), not an absolute address. */
+  scratch?: boolean;
+}
 
 export interface LinTask {
   w: PanelWeight;
   x: number;
   xStride: number;
+  /** x is at this offset in the calling thread's scratch instead of at `x`. */
+  xScratch?: number;
   y: number;
   yStride: number;
   prologue?: Expr;
@@ -126,11 +133,16 @@ export class LinearRenderer {
     return out.join('\n');
   }
 
+  /** One task over the panels [pa, pb) given as i32 WAT (a caller's own split, e.g. by heads). */
+  renderRange(t: LinTask, pa: string, pb: string): string {
+    return `${set('pa', pa)} ${set('pb', pb)}\n(if (i32.lt_s ${get('pa')} ${get('pb')}) (then\n${this.task(t)}))`;
+  }
+
   private task(t: LinTask): string {
     const { I } = t.w;
     const out: string[] = [];
     // Row of x the matvec reads: row 0 at decode, row T−1 for rows 'last'.
-    let x = this.P.addr(t.x);
+    let x = t.xScratch !== undefined ? `(i32.add (global.get $ts) ${i32(t.xScratch)})` : this.P.addr(t.x);
     if (t.last) x = `(i32.add ${x} (i32.mul (i32.sub (local.get $T) (i32.const 1)) ${i32(t.xStride * 4)}))`;
     let xStride = t.xStride;
     if (t.prologue) {
@@ -305,10 +317,12 @@ ${set('t', `(i32.add ${get('t')} (i32.const 1))`)} (br $rl)))`;
   private stores(t: LinTask, acc: string[], row: string): string {
     const O = t.w.O, np = Math.ceil(O / PANEL), partial = O % PANEL;
     const colOff = `(i32.mul ${get('p')} (i32.const 64))`;
-    const at = (addr: number, stride: number) =>
-      stride === 0
-        ? `(i32.add ${this.P.addr(addr)} ${colOff})`
-        : `(i32.add (i32.add ${this.P.addr(addr)} (i32.mul ${row} ${i32(stride * 4)})) ${colOff})`;
+    const at = (addr: number, stride: number, scratch = false) => {
+      const base = scratch ? `(i32.add (global.get $ts) ${i32(addr)})` : this.P.addr(addr);
+      return stride === 0
+        ? `(i32.add ${base} ${colOff})`
+        : `(i32.add (i32.add ${base} (i32.mul ${row} ${i32(stride * 4)})) ${colOff})`;
+    };
     const lines: string[] = [set('yp', at(t.y, t.yStride))];
     const value = (v: number) => {
       if (!t.epilogue) return get(acc[v]);
@@ -317,7 +331,7 @@ ${set('t', `(i32.add ${get('t')} (i32.const 1))`)} (br $rl)))`;
         load: (b) => {
           const r = t.loads[b];
           if (!r) throw new Error(`epilogue loads unknown buffer '${b}'`);
-          return ld(at(r.addr, r.stride), 16 * v);
+          return ld(at(r.addr, r.stride, r.scratch), 16 * v);
         },
       });
     };

@@ -68,6 +68,11 @@ export class Locals {
     this.decls.set(name, type);
     return name;
   }
+  /** Declare every local of `other` here too (same name, same type: shared). */
+  merge(other: Locals): this {
+    for (const [n, t] of other.decls) this.add(n, t as 'i32');
+    return this;
+  }
   text(): string {
     return [...this.decls].map(([n, t]) => `(local $${n} ${t})`).join(' ');
   }

@@ -9,6 +9,7 @@ import { compileCommand } from './compile.ts';
 import { inspectCommand } from './inspect.ts';
 import { randomModelCommand } from './random-model.ts';
 import { demoCommand } from './demo.ts';
+import { benchCommand } from './bench.ts';
 import { detokenizeCommand, runCommand, tokenizeCommand } from './text.ts';
 
 const program = new Command()
@@ -21,6 +22,7 @@ program.addCommand(demoCommand());
 program.addCommand(compileCommand());
 program.addCommand(inspectCommand());
 program.addCommand(logitsCommand());
+program.addCommand(benchCommand());
 program.addCommand(randomModelCommand());
 program.addCommand(runCommand());
 program.addCommand(tokenizeCommand());

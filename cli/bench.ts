@@ -1,0 +1,195 @@
+/**
+ * `rwkvc bench`: end-to-end speed of a target on a real compiled model, against limits measured in
+ * the same run (WASM: streaming-read bandwidth and f32x4 multiply-add throughput) and, for the
+ * bench-0.1b shape, against rwkv.cpp. `--plot` sweeps formats, threads and lengths into an SVG.
+ */
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { dirname, resolve } from 'node:path';
+import { Command, Option } from 'commander';
+import { MultiBar, Presets, type SingleBar } from 'cli-progress';
+import { compileGraph } from '../compiler/index.ts';
+import type { KernelPlan, WeightDType } from '../kernels/plan.ts';
+import { UserError } from '../runtime/errors.ts';
+import { buildGraph, weightProvider } from '../runtime/load.ts';
+import { openModel, type OpenModel } from '../runtime/model.ts';
+import { PRESETS } from '../runtime/presets.ts';
+import { writeRandomModel } from '../runtime/random-model.ts';
+import { RWKV_CPP_BENCH_01B as PEER } from '../bench/peers.ts';
+import { barSpec, concatSpec, lineSpec, renderSvg, type Bar, type Point } from '../bench/plot.ts';
+
+const DTYPES: WeightDType[] = ['f32', 'bf16', 'f16', 'int8'];
+
+interface Ctx { model: OpenModel; preset?: string; dsl: string; progress: MultiBar }
+
+async function planFor(ctx: Ctx, weights: WeightDType, chunk: number): Promise<KernelPlan> {
+  const graph = await buildGraph(ctx.dsl, ctx.model.config);
+  return compileGraph(graph, ctx.model.config, { weights, logits: 'last', chunk }).plan;
+}
+
+function bar(ctx: Ctx, name: string): (phase: string, done: number, total: number) => void {
+  let b: SingleBar | undefined;
+  return (phase, done, total) => {
+    b ??= ctx.progress.create(total, 0, { phase: `${name} ${phase}` });
+    b.setTotal(total);
+    b.update(done, { phase: `${name} ${phase}` });
+    if (done >= total) { ctx.progress.remove(b); b = undefined; }
+  };
+}
+
+/** One WASM measurement, in the shape `--json` promises. */
+async function benchWasmOnce(ctx: Ctx, weights: WeightDType, threads: number, decode: number, prefill: number, roof?: { bandwidthGBs: number; computeGflops: number }) {
+  const { benchWasm } = await import('../bench/wasm-bench.ts');
+  const { measureBandwidth, measureCompute } = await import('../bench/wasm-roofline.ts');
+  const limits = roof ?? { bandwidthGBs: await measureBandwidth(threads), computeGflops: (await measureCompute(threads)).gflops };
+  const plan = await planFor(ctx, weights, prefill);
+  const r = await benchWasm({ plan, weights: weightProvider(plan, ctx.model, bar(ctx, `load ${weights}`)), threads, decodeTokens: decode, prefillTokens: prefill, roofline: limits });
+  const peerMs = ctx.preset === 'bench-0.1b' ? PEER.decodeMsPerToken[weights]?.[threads] : undefined;
+  const peerPrefill = ctx.preset === 'bench-0.1b' ? PEER.prefillTokensPerSecond[weights]?.[threads] : undefined;
+  return {
+    target: 'wasm', model: ctx.preset ?? ctx.model.path, weights, threads, variant: r.variant,
+    decode: {
+      tokensPerSecond: r.decode.tokensPerS, msPerToken: r.decode.msPerToken, tokens: r.decode.tokens,
+      weightBytesPerToken: r.weightBytesPerToken, achievedGBs: r.bandwidth.achievedGBs, bandwidthFraction: r.bandwidth.fraction,
+      ...(peerMs ? { rwkvCppMsPerToken: peerMs, speedupVsRwkvCpp: peerMs / r.decode.msPerToken } : {}),
+    },
+    prefill: {
+      tokens: r.prefill.tokens, tokensPerSecond: r.prefill.tokensPerS, matmulGFLOPs: r.prefill.matmulGflops, computeFraction: r.compute.fraction,
+      ...(peerPrefill ? { rwkvCppTokensPerSecond: peerPrefill, ratioVsRwkvCpp: r.prefill.tokensPerS / peerPrefill } : {}),
+    },
+    limits: { bandwidthGBs: limits.bandwidthGBs, computeGFLOPs: limits.computeGflops },
+  };
+}
+
+async function benchWgslOnce(ctx: Ctx, weights: WeightDType, decode: number, prefill: number) {
+  const { benchWgsl } = await import('../targets/wgsl/bench.ts');
+  const plan = await planFor(ctx, weights, prefill);
+  const r = await benchWgsl({ plan, weights: weightProvider(plan, ctx.model, bar(ctx, `load ${weights}`)), decodeSteps: decode, prefillTokens: prefill });
+  return {
+    target: 'wgsl', model: ctx.preset ?? ctx.model.path, weights, adapter: r.adapter,
+    decode: { tokensPerSecond: r.decode.tokPerS, msPerToken: r.decode.msPerToken, dispatchesPerToken: r.decode.dispatchesPerToken, commandBuffersPerToken: r.decode.commandBuffersPerToken },
+    prefill: { tokens: r.prefill.tokensPerCall, tokensPerSecond: r.prefill.tokPerS, dispatchesPerToken: r.prefill.dispatchesPerToken },
+    pipelines: r.pipelines,
+  };
+}
+
+export function benchCommand(): Command {
+  return new Command('bench')
+    .description('Measure decode and prefill speed of a target against limits measured in the same run')
+    .addOption(new Option('--target <target>', 'what to measure').choices(['wasm', 'wgsl']).default('wasm'))
+    .option('--preset <name>', `a model shape with seeded random weights: ${Object.keys(PRESETS).join(', ')}`, 'bench-0.1b')
+    .option('--model <path>', 'a checkpoint instead of a preset')
+    .addOption(new Option('--weights <dtype>', 'weight storage').choices(DTYPES).default('f32'))
+    .option('--threads <n>', 'WASM worker threads (default: all cores)', (v) => Number(v))
+    .option('--decode <n>', 'decode tokens timed (median; at least 64 for wasm)', (v) => Number(v), 64)
+    .option('--prefill <n>', 'prompt tokens for the prefill measurement', (v) => Number(v), 512)
+    .option('--json', 'print one JSON object')
+    .option('--plot <file.svg>', 'sweep weight formats × threads, prompt lengths and context lengths; write the charts')
+    .option('--dsl <file>', 'model description', resolve(import.meta.dirname, '..', 'examples', 'finch.ts'))
+    .addHelpText('after', `
+Examples:
+  rwkvc bench --target wasm --preset bench-0.1b --json
+  rwkvc bench --target wasm --weights int8 --threads 1
+  rwkvc bench --target wasm --plot out/bench.svg
+  rwkvc bench --target wgsl --preset finch-tiny`)
+    .action(async (o) => {
+      const progress = new MultiBar({ format: '{phase} [{bar}] {value}/{total}', clearOnComplete: true, hideCursor: true, stream: process.stderr }, Presets.shades_classic);
+      let path = o.model as string | undefined;
+      if (!path) {
+        if (!PRESETS[o.preset]) throw new UserError(`--preset: unknown preset '${o.preset}' (${Object.keys(PRESETS).join(', ')})`);
+        path = resolve('out', 'cache', `${o.preset}-seed1.safetensors`);
+        if (!existsSync(path)) {
+          mkdirSync(dirname(path), { recursive: true });
+          const b = progress.create(1, 0, { phase: `random ${o.preset} checkpoint` });
+          writeRandomModel(path, PRESETS[o.preset], 1, 'bf16', (i, n) => { b.setTotal(n); b.update(i + 1); });
+          progress.remove(b);
+        }
+      }
+      const ctx: Ctx = { model: openModel(path), preset: o.model ? undefined : o.preset, dsl: o.dsl, progress };
+      const threads = o.threads ?? availableParallelism();
+      try {
+        if (o.plot) {
+          if (o.target !== 'wasm') throw new UserError('--plot sweeps the wasm target');
+          await sweep(ctx, o.plot, threads, o.decode, o.prefill, o.json);
+          return;
+        }
+        const r = o.target === 'wasm'
+          ? await benchWasmOnce(ctx, o.weights, threads, o.decode, o.prefill)
+          : await benchWgslOnce(ctx, o.weights, o.decode, o.prefill);
+        progress.stop();
+        process.stdout.write(o.json ? JSON.stringify(r, null, 1) + '\n' : formatResult(r) + '\n');
+      } finally {
+        progress.stop();
+        ctx.model.close();
+      }
+    });
+}
+
+function formatResult(r: Record<string, unknown>): string {
+  const d = r.decode as Record<string, number>, p = r.prefill as Record<string, number>, l = r.limits as Record<string, number> | undefined;
+  const lines = [`${r.target} ${r.model} weights ${r.weights}${r.threads ? `, ${r.threads} thread(s)` : ''}${r.adapter ? ` on ${r.adapter}` : ''}`];
+  lines.push(`decode:  ${d.tokensPerSecond.toFixed(1)} tok/s (${d.msPerToken.toFixed(2)} ms/token)` +
+    (d.bandwidthFraction !== undefined ? `, ${(d.weightBytesPerToken / 1e6).toFixed(1)} MB/token = ${d.achievedGBs.toFixed(1)} GB/s, ${(100 * d.bandwidthFraction).toFixed(0)}% of the measured ${l!.bandwidthGBs.toFixed(1)} GB/s` : '') +
+    (d.dispatchesPerToken !== undefined ? `, ${d.dispatchesPerToken} dispatches/token` : '') +
+    (d.rwkvCppMsPerToken ? `; rwkv.cpp ${d.rwkvCppMsPerToken} ms/token → ${d.speedupVsRwkvCpp.toFixed(2)}×` : ''));
+  lines.push(`prefill: ${p.tokensPerSecond.toFixed(1)} tok/s for ${p.tokens} tokens` +
+    (p.computeFraction !== undefined ? `, matmuls ${p.matmulGFLOPs.toFixed(1)} GFLOP/s = ${(100 * p.computeFraction).toFixed(0)}% of the measured ${l!.computeGFLOPs.toFixed(1)} GFLOP/s` : '') +
+    (p.rwkvCppTokensPerSecond ? `; rwkv.cpp ${p.rwkvCppTokensPerSecond} tok/s → ${p.ratioVsRwkvCpp.toFixed(2)}×` : ''));
+  return lines.join('\n');
+}
+
+async function sweep(ctx: Ctx, file: string, maxThreads: number, decode: number, prefill: number, json: boolean) {
+  const { measureBandwidth, measureCompute } = await import('../bench/wasm-roofline.ts');
+  const threadList = [...new Set([1, maxThreads])];
+  const roofs = new Map<number, { bandwidthGBs: number; computeGflops: number }>();
+  for (const t of threadList) roofs.set(t, { bandwidthGBs: await measureBandwidth(t), computeGflops: (await measureCompute(t)).gflops });
+  const results = [];
+  const decodeBars: Bar[] = [], fracBars: Bar[] = [];
+  for (const w of DTYPES)
+    for (const t of threadList) {
+      const r = await benchWasmOnce(ctx, w, t, decode, prefill, roofs.get(t));
+      results.push(r);
+      decodeBars.push({ group: w, series: `rwkvc ${t}T`, value: r.decode.tokensPerSecond });
+      if (r.decode.rwkvCppMsPerToken) decodeBars.push({ group: w, series: `rwkv.cpp ${t}T`, value: 1000 / r.decode.rwkvCppMsPerToken });
+      fracBars.push({ group: w, series: `${t}T`, value: 100 * r.decode.bandwidthFraction });
+    }
+  // prefill speed against prompt length, and decode speed against context length (constant: RWKV's state is fixed-size)
+  const { loadWasmTarget } = await import('../targets/wasm/runtime.ts');
+  const plan = await planFor(ctx, 'f32', prefill);
+  const m = await loadWasmTarget(plan, weightProvider(plan, ctx.model, bar(ctx, 'load f32')), { threads: maxThreads });
+  const prefillPts: Point[] = [], ctxPts: Point[] = [];
+  const V = plan.config.vocabSize;
+  const toks = (n: number) => Int32Array.from({ length: n }, (_, i) => (i * 7919) % V);
+  for (let n = 16; n <= prefill; n *= 2) {
+    await m.run('prefill', toks(n));
+    const t0 = performance.now();
+    await m.run('prefill', toks(n));
+    prefillPts.push({ x: n, y: n / ((performance.now() - t0) / 1000), series: `f32 ${maxThreads}T` });
+  }
+  let fed = 0;
+  for (const target of [0, 256, 1024, 4096]) {
+    await m.writeState(Object.fromEntries(Object.entries(await m.readState()).map(([k, v]) => [k, new Float32Array(v.length)])));
+    for (fed = 0; fed < target; fed += Math.min(prefill, target - fed)) await m.run('prefill', toks(Math.min(prefill, target - fed)));
+    const times: number[] = [];
+    for (let i = 0; i < 16; i++) { const t0 = performance.now(); await m.run('decode', toks(1)); times.push(performance.now() - t0); }
+    times.sort((a, b) => a - b);
+    ctxPts.push({ x: Math.max(target, 1), y: 1000 / times[8], series: `f32 ${maxThreads}T` });
+  }
+  m.dispose();
+  const svg = await renderSvg(concatSpec([
+    barSpec(`decode tokens/s, ${ctx.preset ?? 'model'}`, 'tokens/s', decodeBars),
+    barSpec('decode: share of the measured bandwidth roofline', '% of roofline', fracBars),
+    lineSpec('prefill tokens/s by prompt length', 'prompt tokens', 'tokens/s', prefillPts),
+    lineSpec('decode tokens/s by context length', 'tokens already in context', 'tokens/s', ctxPts),
+  ]));
+  mkdirSync(dirname(resolve(file)), { recursive: true });
+  writeFileSync(file, svg);
+  const summary = { results, prefillByLength: prefillPts, decodeByContext: ctxPts, plot: file };
+  ctx.progress.stop();
+  if (json) process.stdout.write(JSON.stringify(summary, null, 1) + '\n');
+  else {
+    for (const r of results) process.stdout.write(formatResult(r) + '\n');
+    process.stdout.write(`plot: ${file}\n`);
+  }
+}
+

@@ -294,6 +294,8 @@ describe('safetensors writer', () => {
     const header = JSON.stringify({
       small: { dtype: 'F32', shape: [2], data_offsets: [0, 8] },
       huge: { dtype: 'BF16', shape: [4, 1 << 30], data_offsets: [8, 8 + 2 ** 33] },
+      // offsets past 2^26.5 each: their product is not a safe integer (a reader once multiplied them)
+      after: { dtype: 'F32', shape: [2], data_offsets: [8 + 2 ** 33, 16 + 2 ** 33] },
     });
     const fd = fs.openSync(p, 'w');
     const len = Buffer.alloc(8);
@@ -301,11 +303,13 @@ describe('safetensors writer', () => {
     fs.writeSync(fd, len, 0, 8, 0);
     fs.writeSync(fd, header, 8);
     fs.writeSync(fd, Buffer.from(Float32Array.of(1, 2).buffer), 0, 8, 8 + header.length);
-    fs.ftruncateSync(fd, 8 + header.length + 8 + 2 ** 33);
+    fs.ftruncateSync(fd, 8 + header.length + 16 + 2 ** 33);
+    fs.writeSync(fd, Buffer.from(Float32Array.of(3, 4).buffer), 0, 8, 8 + header.length + 8 + 2 ** 33);
     fs.closeSync(fd);
     withCkpt(p, (c) => {
       expect(c.info('huge').shape).toEqual([4, 2 ** 30]);
       expect([...c.readF32('small')]).toEqual([1, 2]);
+      expect([...c.readF32('after')]).toEqual([3, 4]);
     });
   });
 });

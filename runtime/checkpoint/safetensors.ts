@@ -57,7 +57,7 @@ export function readSafetensorsHeader(f: ByteSource): SafetensorsHeader {
     const numel = Array.isArray(shape) ? numelOf(shape) : undefined;
     if (numel === undefined) throw fail(name, `bad shape ${JSON.stringify(shape)}`);
     const offs = v.data_offsets;
-    if (!Array.isArray(offs) || offs.length !== 2 || numelOf(offs) === undefined || offs[0] > offs[1]) {
+    if (!Array.isArray(offs) || offs.length !== 2 || !offs.every((o) => Number.isSafeInteger(o) && o >= 0) || offs[0] > offs[1]) {
       throw fail(name, `bad data_offsets ${JSON.stringify(offs)}`);
     }
     const [begin, end] = offs as [number, number];

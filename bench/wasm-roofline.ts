@@ -8,6 +8,7 @@
 import { availableParallelism } from 'node:os';
 import { assemble } from '../targets/wasm/wat.ts';
 import { startTeam } from '../targets/wasm/team.ts';
+import { compileOptimized } from '../targets/wasm/runtime.ts';
 import { CONTROL_BYTES } from '../targets/wasm/abi.ts';
 import { mathlib } from '../targets/wasm/mathlib.ts';
 
@@ -79,7 +80,7 @@ async function probe(threads: number, bytes: number, relaxed?: boolean): Promise
   const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
   // Touch every page first: untouched pages all map to one zero page and would read from cache.
   new Uint8Array(memory.buffer, 65536).fill(1);
-  const mod = await WebAssembly.compile(bin);
+  const mod = await compileOptimized(bin, true); // optimised code on every thread from the first call
   const team = await startTeam(mod, memory, threads, (tid) => (pages - threads - 1 + tid) * 65536);
   return {
     relaxed: useRelaxed,

@@ -35,7 +35,7 @@ export interface WasmTargetOptions extends TargetOptions {
  * WebAssembly.compile with V8's baseline tier (Liftoff) off for this one module, so the first token is
  * as fast as the hundredth. Node only (v8.setFlagsFromString); elsewhere it is a plain compile.
  */
-async function compileOptimized(bytes: Uint8Array<ArrayBuffer>, eager: boolean): Promise<WebAssembly.Module> {
+export async function compileOptimized(bytes: Uint8Array<ArrayBuffer>, eager: boolean): Promise<WebAssembly.Module> {
   if (!eager) return WebAssembly.compile(bytes);
   try { setFlagsFromString('--no-liftoff'); } catch { return WebAssembly.compile(bytes); }
   try { return await WebAssembly.compile(bytes); } finally { setFlagsFromString('--liftoff'); }

@@ -18,6 +18,8 @@ export interface SyntheticOptions extends Partial<ModelConfig> {
   /** dtype of the LoRA matrices (default f32). */
   loraDtype?: WeightDType;
   prefillT?: number;
+  /** Also a batch program decoding this many sequences together (state buffers [B, …]). */
+  batch?: number;
 }
 
 /** bench-0.1b: 12 layers, width 768, ffn 2688, vocab 65536, head 64, LoRA 32/64. */
@@ -62,10 +64,10 @@ export function syntheticPlan(o: SyntheticOptions = {}): KernelPlan {
   const lnOutW = W('ln_out.weight', [C]), lnOutB = W('ln_out.bias', [C]);
   const head = W('head.weight', [V, C], big);
 
-  const program = (maxT: number): Program => {
+  const program = (maxT: number, batch = false): Program => {
     const buffers: BufferDecl[] = [
       { name: 'tokens', dtype: 'i32', shape: ['T'], role: 'input' },
-      { name: 'logits', dtype: 'f32', shape: [1, V], role: 'output' },
+      { name: 'logits', dtype: 'f32', shape: [batch ? 'T' : 1, V], role: 'output' },
     ];
     const act = (name: string, width: number) => { buffers.push({ name, dtype: 'f32', shape: ['T', width], role: 'activation' }); return name; };
     const kernels: Kernel[] = [];
@@ -73,12 +75,15 @@ export function syntheticPlan(o: SyntheticOptions = {}): KernelPlan {
     let x = act('x0', C);
     kernels.push({ kind: 'embed', ...common('embed', null), tokens: 'tokens', table: 'emb', out: x });
     layers.forEach((w, l) => {
-      const st = (s: string, shape: number[]) => { buffers.push({ name: `state.${l}.${s}`, dtype: 'f32', shape, role: 'state' }); return `state.${l}.${s}`; };
+      const st = (s: string, shape: number[]) => {
+        buffers.push({ name: `state.${l}.${s}`, dtype: 'f32', shape: batch ? ['T', ...shape] : shape, role: 'state' });
+        return `state.${l}.${s}`;
+      };
       const attShift = st('att_shift', [C]), wkvState = st('wkv', [H, N, N]), ffnShift = st('ffn_shift', [C]);
       const [xw, xk, xv, xr, xg] = ['xw', 'xk', 'xv', 'xr', 'xg'].map((s) => act(`l${l}.${s}`, C));
       kernels.push({
         kind: 'token_shift', ...common(`l${l}.att_shift`, l), x, ln: { w: w.ln1w, b: w.ln1b, eps: 1e-5 },
-        shiftIn: attShift, shiftOut: attShift, mix: w.maa, lora: { mu: w.maaX, a: w.maaA, b: w.maaB, dim: Dm }, outs: [xw, xk, xv, xr, xg],
+        shiftIn: attShift, shiftOut: attShift, mix: w.maa, lora: { mu: w.maaX, a: w.maaA, b: w.maaB, dim: Dm }, outs: [xw, xk, xv, xr, xg], batch,
       });
       const [r, k, v, g] = ['r', 'k', 'v', 'g'].map((s) => act(`l${l}.${s}`, C));
       const z = act(`l${l}.z`, Dd);
@@ -93,7 +98,7 @@ export function syntheticPlan(o: SyntheticOptions = {}): KernelPlan {
       kernels.push({
         kind: 'wkv', ...common(`l${l}.wkv`, l), headSize: N, r, k, v,
         decay: { kind: 'lora', z, b: w.decB, base: w.decay, dim: Dd }, u: w.u, order: 'read_first', kDecayScale: false, rScale: 1,
-        state: wkvState, norm: { w: w.lnxw, b: w.lnxb, eps: 64e-5 }, gate: g, out: att,
+        state: wkvState, norm: { w: w.lnxw, b: w.lnxb, eps: 64e-5 }, gate: g, out: att, batch,
       });
       const xm = act(`l${l}.xmid`, C);
       kernels.push({ kind: 'linear', ...common(`l${l}.att_out`, l), rows: 'all', groups: [
@@ -101,7 +106,7 @@ export function syntheticPlan(o: SyntheticOptions = {}): KernelPlan {
       const [fk, fr] = ['fk', 'fr'].map((s) => act(`l${l}.${s}`, C));
       kernels.push({
         kind: 'token_shift', ...common(`l${l}.ffn_shift`, l), x: xm, ln: { w: w.ln2w, b: w.ln2b, eps: 1e-5 },
-        shiftIn: ffnShift, shiftOut: ffnShift, mix: [w.fmk, w.fmr], lora: null, outs: [fk, fr],
+        shiftIn: ffnShift, shiftOut: ffnShift, mix: [w.fmk, w.fmr], lora: null, outs: [fk, fr], batch,
       });
       const kk = act(`l${l}.kk`, F), rr = act(`l${l}.rr`, C);
       kernels.push({ kind: 'linear', ...common(`l${l}.ffn_in`, l), rows: 'all', groups: [
@@ -114,13 +119,14 @@ export function syntheticPlan(o: SyntheticOptions = {}): KernelPlan {
     });
     const xo = act('xo', C);
     kernels.push({ kind: 'layernorm', ...common('ln_out', null), rows: 'all', x, w: lnOutW, b: lnOutB, eps: 1e-5, out: xo });
-    kernels.push({ kind: 'linear', ...common('head', null), rows: 'last', groups: [{ x: xo, w: head, y: 'logits' }] });
+    kernels.push({ kind: 'linear', ...common('head', null), rows: batch ? 'all' : 'last', groups: [{ x: xo, w: head, y: 'logits' }] });
     // state buffers appear once per program (both programs name the same ones)
     return { maxT, kernels, buffers, activationPeakBytes: 0 };
   };
   return {
     format: 'rwkvc-plan', version: 1, model: `synthetic-${L}x${C}`, config: cfg, weights,
     decode: program(1), prefill: program(o.prefillT ?? 512),
+    ...(o.batch ? { batch: program(o.batch, true) } : {}),
   };
 }
 

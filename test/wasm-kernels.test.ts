@@ -365,3 +365,37 @@ describe('wasm relaxed-SIMD variant', () => {
     expect(out.err).toBeLessThanOrEqual(2e-4 * out.scale);
   });
 });
+
+describe('wasm batch program', () => {
+  it('decodes B sequences together like B single decodes (and like the plan target)', async () => {
+    const plan = syntheticPlan({ nLayer: 2, nEmbd: 128, dimFfn: 448, vocabSize: 300, prefillT: 8, batch: 3 });
+    const w = syntheticWeights(9);
+    for (const threads of [1, 2]) {
+      const m = await loadWasmTarget(plan, w, { threads }), ref = await loadPlanTarget(plan, w);
+      try {
+        // three sequences with different histories
+        const states = [];
+        const zero = Object.fromEntries(Object.entries(await m.readState()).map(([k, v]) => [k, new Float32Array(v.length)]));
+        for (const prompt of [[1, 2], [7], [4, 4, 4]]) {
+          await m.writeState(zero);
+          await m.run('prefill', Int32Array.from(prompt));
+          states.push(await m.readState());
+        }
+        const tokens = Int32Array.of(10, 20, 30);
+        const got = await m.runBatch!(tokens, states);
+        const want = await ref.runBatch!(tokens, states);
+        expectClose(got.logits, Float64Array.from(want.logits), 2e-4, 'batch logits');
+        got.states.forEach((s, b) => { for (const k of Object.keys(s)) expectClose(s[k], Float64Array.from(want.states[b][k]), 2e-4, `batch state ${b} ${k}`); });
+        // row b equals a single decode of sequence b
+        for (let b = 0; b < 3; b++) {
+          await m.writeState(states[b]);
+          const one = await m.run('decode', tokens.subarray(b, b + 1));
+          const V = one.length;
+          expectClose(got.logits.subarray(b * V, (b + 1) * V), Float64Array.from(one), 1e-5, `batch row ${b} vs decode`);
+        }
+      } finally {
+        m.dispose();
+      }
+    }
+  });
+});

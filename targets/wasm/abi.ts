@@ -21,7 +21,7 @@ export const CONTROL_BYTES = 256;
 /** Output channels per weight panel: matrices are stored as [ceil(O/16)][I][16]. */
 export const PANEL = 16;
 
-export const PROGRAM_ID = { decode: 0, prefill: 1 } as const;
+export const PROGRAM_ID = { decode: 0, prefill: 1, batch: 2 } as const;
 
 /**
  * Exports of a compiled module:

@@ -62,7 +62,7 @@ function weightUses(plan: KernelPlan) {
     panels.set(n, { decl: d, row0: 0, O: d.shape[0], I: d.shape[1] });
   };
   const raw = (n: string) => raws.set(n, need(n));
-  for (const p of [plan.decode, plan.prefill])
+  for (const p of plan.batch ? [plan.decode, plan.prefill, plan.batch] : [plan.decode, plan.prefill])
     for (const k of p.kernels) {
       switch (k.kind) {
         case 'embed': raw(k.table); break;
@@ -95,7 +95,7 @@ function weightUses(plan: KernelPlan) {
 
 function checkPlan(plan: KernelPlan): void {
   if (plan.decode.maxT !== 1) throw new Error(`the decode program must have maxT = 1, got ${plan.decode.maxT}`);
-  for (const p of [plan.decode, plan.prefill])
+  for (const p of plan.batch ? [plan.decode, plan.prefill, plan.batch] : [plan.decode, plan.prefill])
     for (const k of p.kernels)
       if (k.kind === 'wkv' && k.headSize % 16) throw new Error(`wkv '${k.name}': the WASM target needs a head size that is a multiple of 16, got ${k.headSize}`);
 }
@@ -116,16 +116,24 @@ function build(plan: KernelPlan, profile: boolean): { layout: WasmLayout; render
   checkPlan(plan);
   const uses = weightUses(plan);
   const mem = new Alloc(CONTROL_BYTES);
+  // decode, prefill and (when the plan has one) batch: B sequences of one token, state rows [B, …]
+  const programs = plan.batch ? [plan.decode, plan.prefill, plan.batch] : [plan.decode, plan.prefill];
 
-  // State: shared by both programs, by name.
-  const state = new Map<string, BufferLayout>();
+  // State: shared by decode and prefill, by name; the batch program has its own [B, …] copies.
+  const state = new Map<string, BufferLayout>(), batchState = new Map<string, BufferLayout>();
   for (const p of [plan.decode, plan.prefill])
     for (const b of p.buffers)
       if (b.role === 'state' && !state.has(b.name))
         state.set(b.name, { name: b.name, offset: mem.take(elems(b, 1) * 4), elems: elems(b, 1), width: widthOf(b) });
+  if (plan.batch)
+    for (const b of plan.batch.buffers)
+      if (b.role === 'state') {
+        const n = elems(b, plan.batch.maxT);
+        batchState.set(b.name, { name: b.name, offset: mem.take(n * 4), elems: n, width: widthOf(b) });
+      }
 
   // Inputs and outputs per program.
-  const io = [plan.decode, plan.prefill].map((p) => {
+  const io = programs.map((p) => {
     const m = new Map<string, BufferLayout>();
     for (const b of p.buffers)
       if (b.role === 'input' || b.role === 'output') m.set(b.name, { name: b.name, offset: mem.take(elems(b, p.maxT) * 4), elems: elems(b, p.maxT), width: widthOf(b) });
@@ -135,7 +143,7 @@ function build(plan: KernelPlan, profile: boolean): { layout: WasmLayout; render
   // Program region: the activation arena (the plan's offsets where given) then kernel scratch.
   const regionBase = align(mem.cur);
   let regionEnd = regionBase;
-  const acts = [plan.decode, plan.prefill].map((p) => {
+  const acts = programs.map((p) => {
     const m = new Map<string, BufferLayout>();
     let end = 0;
     for (const b of p.buffers)
@@ -173,7 +181,7 @@ function build(plan: KernelPlan, profile: boolean): { layout: WasmLayout; render
 
   // Thread scratch: prologue staging, a widened panel (prefill, non-f32), the wkv per-head vectors.
   let stage = 0, wkvPrep = 0, shiftRows = 0;
-  for (const p of [plan.decode, plan.prefill])
+  for (const p of programs)
     for (const k of p.kernels) {
       if (k.kind === 'linear')
         for (const g of k.groups)
@@ -186,11 +194,10 @@ function build(plan: KernelPlan, profile: boolean): { layout: WasmLayout; render
   const stageOff = 0, panelOff = align(stage), shiftOff = align(panelOff + widest);
   const threadScratchBytes = align(Math.max(shiftOff + shiftRows, wkvPrep, 64), 256);
 
-  const programs = [plan.decode, plan.prefill];
   const layoutOf = (pi: number): ProgramLayout => {
     const p = programs[pi];
     const tokens = p.buffers.find((b) => b.role === 'input'), logits = p.buffers.find((b) => b.role === 'output');
-    if (!tokens || !logits) throw new Error(`program ${pi ? 'prefill' : 'decode'} needs one input (tokens) and one output (logits) buffer`);
+    if (!tokens || !logits) throw new Error(`program ${['decode', 'prefill', 'batch'][pi]} needs one input (tokens) and one output (logits) buffer`);
     return {
       maxT: p.maxT,
       buffers: [...io[pi].values(), ...acts[pi].m.values()],
@@ -198,16 +205,16 @@ function build(plan: KernelPlan, profile: boolean): { layout: WasmLayout; render
     };
   };
 
-  const phaseNames: string[][] = [[], []];
+  const phaseNames: string[][] = programs.map(() => []);
   const render = (relaxed: boolean) => {
     const funcs = new Map<string, string>(); // body text → function name
     const defs: string[] = [];
     const progs = programs.map((p, pi) => {
-      const bufs = new Map<string, BufferLayout>([...state, ...io[pi], ...acts[pi].m]);
+      const bufs = new Map<string, BufferLayout>([...(pi === 2 ? batchState : state), ...io[pi], ...acts[pi].m]);
       const decl = new Map(p.buffers.map((b) => [b.name, b]));
       const find = (n: string) => bufs.get(n) ?? missing(n);
       const env: LowerEnv = {
-        relaxed, matmul: pi === 1, maxT: p.maxT,
+        relaxed, matmul: pi !== 0, maxT: p.maxT,
         buf: (n) => find(n).offset,
         width: (n) => (decl.has(n) ? widthOf(decl.get(n)!) : find(n).width),
         raw: (n) => rawAddr.get(n) ?? missing(n),
@@ -245,9 +252,7 @@ ${mathlib()}
 ${defs.join('\n')}
 ${progs.join('\n')}
 (func (export "run") (param $prog i32) (param $T i32) (param $tid i32) (param $nth i32)
-  (if (i32.eqz (local.get $prog))
-    (then (call $prog0 (local.get $T) (local.get $tid) (local.get $nth)))
-    (else (call $prog1 (local.get $T) (local.get $tid) (local.get $nth)))))
+${programs.map((_, pi) => `  (if (i32.eq (local.get $prog) (i32.const ${pi})) (then (call $prog${pi} (local.get $T) (local.get $tid) (local.get $nth))))`).join('\n')})
 )`;
     return text;
   };
@@ -256,7 +261,11 @@ ${progs.join('\n')}
   const layout: WasmLayout = {
     format: 'rwkvc-wasm', version: 1, plan, staticBytes, threadScratchBytes, weights,
     state: [...state.values()],
-    programs: { decode: { ...layoutOf(0), phases: phaseNames[0] }, prefill: { ...layoutOf(1), phases: phaseNames[1] } },
+    programs: {
+      decode: { ...layoutOf(0), phases: phaseNames[0] }, prefill: { ...layoutOf(1), phases: phaseNames[1] },
+      ...(plan.batch ? { batch: { ...layoutOf(2), phases: phaseNames[2] } } : {}),
+    },
+    batchState: [...batchState.values()],
     decodeWeightBytes: decodeBytes(plan.decode, weights, uses.raws),
   };
   return { layout, render };

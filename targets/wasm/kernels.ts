@@ -125,12 +125,16 @@ ${rowLoop(`(call $ln_row (i32.add ${P.addr(env.buf(k.x))} (i32.mul ${xRow} ${i32
   return { body, params: P, locals: L };
 }
 
-/** Shared scratch of a token_shift: A = [prev; a_0..a_{T−1}] (T+1 rows), X = xxx, Z = tanh(A·xxx). */
+/**
+ * Shared scratch of a token_shift: A = [prev; a_0..a_{T−1}] (T+1 rows), X = xxx, Z = tanh(A·xxx), and
+ * for a batch (T sequences of one token) Pv = a copy of the T shift-state rows.
+ */
 export function tokenShiftScratch(k: TokenShiftKernel, C: number, maxT: number) {
   const A = 0, X = A + (maxT + 1) * C * 4 + 64;
   const Z = X + (k.lora ? maxT * C * 4 + 64 : 0);
-  const end = Z + (k.lora ? maxT * k.outs.length * k.lora.dim * 4 + 64 : 0);
-  return { A, X, Z, end };
+  const Pv = Z + (k.lora ? maxT * k.outs.length * k.lora.dim * 4 + 64 : 0);
+  const end = Pv + (k.batch ? maxT * C * 4 + 64 : 0);
+  return { A, X, Z, Pv, end };
 }
 
 /**
@@ -189,39 +193,50 @@ const lerpEpilogue: Expr = {
 
 function tokenShift(k: TokenShiftKernel, env: LowerEnv): Phase[] {
   const C = env.shape(k.mix[0]).reduce((a, b) => a * b, 1);
-  if (!env.matmul) return tokenShiftDecode(k, env, C);
+  if (!env.matmul && !k.batch) return tokenShiftDecode(k, env, C);
   const S = k.outs.length;
   const sc = tokenShiftScratch(k, C, env.maxT);
   const A = env.scratch + sc.A, X = env.scratch + sc.X, Z = env.scratch + sc.Z;
+  // prev_t: row t of A (row 0 the shift state, then a_{t−1}); in a batch, row t of the state copy Pv
+  const prevBase = k.batch ? env.scratch + sc.Pv : A;
   const phases: Phase[] = [];
   {
-    // a_t = LN(x_t) into rows 1..T of A; row 0 = the shift state (read before anyone writes shiftOut)
+    // a_t = LN(x_t) into rows 1..T of A; the shift state is copied (every read of shiftIn happens here,
+    // before the barrier, so shiftOut may alias it)
     const { P, L } = newPhase();
     const row = (base: number, r: string) => `(i32.add ${P.addr(base)} (i32.mul ${r} ${i32(C * 4)}))`;
     const one = k.ln
       ? `(call $ln_row ${row(env.buf(k.x), get('t'))} ${row(A + C * 4, get('t'))} ${P.addr(env.raw(k.ln.w))} ${P.addr(env.raw(k.ln.b))} ${i32(C)} (f32.const ${k.ln.eps}))`
       : `(memory.copy ${row(A + C * 4, get('t'))} ${row(env.buf(k.x), get('t'))} ${i32(C * 4)})`;
+    const copyIn = k.batch
+      ? rowLoop(`(memory.copy ${row(prevBase, get('t'))} ${row(env.buf(k.shiftIn), get('t'))} ${i32(C * 4)})`)
+      : `(if (i32.eqz (local.get $tid)) (then (memory.copy ${P.addr(A)} ${P.addr(env.buf(k.shiftIn))} ${i32(C * 4)})))`;
     const body = `${rowRange('(local.get $T)')}
 ${rowLoop(one)}
-(if (i32.eqz (local.get $tid)) (then (memory.copy ${P.addr(A)} ${P.addr(env.buf(k.shiftIn))} ${i32(C * 4)})))`;
+${copyIn}`;
     phases.push({ body, params: P, locals: L });
   }
   {
     // lerps: dx = prev − a; lora: xxx = a + dx⊙μ_x, else out_s = a + dx⊙mix_s. shiftOut = a_{T−1}.
     const { P, L } = newPhase();
     L.add('a', 'v128'); L.add('d', 'v128');
-    const rowA = `(i32.add ${P.addr(A)} (i32.mul ${get('t')} ${i32(C * 4)}))`;
+    const rowA = `(i32.add ${P.addr(A + C * 4)} (i32.mul ${get('t')} ${i32(C * 4)}))`;
+    const rowPrev = `(i32.add ${P.addr(prevBase)} (i32.mul ${get('t')} ${i32(C * 4)}))`;
     const outRow = (b: number) => `(i32.add ${P.addr(b)} (i32.mul ${get('t')} ${i32(C * 4)}))`;
     const loop = vecLoop(C, (store) => {
-      const s = [set('a', ld(at(rowA, get('c')), C * 4)), set('d', `(f32x4.sub ${ld(at(rowA, get('c')))} ${get('a')})`)];
+      const s = [set('a', ld(at(rowA, get('c')))), set('d', `(f32x4.sub ${ld(at(rowPrev, get('c')))} ${get('a')})`)];
       const lerp = (mix: number) => `(f32x4.add ${get('a')} (f32x4.mul ${get('d')} ${ld(at(P.addr(mix), get('c')))}))`;
       if (k.lora) s.push(store(at(outRow(X), get('c')), lerp(env.raw(k.lora.mu))));
       else k.outs.forEach((o, s_) => s.push(store(at(outRow(env.buf(o)), get('c')), lerp(env.raw(k.mix[s_])))));
       return s.join('\n');
     });
+    // shiftOut = a_{T−1} (a batch: every row's a_t)
+    const copyOut = k.batch
+      ? `(memory.copy ${outRow(env.buf(k.shiftOut))} ${rowA} ${i32(C * 4)})`
+      : '';
     const body = `${rowRange('(local.get $T)')}
-${rowLoop(loop)}
-(if (i32.eqz (local.get $tid)) (then (memory.copy ${P.addr(env.buf(k.shiftOut))} (i32.add ${P.addr(A)} (i32.mul (local.get $T) ${i32(C * 4)})) ${i32(C * 4)})))`;
+${rowLoop(`${loop}\n${copyOut}`)}
+${k.batch ? '' : `(if (i32.eqz (local.get $tid)) (then (memory.copy ${P.addr(env.buf(k.shiftOut))} (i32.add ${P.addr(A)} (i32.mul (local.get $T) ${i32(C * 4)})) ${i32(C * 4)})))`}`;
     phases.push({ body, params: P, locals: L });
   }
   if (k.lora) {
@@ -233,7 +248,7 @@ ${rowLoop(loop)}
     phases.push(linearPhase(k.outs.map((o, s): LinTask => ({
       w: env.panel(sliceKey(k.lora!.b, s)), x: Z + s * D * 4, xStride: S * D, y: env.buf(o), yStride: C,
       epilogue: lerpEpilogue, last: false,
-      loads: { '%a': { addr: A + C * 4, stride: C }, '%prev': { addr: A, stride: C }, '%mix': { addr: env.raw(k.mix[s]), stride: 0 } },
+      loads: { '%a': { addr: A + C * 4, stride: C }, '%prev': { addr: prevBase, stride: C }, '%mix': { addr: env.raw(k.mix[s]), stride: 0 } },
     })), env));
   }
   return phases;
@@ -299,7 +314,7 @@ function wkv(k: WkvKernel, env: LowerEnv): Phase[] {
   const block = `
 ${vq.map((j) => set(`v${j}`, ld(`(i32.add ${P.addr(env.buf(k.v))} (i32.add ${get('row')} ${get('q')}))`, 16 * j))).join(' ')}
 ${vq.map((j) => set(`y${j}`, f4(0))).join(' ')}
-${set('sp', `(i32.add (i32.add ${P.addr(env.buf(k.state))} (i32.mul ${get('h')} ${i32(N * N * 4)})) ${get('qr')})`)}
+${set('sp', `(i32.add (i32.add ${P.addr(env.buf(k.state))} (i32.mul ${k.batch ? `(i32.add (i32.mul ${get('t')} ${i32(H)}) ${get('h')})` : get('h')} ${i32(N * N * 4)})) ${get('qr')})`)}
 ${set('i', i32(0))}
 (loop $il
   ${inner.join('\n  ')}

@@ -47,7 +47,9 @@ export interface WasmLayout {
   threadScratchBytes: number;
   weights: PackedWeightLayout[];
   state: BufferLayout[];
-  programs: { decode: ProgramLayout; prefill: ProgramLayout };
+  /** The batch program's state: each buffer [B, …], row b being sequence b's state. */
+  batchState?: BufferLayout[];
+  programs: { decode: ProgramLayout; prefill: ProgramLayout; batch?: ProgramLayout };
   /** Weight bytes a decode step reads (packed matrices, vectors, one embedding row). */
   decodeWeightBytes: number;
 }

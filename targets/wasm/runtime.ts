@@ -50,7 +50,7 @@ export interface WasmTargetModel extends TargetModel {
   readonly threads: number;
   readonly layout: WasmLayout;
   /** Synchronous run (benchmarks time it without promise overhead). */
-  runSync(program: 'decode' | 'prefill', tokens: Int32Array): Float32Array;
+  runSync(program: 'decode' | 'prefill' | 'batch', tokens: Int32Array): Float32Array;
   /** Per-kernel times of the last program calls (only for artifacts compiled with `profile`). */
   profile(reset?: boolean): WasmProfile | null;
 }
@@ -99,15 +99,16 @@ export async function loadWasmArtifact(art: WasmArtifactFiles, weights: WeightPr
     const emb = plan.decode.kernels.find((k) => k.kind === 'embed');
     return emb && emb.kind === 'embed' ? decls.get(emb.table)?.shape[0] ?? Infinity : Infinity;
   })();
-  const where = (program: 'decode' | 'prefill', name: string) => layout.programs[program].buffers.find((b) => b.name === name)!;
+  const where = (program: 'decode' | 'prefill' | 'batch', name: string) => layout.programs[program]!.buffers.find((b) => b.name === name)!;
 
-  function runSync(program: 'decode' | 'prefill', tokens: Int32Array): Float32Array {
-    const pl = layout.programs[program], prog = program === 'decode' ? plan.decode : plan.prefill;
+  function runSync(program: 'decode' | 'prefill' | 'batch', tokens: Int32Array): Float32Array {
+    const pl = layout.programs[program], prog = plan[program];
+    if (!pl || !prog) throw new Error(`this plan was compiled without a ${program} program`);
     const T = tokens.length;
     if (T < 1 || T > pl.maxT) throw new Error(`${program} takes 1..${pl.maxT} tokens, got ${T}`);
     for (const t of tokens) if (!(t >= 0 && t < vocab)) throw new Error(`token id ${t} is outside the vocabulary (0..${vocab - 1})`);
     new Int32Array(buf, where(program, pl.tokens).offset, T).set(tokens);
-    if (!prof || prof.program !== program) prof = { program, ms: new Map(), calls: 0 };
+    if (!prof || prof.program !== program) prof = { program: program as 'decode', ms: new Map(), calls: 0 };
     prof.calls++;
     last = performance.now();
     team.run(PROGRAM_ID[program], T);
@@ -130,6 +131,25 @@ export async function loadWasmArtifact(art: WasmArtifactFiles, weights: WeightPr
       return p && p.ms.size ? p : null;
     },
     run: async (program, tokens) => runSync(program, tokens),
+    runBatch: layout.programs.batch && layout.batchState ? async (tokens, states) => {
+      // sequence b's state is row b of each batch state buffer
+      const B = tokens.length, bs = layout.batchState!;
+      if (states.length !== B) throw new Error(`runBatch: ${B} tokens but ${states.length} states`);
+      for (const b of bs) {
+        const per = b.elems / layout.programs.batch!.maxT, all = new Float32Array(buf, b.offset, B * per);
+        states.forEach((s, i) => {
+          const v = s[b.name];
+          if (v && v.length !== per) throw new Error(`state '${b.name}' has ${per} values, got ${v.length}`);
+          if (v) all.set(v, i * per); else all.fill(0, i * per, (i + 1) * per);
+        });
+      }
+      const logits = runSync('batch', tokens);
+      const out = states.map((_, i) => Object.fromEntries(bs.map((b) => {
+        const per = b.elems / layout.programs.batch!.maxT;
+        return [b.name, new Float32Array(buf, b.offset + i * per * 4, per).slice()];
+      })) as StateTensors);
+      return { logits, states: out };
+    } : undefined,
     readState: async () => {
       const s: StateTensors = {};
       for (const b of layout.state) s[b.name] = new Float32Array(buf, b.offset, b.elems).slice();

@@ -88,6 +88,10 @@ export function rewrite(g: Graph, rules: Rule[]): Graph {
 
   function visit(n: Node): void {
     if (handled.has(n.id)) return;
+    // Producers first: when a replacement pulls this node in early, a fusion rooted at one of its
+    // producers may absorb it (and then this node is done without being copied).
+    for (const r of n.inputs) visit(g.nodes[r.id]);
+    if (handled.has(n.id)) return;
     handled.add(n.id);
     for (const rule of rules) {
       const out = rule(n, ctx);

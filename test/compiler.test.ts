@@ -133,6 +133,12 @@ describe('plan targets', () => {
     expect(() => compileGraph(b.build(), tinyConfig(), opts)).toThrow(/compiler\.test\.ts:\d+:\d+: cannot compile 'tanh'/);
   });
 
+  it('an op no kernel implements (QRWKV6 k/v head repeat) is refused at its DSL line', async () => {
+    const { default: qrwkv } = await import('../examples/qrwkv6-timemix.ts');
+    const g = qrwkv({ nEmbd: 64, nHead: 4, nKvHead: 2, headSize: 16, loraMix: 8, loraDecay: 8 });
+    expect(() => compileGraph(g, tinyConfig(), opts)).toThrow(/examples\/qrwkv6-timemix\.ts:\d+:\d+: cannot compile 'repeat'/);
+  });
+
   it('DSL type errors name the DSL line', () => {
     const b = new Builder('bad');
     const x = b.input('x', 'state', 'f32', ['T', 8]);

@@ -10,7 +10,7 @@ import type { BufferDecl, Kernel, KernelPlan, Program, WeightDecl, WeightDType }
 import { INT8_BLOCK } from '../../kernels/dtype.ts';
 import { CONTROL_BYTES, PANEL } from './abi.ts';
 import { lowerKernel, sliceKey, tokenShiftScratch, wkvScratch, type LowerEnv, type Phase } from './kernels.ts';
-import { panelBytes, type PanelWeight } from './linear.ts';
+import { DEFAULT_SCHEDULE, panelBytes, type LinearSchedule, type PanelWeight } from './linear.ts';
 import { align, PAGE, type BufferLayout, type PackedWeightLayout, type ProgramLayout, type WasmLayout } from './layout.ts';
 import { mathlib } from './mathlib.ts';
 import { assemble, i32 } from './wat.ts';
@@ -31,6 +31,8 @@ export interface CompileOptions {
    * can time every kernel (layout.programs.*.phases names them).
    */
   profile?: boolean;
+  /** Loop shapes of the linear kernels (defaults: DEFAULT_SCHEDULE, measured best on V8/x64). */
+  schedule?: Partial<LinearSchedule>;
 }
 
 const elems = (b: BufferDecl, T: number) => b.shape.reduce<number>((n, d) => n * (d === 'T' ? T : d), 1);
@@ -101,18 +103,18 @@ function checkPlan(plan: KernelPlan): void {
 }
 
 export function compileWasm(plan: KernelPlan, opts: CompileOptions = {}): WasmArtifact {
-  const { layout, render } = build(plan, !!opts.profile);
+  const { layout, render } = build(plan, !!opts.profile, { ...DEFAULT_SCHEDULE, ...opts.schedule });
   const art: WasmArtifact = { wasm: assemble(render(false)), layout };
   if (opts.relaxed !== false) art.wasmRelaxed = assemble(render(true), true);
   return art;
 }
 
 /** The WAT text of a plan (what --emit kernels shows). */
-export function emitWat(plan: KernelPlan, relaxed = false): string {
-  return build(plan, false).render(relaxed);
+export function emitWat(plan: KernelPlan, relaxed = false, opts: CompileOptions = {}): string {
+  return build(plan, !!opts.profile, { ...DEFAULT_SCHEDULE, ...opts.schedule }).render(relaxed);
 }
 
-function build(plan: KernelPlan, profile: boolean): { layout: WasmLayout; render: (relaxed: boolean) => string } {
+function build(plan: KernelPlan, profile: boolean, schedule: LinearSchedule): { layout: WasmLayout; render: (relaxed: boolean) => string } {
   checkPlan(plan);
   const uses = weightUses(plan);
   const mem = new Alloc(CONTROL_BYTES);
@@ -220,7 +222,7 @@ function build(plan: KernelPlan, profile: boolean): { layout: WasmLayout; render
         raw: (n) => rawAddr.get(n) ?? missing(n),
         panel: (k) => panelRef.get(k) ?? missing(k),
         shape: (n) => uses.raws.get(n)?.shape ?? uses.panels.get(n)?.decl.shape ?? missing(n),
-        scratch: acts[pi].scratch, stageOff, panelOff, shiftOff,
+        scratch: acts[pi].scratch, stageOff, panelOff, shiftOff, schedule,
       };
       const calls: string[] = [];
       phaseNames[pi] = [];

@@ -9,7 +9,7 @@
  *   wkv          [lora: w = exp(−exp(base + B·z)) as a linear] → recurrence per head (+ norm, gate)
  */
 import type { EmbedKernel, Expr, Kernel, LayerNormKernel, LinearKernel, TokenShiftKernel, WkvKernel } from '../../kernels/plan.ts';
-import { LinearRenderer, type LinTask, type LoadRef, type PanelWeight } from './linear.ts';
+import { LinearRenderer, type LinearSchedule, type LinTask, type LoadRef, type PanelWeight } from './linear.ts';
 import { printExpr } from './expr.ts';
 import { f4, get, i32, ld, Locals, madd, Params, set, splat, st, storeLanes } from './wat.ts';
 
@@ -31,6 +31,7 @@ export interface LowerEnv {
   panelOff: number;
   /** Offset in the thread scratch of a decode token_shift's private rows (prev, a, xxx). */
   shiftOff: number;
+  schedule?: LinearSchedule;
 }
 
 /** Panel key of slice s of a weight (the token-shift LoRA B is [S, C, D]: slice s is one [C, D] matrix). */
@@ -47,7 +48,7 @@ export function lowerKernel(k: Kernel, env: LowerEnv): Phase[] {
 }
 
 function linearPhase(tasks: LinTask[], env: LowerEnv, P = new Params()): Phase {
-  const r = new LinearRenderer(P, { relaxed: env.relaxed, matmul: env.matmul, stageOff: env.stageOff, panelOff: env.panelOff });
+  const r = new LinearRenderer(P, { relaxed: env.relaxed, matmul: env.matmul, stageOff: env.stageOff, panelOff: env.panelOff, schedule: env.schedule });
   const body = r.render(tasks);
   return { body, params: P, locals: r.L };
 }
@@ -268,7 +269,7 @@ function wkv(k: WkvKernel, env: LowerEnv): Phase[] {
   if (k.decay.kind === 'lora') {
     wSrc = env.scratch + wkvScratch(k, C, env.maxT).W;
     const epi: Expr = { op: 'exp', args: [{ op: 'neg', args: [{ op: 'exp', args: [{ op: 'add', args: [{ op: 'load', buf: '%base' }, { op: 'acc' }] }] }] }] };
-    const lr = new LinearRenderer(P, { relaxed: env.relaxed, matmul: env.matmul, stageOff: env.stageOff, panelOff: env.panelOff });
+    const lr = new LinearRenderer(P, { relaxed: env.relaxed, matmul: env.matmul, stageOff: env.stageOff, panelOff: env.panelOff, schedule: env.schedule });
     decay = lr.renderRange({
       w: env.panel(k.decay.b), x: env.buf(k.decay.z), xStride: k.decay.dim, y: wSrc, yStride: C,
       epilogue: epi, loads: { '%base': { addr: env.raw(k.decay.base), stride: 0 } }, last: false,

@@ -47,8 +47,26 @@ export interface LinTask {
   last: boolean;
 }
 
+/**
+ * Loop shapes of the linear kernel (the schedule, apart from the algorithm). The defaults were
+ * measured best with V8 on x64: its scheduler hoists every load of an unrolled iteration to the
+ * top, so wider unrolls or tiles spill (15 usable xmm registers).
+ */
+export interface LinearSchedule {
+  /** Tokens per matmul register tile (× 16 outputs): 2 → 8 accumulators. */
+  tileT: number;
+  /** Inputs per matmul loop iteration. */
+  unroll: number;
+  /** Inputs per matvec loop iteration (f32/bf16/f16). */
+  mvUnroll: number;
+  /** int8 inputs per matvec inner iteration (divides 32). */
+  int8Unroll: number;
+}
+export const DEFAULT_SCHEDULE: LinearSchedule = { tileT: 2, unroll: 1, mvUnroll: 1, int8Unroll: 2 };
+
 export interface LinOptions {
   relaxed: boolean;
+  schedule?: LinearSchedule;
   /** true: T is a runtime parameter and rows go through the 2-row matmul tile; false: T = 1. */
   matmul: boolean;
   /** Byte offsets inside the thread scratch ($ts) of the prologue staging area and the widened panel. */
@@ -65,10 +83,6 @@ export const panelBytes = (dtype: WeightDType, I: number): number => {
   }
 };
 
-const TILE_T = Number(process.env.RWKVC_TT ?? 2); // tokens per matmul register tile
-const UNROLL = Number(process.env.RWKVC_U ?? 1); // inputs per matmul loop iteration: more lets V8 hoist every load and spill
-const I8_UNROLL = Number(process.env.RWKVC_I8U ?? 2); // int8 inputs per inner iteration (divides 32)
-const MV_UNROLL = Number(process.env.RWKVC_MU ?? 1); // inputs per matvec loop iteration
 const HI16 = 0xffff0000 | 0;
 const F16_MASK = 0x8fffe000 | 0;
 
@@ -107,7 +121,10 @@ const colBytes = (dtype: WeightDType) => (dtype === 'f32' ? 64 : dtype === 'int8
 
 export class LinearRenderer {
   readonly L = new Locals();
+  private readonly s: LinearSchedule;
   constructor(readonly P: Params, readonly o: LinOptions) {
+    this.s = o.schedule ?? DEFAULT_SCHEDULE;
+    if (32 % this.s.int8Unroll || this.s.tileT < 1 || this.s.unroll < 1 || this.s.mvUnroll < 1) throw new Error(`bad linear schedule ${JSON.stringify(this.s)}`);
     for (const n of ['lo', 'hi', 'pa', 'pb', 'p', 'wp', 'wq', 'xp', 'xe', 'x0', 't', 'k', 'yp', 'row']) this.L.add(n, 'i32');
     for (const n of ['wa', 'wb', 'xs', 'ev']) this.L.add(n, 'v128');
   }
@@ -204,7 +221,7 @@ export class LinearRenderer {
       // Blocks of 32 inputs: d = Σ q·x inside the block, then c += d·scale (one multiply per block).
       for (let v = 0; v < 4; v++) this.L.add(`d${v}`, 'v128');
       const step: string[] = [];
-      for (let u = 0; u < I8_UNROLL; u++) {
+      for (let u = 0; u < this.s.int8Unroll; u++) {
         const { pre, w } = weightVectors('int8', 'wp', 16 * u);
         step.push(set('xs', xsOf(4 * u)), pre);
         for (let v = 0; v < 4; v++) step.push(set(`d${v}`, madd(R, get('xs'), w[v], get(`d${v}`))));
@@ -212,10 +229,10 @@ export class LinearRenderer {
       out.push(set('xe', `(i32.add ${get('xp')} ${i32(I * 4)})`));
       out.push(`(loop $blk
   ${[0, 1, 2, 3].map((v) => set(`d${v}`, f4(0))).join(' ')}
-  ${set('k', i32(32 / I8_UNROLL))}
+  ${set('k', i32(32 / this.s.int8Unroll))}
   (loop $in
     ${step.join('\n    ')}
-    ${set('wp', `(i32.add ${get('wp')} ${i32(16 * I8_UNROLL)})`)} ${set('xp', `(i32.add ${get('xp')} ${i32(4 * I8_UNROLL)})`)}
+    ${set('wp', `(i32.add ${get('wp')} ${i32(16 * this.s.int8Unroll)})`)} ${set('xp', `(i32.add ${get('xp')} ${i32(4 * this.s.int8Unroll)})`)}
     ${set('k', `(i32.sub ${get('k')} (i32.const 1))`)} (br_if $in ${get('k')}))
   ${[0, 1, 2, 3].map((v) => set(`c${v}`, madd(R, get(`d${v}`), ld(get('wp'), 16 * v), get(`c${v}`)))).join('\n  ')}
   ${set('wp', `(i32.add ${get('wp')} (i32.const 64))`)}
@@ -223,7 +240,7 @@ export class LinearRenderer {
       return out.join('\n');
     }
     const cb = colBytes(dtype);
-    const U = MV_UNROLL;
+    const U = this.s.mvUnroll;
     const main = Math.floor(I / U), rest = I % U;
     const step = (u: number) => {
       const { pre, w } = weightVectors(dtype, 'wp', cb * u);
@@ -288,15 +305,15 @@ export class LinearRenderer {
         }
         return s.join(' ');
       };
-      const main = Math.floor(I / UNROLL), rest = I % UNROLL;
+      const main = Math.floor(I / this.s.unroll), rest = I % this.s.unroll;
       const body: string[] = [...init, set('wq', get('wp')),
         set('xp', `(i32.add ${get('x0')} (i32.mul ${get('t')} ${i32(xStride * 4)}))`)];
       if (main > 0) {
         const steps: string[] = [];
-        for (let u = 0; u < UNROLL; u++) steps.push(step(u));
-        body.push(set('xe', `(i32.add ${get('xp')} ${i32(main * UNROLL * 4)})`));
+        for (let u = 0; u < this.s.unroll; u++) steps.push(step(u));
+        body.push(set('xe', `(i32.add ${get('xp')} ${i32(main * this.s.unroll * 4)})`));
         body.push(`(loop $mm\n  ${steps.join('\n  ')}
-  ${set('wq', `(i32.add ${get('wq')} ${i32(64 * UNROLL)})`)} ${set('xp', `(i32.add ${get('xp')} ${i32(4 * UNROLL)})`)}
+  ${set('wq', `(i32.add ${get('wq')} ${i32(64 * this.s.unroll)})`)} ${set('xp', `(i32.add ${get('xp')} ${i32(4 * this.s.unroll)})`)}
   (br_if $mm (i32.lt_u ${get('xp')} ${get('xe')})))`);
       }
       for (let u = 0; u < rest; u++) body.push(step(u));
@@ -305,9 +322,9 @@ export class LinearRenderer {
       return body.join('\n');
     };
     return `${set('t', i32(0))}
-(block $td (loop $tl (br_if $td (i32.gt_s (i32.add ${get('t')} ${i32(TILE_T)}) (local.get $T)))
-${tile(TILE_T)}
-${set('t', `(i32.add ${get('t')} ${i32(TILE_T)})`)} (br $tl)))
+(block $td (loop $tl (br_if $td (i32.gt_s (i32.add ${get('t')} ${i32(this.s.tileT)}) (local.get $T)))
+${tile(this.s.tileT)}
+${set('t', `(i32.add ${get('t')} ${i32(this.s.tileT)})`)} (br $tl)))
 (block $rd (loop $rl (br_if $rd (i32.ge_s ${get('t')} (local.get $T)))
 ${tile(1)}
 ${set('t', `(i32.add ${get('t')} (i32.const 1))`)} (br $rl)))`;

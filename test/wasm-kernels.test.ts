@@ -194,11 +194,13 @@ function layerNormCase(seed: number, C: number, T0: number, rows: 'all' | 'last'
   };
 }
 
-function embedCase(seed: number, V: number, C: number, T0: number): Case {
+function embedCase(seed: number, V: number, C: number, T0: number, dtype: WeightDType = 'f32'): Case {
   const r = rng(seed);
+  const E = randArr(r, V * C);
+  E[3] = 1e-6; E[4] = -3e-7; E[5] = 0; // f16 subnormals and zero
   return {
     k: { kind: 'embed', name: 'emb', layer: null, src: [], tokens: 'tokens', table: 'E', out: 'out' },
-    bufs: { out: { width: C, data: new Float32Array(T0 * C) } }, weights: [decl('E', [V, C])], values: { E: randArr(r, V * C) }, T0,
+    bufs: { out: { width: C, data: new Float32Array(T0 * C) } }, weights: [decl('E', [V, C], dtype)], values: { E }, T0,
     tokens: Int32Array.from({ length: T0 }, () => Math.floor(r() * V)),
   };
 }
@@ -253,8 +255,11 @@ describe('wasm kernels', () => {
     await check(layerNormCase(C + 1, C, T0, 'last'));
   });
 
-  it('embed', async () => {
-    await check(embedCase(3, 50, 13, 4));
+  it.each(['f32', 'bf16', 'f16', 'int8'] as const)('embed (%s table)', async (dtype) => {
+    await check(embedCase(3, 50, dtype === 'int8' ? 32 : 13, 4, dtype), 0);
+    const c = embedCase(4, 7, 6, 3, dtype === 'int8' ? 'f32' : dtype);
+    c.tokens = Int32Array.of(0, 0, 0); // row 0 holds the subnormals
+    await check(c, 0);
   });
 
   it.each([

@@ -58,6 +58,8 @@ function weightUses(plan: KernelPlan) {
   };
   const panels = new Map<string, { decl: WeightDecl; row0: number; O: number; I: number }>();
   const raws = new Map<string, WeightDecl>();
+  /** Embedding tables kept in their 16-bit dtype (a row is widened when it is read): half the memory. */
+  const tables16 = new Map<string, WeightDecl>();
   const panel = (n: string) => {
     const d = need(n);
     if (d.shape.length !== 2) throw new Error(`weight '${n}' is used as a matrix but has shape [${d.shape}]`);
@@ -67,7 +69,11 @@ function weightUses(plan: KernelPlan) {
   for (const p of plan.batch ? [plan.decode, plan.prefill, plan.batch] : [plan.decode, plan.prefill])
     for (const k of p.kernels) {
       switch (k.kind) {
-        case 'embed': raw(k.table); break;
+        case 'embed': {
+          const d = need(k.table);
+          if (d.dtype === 'bf16' || d.dtype === 'f16') tables16.set(k.table, d); else raw(k.table);
+          break;
+        }
         case 'layernorm': raw(k.w); raw(k.b); break;
         case 'linear': for (const g of k.groups) panel(g.w); break;
         case 'token_shift':
@@ -92,7 +98,7 @@ function weightUses(plan: KernelPlan) {
   for (const [key, p] of panels)
     if (p.decl.dtype === 'int8' && p.I % INT8_BLOCK)
       throw new Error(`weight '${key}': int8 needs rows that are a multiple of ${INT8_BLOCK} long, got ${p.I}`);
-  return { panels, raws };
+  return { panels, raws, tables16 };
 }
 
 function checkPlan(plan: KernelPlan): void {
@@ -173,6 +179,13 @@ function build(plan: KernelPlan, profile: boolean, schedule: LinearSchedule): { 
     weights.push({ key: `${name}@raw`, weight: name, pack: 'raw', dtype: d.dtype, offset, bytes: n * 4 });
     rawAddr.set(name, offset);
   }
+  const table16Addr = new Map<string, number>();
+  for (const [name, d] of uses.tables16) {
+    const n = d.shape.reduce((a, b) => a * b, 1);
+    const offset = mem.take(n * 2);
+    weights.push({ key: `${name}@raw16`, weight: name, pack: 'raw16', dtype: d.dtype, offset, bytes: n * 2 });
+    table16Addr.set(name, offset);
+  }
   for (const [key, p] of uses.panels) {
     const bytes = Math.ceil(p.O / PANEL) * panelBytes(p.decl.dtype, p.I);
     const offset = mem.take(bytes);
@@ -220,8 +233,9 @@ function build(plan: KernelPlan, profile: boolean, schedule: LinearSchedule): { 
         buf: (n) => find(n).offset,
         width: (n) => (decl.has(n) ? widthOf(decl.get(n)!) : find(n).width),
         raw: (n) => rawAddr.get(n) ?? missing(n),
+        table: (n) => (table16Addr.has(n) ? { addr: table16Addr.get(n)!, dtype: uses.tables16.get(n)!.dtype as 'bf16' } : { addr: rawAddr.get(n) ?? missing(n), dtype: 'f32' }),
         panel: (k) => panelRef.get(k) ?? missing(k),
-        shape: (n) => uses.raws.get(n)?.shape ?? uses.panels.get(n)?.decl.shape ?? missing(n),
+        shape: (n) => uses.raws.get(n)?.shape ?? uses.panels.get(n)?.decl.shape ?? uses.tables16.get(n)?.shape ?? missing(n),
         scratch: acts[pi].scratch, stageOff, panelOff, shiftOff, schedule,
       };
       const calls: string[] = [];
@@ -268,7 +282,7 @@ ${programs.map((_, pi) => `  (if (i32.eq (local.get $prog) (i32.const ${pi})) (t
       ...(plan.batch ? { batch: { ...layoutOf(2), phases: phaseNames[2] } } : {}),
     },
     batchState: [...batchState.values()],
-    decodeWeightBytes: decodeBytes(plan.decode, weights, uses.raws),
+    decodeWeightBytes: decodeBytes(plan.decode, weights, new Map([...uses.raws, ...uses.tables16])),
   };
   return { layout, render };
 }
@@ -292,7 +306,11 @@ function decodeBytes(p: Program, weights: PackedWeightLayout[], raws: Map<string
   for (const k of p.kernels) {
     const names: string[] = [];
     switch (k.kind) {
-      case 'embed': add(`${k.table}@raw`, (raws.get(k.table)?.shape.slice(1).reduce((a, b) => a * b, 1) ?? 0) * 4); break;
+      case 'embed': {
+        const d = raws.get(k.table), row = d?.shape.slice(1).reduce((a, b) => a * b, 1) ?? 0;
+        add(`${k.table}@raw`, row * (d?.dtype === 'bf16' || d?.dtype === 'f16' ? 2 : 4));
+        break;
+      }
       case 'layernorm': names.push(k.w, k.b); break;
       case 'linear': for (const g of k.groups) add(g.w); break;
       case 'token_shift':

@@ -23,6 +23,8 @@ export interface LowerEnv {
   buf(name: string): number;
   width(name: string): number;
   raw(weight: string): number;
+  /** An embedding table: f32, or kept as bf16/f16 (rows widened when read). */
+  table(weight: string): { addr: number; dtype: 'f32' | 'bf16' | 'f16' };
   panel(key: string): PanelWeight;
   shape(weight: string): number[];
   /** Shared scratch of the program (kernel temporaries, sized for maxT). */
@@ -106,12 +108,26 @@ const at = (base: string, ...offs: string[]) => offs.reduce((a, o) => `(i32.add 
 
 function embed(k: EmbedKernel, env: LowerEnv): Phase {
   const { P, L } = newPhase();
-  const C = env.width(k.out);
-  const body = `${rowRange('(local.get $T)')}
-${rowLoop(`(memory.copy (i32.add ${P.addr(env.buf(k.out))} (i32.mul ${get('t')} ${i32(C * 4)}))
-  (i32.add ${P.addr(env.raw(k.table))} (i32.mul (i32.load (i32.add ${P.addr(env.buf(k.tokens))} (i32.shl ${get('t')} (i32.const 2)))) ${i32(C * 4)}))
-  ${i32(C * 4)})`)}`;
-  return { body, params: P, locals: L };
+  const C = env.width(k.out), tab = env.table(k.table);
+  const token = `(i32.load (i32.add ${P.addr(env.buf(k.tokens))} (i32.shl ${get('t')} (i32.const 2))))`;
+  const dst = `(i32.add ${P.addr(env.buf(k.out))} (i32.mul ${get('t')} ${i32(C * 4)}))`;
+  if (tab.dtype === 'f32') {
+    const body = `${rowRange('(local.get $T)')}
+${rowLoop(`(memory.copy ${dst} (i32.add ${P.addr(tab.addr)} (i32.mul ${token} ${i32(C * 4)})) ${i32(C * 4)})`)}`;
+    return { body, params: P, locals: L };
+  }
+  // 16-bit table: four values at a time, zero-extended to i32 lanes, then widened exactly
+  L.add('src', 'i32'); L.add('dst', 'i32'); L.add('h', 'v128');
+  const h = get('h');
+  const widen = tab.dtype === 'bf16'
+    ? `(i32x4.shl ${h} (i32.const 16))`
+    : `(v128.or (f32x4.mul (i32x4.shl (v128.and ${h} (v128.const i32x4 0x7fff 0x7fff 0x7fff 0x7fff)) (i32.const 13)) ${f4(2 ** 112)})
+         (i32x4.shl (v128.and ${h} (v128.const i32x4 0x8000 0x8000 0x8000 0x8000)) (i32.const 16)))`;
+  const row = `${set('src', `(i32.add ${P.addr(tab.addr)} (i32.mul ${token} ${i32(C * 2)}))`)}
+${set('dst', dst)}
+${vecLoop(C, (store) => `${set('h', `(v128.load16x4_u (i32.add ${get('src')} (i32.shr_u ${get('c')} (i32.const 1))))`)}
+${store(`(i32.add ${get('dst')} ${get('c')})`, widen)}`)}`;
+  return { body: `${rowRange('(local.get $T)')}\n${rowLoop(row)}`, params: P, locals: L };
 }
 
 function layerNorm(k: LayerNormKernel, env: LowerEnv): Phase {

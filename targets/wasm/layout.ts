@@ -14,8 +14,11 @@ export interface PackedWeightLayout {
   /** Weight name, or `${name}#${s}` for slice s of a 3-D LoRA B. */
   key: string;
   weight: string;
-  /** panel: [ceil(O/16)][I][16] in `dtype` (see pack.ts); raw: dequantised f32, the plan's layout. */
-  pack: 'panel' | 'raw';
+  /**
+   * panel: [ceil(O/16)][I][16] in `dtype` (see pack.ts); raw: dequantised f32, the plan's layout;
+   * raw16: a bf16/f16 embedding table as stored, the plan's layout.
+   */
+  pack: 'panel' | 'raw' | 'raw16';
   dtype: WeightDType;
   /** panel only: first row of the slice in the [rows, I] matrix, and its shape. */
   row0?: number;

@@ -26,6 +26,10 @@ export function packWeight(buf: ArrayBufferLike, w: PackedWeightLayout, values: 
     new Float32Array(buf, w.offset, n).set(dequantize(values, decl.shape[decl.shape.length - 1], decl.dtype));
     return;
   }
+  if (w.pack === 'raw16') {
+    new Uint16Array(buf, w.offset, n).set(w.dtype === 'bf16' ? toBf16(values) : toF16(values));
+    return;
+  }
   const O = w.O!, I = w.I!, row0 = w.row0 ?? 0;
   const np = Math.ceil(O / PANEL);
   const slice = values.subarray(row0 * I, (row0 + O) * I);

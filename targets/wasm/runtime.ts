@@ -70,6 +70,9 @@ export async function loadWasmArtifact(art: WasmArtifactFiles, weights: WeightPr
   const module = await compileOptimized(relaxed ? art.wasmRelaxed! : art.wasm, opts.eager !== false);
 
   const pages = memoryBytes(layout, threads) / PAGE;
+  if (pages > 65536)
+    throw new Error(`the WASM target needs ${(memoryBytes(layout, threads) / 2 ** 30).toFixed(2)} GiB of linear memory; WebAssembly (wasm32) allows 4 GiB: ` +
+      'store the weights as bf16, f16 or int8, or use fewer threads');
   const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
   const buf = memory.buffer;
 

@@ -61,8 +61,10 @@ export interface LinearSchedule {
   mvUnroll: number;
   /** int8 inputs per matvec inner iteration (divides 32). */
   int8Unroll: number;
+  /** int8 matvec: independent accumulator sets inside a 32-input block (divides int8Unroll). */
+  int8Sets: number;
 }
-export const DEFAULT_SCHEDULE: LinearSchedule = { tileT: 2, unroll: 1, mvUnroll: 1, int8Unroll: 2 };
+export const DEFAULT_SCHEDULE: LinearSchedule = { tileT: 2, unroll: 1, mvUnroll: 1, int8Unroll: 2, int8Sets: 1 };
 
 export interface LinOptions {
   relaxed: boolean;
@@ -124,7 +126,7 @@ export class LinearRenderer {
   private readonly s: LinearSchedule;
   constructor(readonly P: Params, readonly o: LinOptions) {
     this.s = o.schedule ?? DEFAULT_SCHEDULE;
-    if (32 % this.s.int8Unroll || this.s.tileT < 1 || this.s.unroll < 1 || this.s.mvUnroll < 1) throw new Error(`bad linear schedule ${JSON.stringify(this.s)}`);
+    if (32 % this.s.int8Unroll || this.s.int8Unroll % this.s.int8Sets || this.s.tileT < 1 || this.s.unroll < 1 || this.s.mvUnroll < 1) throw new Error(`bad linear schedule ${JSON.stringify(this.s)}`);
     for (const n of ['lo', 'hi', 'pa', 'pb', 'p', 'wp', 'wq', 'xp', 'xe', 'x0', 't', 'k', 'yp', 'row']) this.L.add(n, 'i32');
     for (const n of ['wa', 'wb', 'xs', 'ev']) this.L.add(n, 'v128');
   }
@@ -219,22 +221,31 @@ export class LinearRenderer {
     const xsOf = (off: number) => (dtype === 'f16' ? `(f32x4.mul ${splat(get('xp'), off)} ${f4(2 ** 64)})` : splat(get('xp'), off));
     if (dtype === 'int8') {
       // Blocks of 32 inputs: d = Σ q·x inside the block, then c += d·scale (one multiply per block).
-      for (let v = 0; v < 4; v++) this.L.add(`d${v}`, 'v128');
+      // `int8Sets` accumulator sets take alternate inputs: the add (or FMA) latency chain, not the
+      // widening, is what bounds a single set.
+      const sets = this.s.int8Sets;
+      const d = (set_: number, v: number) => `d${set_}_${v}`;
+      for (let k = 0; k < sets; k++) for (let v = 0; v < 4; v++) this.L.add(d(k, v), 'v128');
       const step: string[] = [];
       for (let u = 0; u < this.s.int8Unroll; u++) {
         const { pre, w } = weightVectors('int8', 'wp', 16 * u);
         step.push(set('xs', xsOf(4 * u)), pre);
-        for (let v = 0; v < 4; v++) step.push(set(`d${v}`, madd(R, get('xs'), w[v], get(`d${v}`))));
+        for (let v = 0; v < 4; v++) step.push(set(d(u % sets, v), madd(R, get('xs'), w[v], get(d(u % sets, v)))));
       }
+      const sum = (v: number) => {
+        let e = get(d(0, v));
+        for (let k = 1; k < sets; k++) e = `(f32x4.add ${e} ${get(d(k, v))})`;
+        return e;
+      };
       out.push(set('xe', `(i32.add ${get('xp')} ${i32(I * 4)})`));
       out.push(`(loop $blk
-  ${[0, 1, 2, 3].map((v) => set(`d${v}`, f4(0))).join(' ')}
+  ${Array.from({ length: sets }, (_, k) => [0, 1, 2, 3].map((v) => set(d(k, v), f4(0))).join(' ')).join(' ')}
   ${set('k', i32(32 / this.s.int8Unroll))}
   (loop $in
     ${step.join('\n    ')}
     ${set('wp', `(i32.add ${get('wp')} ${i32(16 * this.s.int8Unroll)})`)} ${set('xp', `(i32.add ${get('xp')} ${i32(4 * this.s.int8Unroll)})`)}
     ${set('k', `(i32.sub ${get('k')} (i32.const 1))`)} (br_if $in ${get('k')}))
-  ${[0, 1, 2, 3].map((v) => set(`c${v}`, madd(R, get(`d${v}`), ld(get('wp'), 16 * v), get(`c${v}`)))).join('\n  ')}
+  ${[0, 1, 2, 3].map((v) => set(`c${v}`, madd(R, sum(v), ld(get('wp'), 16 * v), get(`c${v}`)))).join('\n  ')}
   ${set('wp', `(i32.add ${get('wp')} (i32.const 64))`)}
   (br_if $blk (i32.lt_u ${get('xp')} ${get('xe')})))`);
       return out.join('\n');

@@ -15,6 +15,7 @@ import type { BufferDecl, Expr, Kernel, KernelPlan, WeightDecl, WeightDType } fr
 import { runKernel, type KernelEnv } from '../kernels/reference.ts';
 import { dequantize } from '../kernels/dtype.ts';
 import { compileWasm } from '../targets/wasm/codegen.ts';
+import type { LinearSchedule } from '../targets/wasm/linear.ts';
 import { loadWasmArtifact, readWasmArtifact, writeWasmArtifact, loadWasmTarget } from '../targets/wasm/runtime.ts';
 import { mathlib } from '../targets/wasm/mathlib.ts';
 import { assemble } from '../targets/wasm/wat.ts';
@@ -48,14 +49,17 @@ function randArr(r: () => number, n: number, lo = -1, hi = 1): Float32Array {
   return Float32Array.from({ length: n }, () => lo + (hi - lo) * r());
 }
 
-interface Case { k: Kernel; bufs: Bufs; weights: WeightDecl[]; values: Record<string, Float32Array>; T0: number; tokens?: Int32Array }
+interface Case {
+  k: Kernel; bufs: Bufs; weights: WeightDecl[]; values: Record<string, Float32Array>; T0: number; tokens?: Int32Array;
+  schedule?: Partial<LinearSchedule>;
+}
 
 /** Run the case on the reference (f64) and on the WASM target; returns both sets of buffers. */
 async function runCase(c: Case, program: 'decode' | 'prefill', threads: number) {
   const T = program === 'decode' ? 1 : c.T0;
   const plan = kernelPlan(c.k, c.bufs, c.weights, c.T0);
   const provider = (d: WeightDecl) => c.values[d.name];
-  const m = await loadWasmArtifact(compileWasm(plan, { relaxed: false }), provider, { threads });
+  const m = await loadWasmArtifact(compileWasm(plan, { relaxed: false, schedule: c.schedule }), provider, { threads });
   try {
     await m.writeState(Object.fromEntries(Object.entries(c.bufs).map(([n, b]) => [n, b.data])));
     const tokens = c.tokens ? c.tokens.subarray(0, T) : new Int32Array(T);
@@ -157,6 +161,11 @@ describe('wasm linear', () => {
   it.each(['bf16', 'f16', 'int8'] as const)('%s weights against dequantised reference', async (dtype) => {
     await check(linearCase(7, 37, 64, 3, dtype));
     await check(linearCase(8, 16, 96, 5, dtype, { epilogue: un('silu', acc) }));
+  });
+
+  it.each(['f32', 'bf16', 'f16', 'int8'] as const)('other loop shapes (schedule) give the same results, %s', async (dtype) => {
+    const schedule = { tileT: 3, unroll: 3, mvUnroll: 2, int8Unroll: 4, int8Sets: 2 };
+    await check({ ...linearCase(61, 37, 96, 7, dtype, { epilogue: bin('add', acc, ld('b')) }), schedule });
   });
 
   it('several groups in one kernel, rows last', async () => {

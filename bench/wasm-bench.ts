@@ -15,7 +15,6 @@ import { compileWasm, type WasmArtifact } from '../targets/wasm/codegen.ts';
 import { loadWasmArtifact } from '../targets/wasm/runtime.ts';
 import { measureBandwidth, measureCompute } from './wasm-roofline.ts';
 import { rng, syntheticPlan, syntheticWeights, BENCH_01B } from './synthetic-plan.ts';
-import { sliceKey } from '../targets/wasm/kernels.ts';
 
 export interface WasmBenchOptions {
   plan: KernelPlan;
@@ -113,7 +112,6 @@ export async function benchWasm(o: WasmBenchOptions): Promise<WasmBenchResult> {
   }
 }
 
-export { sliceKey };
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   const arg = (name: string, def: string) => {

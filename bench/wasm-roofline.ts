@@ -14,7 +14,6 @@ import { mathlib } from '../targets/wasm/mathlib.ts';
 
 const CHAINS = 12; // independent accumulators: enough to hide mul→add latency on 2 pipes each
 const UNROLL = 4;
-const SCRATCH = 1 << 16;
 
 function probeWat(relaxed: boolean, pages: number): string {
   const chains = Array.from({ length: CHAINS }, (_, k) => k);

@@ -10,7 +10,6 @@
  */
 import type { EmbedKernel, Expr, Kernel, LayerNormKernel, LinearKernel, TokenShiftKernel, WkvKernel } from '../../kernels/plan.ts';
 import { LinearRenderer, type LinearSchedule, type LinTask, type LoadRef, type PanelWeight } from './linear.ts';
-import { printExpr } from './expr.ts';
 import { f4, get, i32, ld, Locals, madd, Params, set, splat, st, storeLanes } from './wat.ts';
 
 /** A phase: one function every thread calls; a barrier follows unless `barrier` is false. */
@@ -375,4 +374,3 @@ ${set('h', get('lo'))}
   return [{ body, params: P, locals: L }];
 }
 
-export { printExpr };

@@ -3,8 +3,6 @@
  * into shared linear memory and runs programs on a team of threads. Only `loadWasmTarget` (which
  * starts from a plan) imports the compiler, lazily; `loadWasmArtifact` needs nothing but the files.
  */
-import { availableParallelism } from 'node:os';
-import { setFlagsFromString } from 'node:v8';
 import { readFile, writeFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { LoadTarget, StateTensors, TargetModel, TargetOptions, WeightProvider } from '../backend.ts';
@@ -36,9 +34,20 @@ export interface WasmTargetOptions extends TargetOptions {
  * as fast as the hundredth. Node only (v8.setFlagsFromString); elsewhere it is a plain compile.
  */
 export async function compileOptimized(bytes: Uint8Array<ArrayBuffer>, eager: boolean): Promise<WebAssembly.Module> {
-  if (!eager) return WebAssembly.compile(bytes);
-  try { setFlagsFromString('--no-liftoff'); } catch { return WebAssembly.compile(bytes); }
-  try { return await WebAssembly.compile(bytes); } finally { setFlagsFromString('--liftoff'); }
+  const v8 = eager && typeof process !== 'undefined' && process.versions?.node ? await import('node:v8').catch(() => null) : null;
+  if (!v8) return WebAssembly.compile(bytes);
+  v8.setFlagsFromString('--no-liftoff');
+  try { return await WebAssembly.compile(bytes); } finally { v8.setFlagsFromString('--liftoff'); }
+}
+
+/** All cores: os.availableParallelism() in Node, navigator.hardwareConcurrency elsewhere. */
+async function defaultThreads(): Promise<number> {
+  const nav = (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator;
+  if (typeof process !== 'undefined' && process.versions?.node) {
+    const os = await import('node:os').catch(() => null);
+    if (os) return os.availableParallelism();
+  }
+  return nav?.hardwareConcurrency ?? 1;
 }
 
 /** Milliseconds per kernel name, summed over the program calls since the last reset (profiling builds). */
@@ -65,7 +74,7 @@ export const loadWasmTarget: LoadTarget = async (plan, weights, opts) => {
 export async function loadWasmArtifact(art: WasmArtifactFiles, weights: WeightProvider, opts: WasmTargetOptions = {}): Promise<WasmTargetModel> {
   const { layout } = art;
   const plan: KernelPlan = layout.plan;
-  const threads = Math.max(1, Math.floor(opts.threads ?? availableParallelism()));
+  const threads = Math.max(1, Math.floor(opts.threads ?? (await defaultThreads())));
   const relaxed = opts.relaxed !== false && !!art.wasmRelaxed && WebAssembly.validate(art.wasmRelaxed);
   const module = await compileOptimized(relaxed ? art.wasmRelaxed! : art.wasm, opts.eager !== false);
 

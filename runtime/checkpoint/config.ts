@@ -5,17 +5,9 @@
 import { inputError } from './errors.ts';
 import { shapeStr } from './dtypes.ts';
 import type { Checkpoint } from './reader.ts';
+import type { ModelConfig } from '../../kernels/config.ts';
 
-export interface ModelConfig {
-  nLayer: number;
-  nEmbd: number;
-  headSize: number;
-  nHead: number;
-  dimFfn: number;
-  vocabSize: number;
-  loraMix: number;
-  loraDecay: number;
-}
+export type { ModelConfig };
 
 /** Every tensor of the model, name → shape, in the official order. */
 export function expectedTensors(cfg: ModelConfig): Map<string, number[]> {

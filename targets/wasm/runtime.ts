@@ -1,16 +1,15 @@
 /**
  * The WASM-SIMD target's runtime: loads a compiled artifact (.wasm + layout JSON), packs the weights
  * into shared linear memory and runs programs on a team of threads. Only `loadWasmTarget` (which
- * starts from a plan) imports the compiler, lazily; `loadWasmArtifact` needs nothing but the files.
+ * starts from a plan) imports the compiler, lazily; `loadWasmArtifact` needs nothing but the files, and
+ * runs in Node and in browsers (the artifact file helpers import node: modules only when called).
  */
-import { readFile, writeFile, mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { LoadTarget, StateTensors, TargetModel, TargetOptions, WeightProvider } from '../backend.ts';
 import type { BufferDecl, KernelPlan } from '../../kernels/plan.ts';
 import { PROGRAM_ID } from './abi.ts';
 import { memoryBytes, PAGE, threadScratch, type WasmLayout } from './layout.ts';
 import { packWeight } from './pack.ts';
-import { startTeam, type Team } from './team.ts';
+import { startTeam, teamThreads, type Team } from './team.ts';
 
 /** What the runtime needs of a compiled plan (codegen's WasmArtifact has this shape). */
 export interface WasmArtifactFiles {
@@ -56,9 +55,12 @@ export interface WasmProfile { program: 'decode' | 'prefill'; ms: Map<string, nu
 export interface WasmTargetModel extends TargetModel {
   /** Which module runs: 'relaxed' (FMA) or 'simd'. */
   readonly variant: 'relaxed' | 'simd';
+  /** Threads it runs on: those asked for, unless the host cannot share memory between threads (see threadNote). */
   readonly threads: number;
+  /** Why fewer threads run than were asked for (e.g. a page that is not cross-origin isolated); else undefined. */
+  readonly threadNote?: string;
   readonly layout: WasmLayout;
-  /** Synchronous run (benchmarks time it without promise overhead). */
+  /** Synchronous run (benchmarks time it without promise overhead); only where thread 0 is the calling thread (Node, or 1 thread). */
   runSync(program: 'decode' | 'prefill' | 'batch', tokens: Int32Array): Float32Array;
   /** Per-kernel times of the last program calls (only for artifacts compiled with `profile`). */
   profile(reset?: boolean): WasmProfile | null;
@@ -74,15 +76,26 @@ export const loadWasmTarget: LoadTarget = async (plan, weights, opts) => {
 export async function loadWasmArtifact(art: WasmArtifactFiles, weights: WeightProvider, opts: WasmTargetOptions = {}): Promise<WasmTargetModel> {
   const { layout } = art;
   const plan: KernelPlan = layout.plan;
-  const threads = Math.max(1, Math.floor(opts.threads ?? (await defaultThreads())));
+  const placed = await teamThreads(opts.threads ?? (await defaultThreads()));
+  const threads = placed.threads;
+  if (placed.note) console.warn(placed.note);
   const relaxed = opts.relaxed !== false && !!art.wasmRelaxed && WebAssembly.validate(art.wasmRelaxed);
-  const module = await compileOptimized(relaxed ? art.wasmRelaxed! : art.wasm, opts.eager !== false);
+  let bytes = relaxed ? art.wasmRelaxed! : art.wasm;
 
   const pages = memoryBytes(layout, threads) / PAGE;
   if (pages > 65536)
     throw new Error(`the WASM target needs ${(memoryBytes(layout, threads) / 2 ** 30).toFixed(2)} GiB of linear memory; WebAssembly (wasm32) allows 4 GiB: ` +
       'store the weights as bf16, f16 or int8, or use fewer threads');
-  const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
+  let memory: WebAssembly.Memory;
+  try {
+    memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
+  } catch (e) {
+    // Some browsers refuse shared memory outside a cross-origin isolated page: one thread needs none.
+    if (threads > 1) throw e;
+    memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
+    bytes = unshareMemoryImport(bytes);
+  }
+  const module = await compileOptimized(bytes, opts.eager !== false);
   const buf = memory.buffer;
 
   // Pack every weight: the provider is asked once per weight, whatever number of packings it has.
@@ -113,7 +126,8 @@ export async function loadWasmArtifact(art: WasmArtifactFiles, weights: WeightPr
   })();
   const where = (program: 'decode' | 'prefill' | 'batch', name: string) => layout.programs[program]!.buffers.find((b) => b.name === name)!;
 
-  function runSync(program: 'decode' | 'prefill' | 'batch', tokens: Int32Array): Float32Array {
+  /** Write the tokens; returns what reads the logits after the team ran. */
+  function prepare(program: 'decode' | 'prefill' | 'batch', tokens: Int32Array): () => Float32Array {
     const pl = layout.programs[program], prog = plan[program];
     if (!pl || !prog) throw new Error(`this plan was compiled without a ${program} program`);
     const T = tokens.length;
@@ -123,11 +137,32 @@ export async function loadWasmArtifact(art: WasmArtifactFiles, weights: WeightPr
     if (!prof || prof.program !== program) prof = { program: program as 'decode', ms: new Map(), calls: 0 };
     prof.calls++;
     last = performance.now();
-    team.run(PROGRAM_ID[program], T);
     const out = where(program, pl.logits);
     const decl = prog.buffers.find((b) => b.name === pl.logits)!;
-    return new Float32Array(buf, out.offset, elems(decl, T)).slice();
+    return () => new Float32Array(buf, out.offset, elems(decl, T)).slice();
   }
+
+  function runSync(program: 'decode' | 'prefill' | 'batch', tokens: Int32Array): Float32Array {
+    if (!team.sync) throw new Error('wasm target: this model runs on Web Workers; use run() (asynchronous), not runSync()');
+    const read = prepare(program, tokens);
+    team.run(PROGRAM_ID[program], tokens.length);
+    return read();
+  }
+
+  // Web Worker teams run asynchronously: calls and state access go one at a time, in order.
+  let tail: Promise<unknown> = Promise.resolve();
+  const serial = <R>(f: () => R | Promise<R>): Promise<R> => {
+    if (team.sync) return (async () => f())();
+    const r = tail.then(f);
+    tail = r.catch(() => undefined);
+    return r;
+  };
+  const runAsync = async (program: 'decode' | 'prefill' | 'batch', tokens: Int32Array): Promise<Float32Array> => {
+    if (team.sync) return runSync(program, tokens);
+    const read = prepare(program, tokens);
+    await team.runAsync(PROGRAM_ID[program], tokens.length);
+    return read();
+  };
 
   return {
     target: 'wasm',
@@ -135,6 +170,7 @@ export async function loadWasmArtifact(art: WasmArtifactFiles, weights: WeightPr
     maxTokens: plan.prefill.maxT,
     variant: relaxed ? 'relaxed' : 'simd',
     threads,
+    ...(placed.note ? { threadNote: placed.note } : {}),
     layout,
     runSync,
     profile: (reset) => {
@@ -142,8 +178,8 @@ export async function loadWasmArtifact(art: WasmArtifactFiles, weights: WeightPr
       if (reset) prof = null;
       return p && p.ms.size ? p : null;
     },
-    run: async (program, tokens) => runSync(program, tokens),
-    runBatch: layout.programs.batch && layout.batchState ? async (tokens, states) => {
+    run: (program, tokens) => serial(() => runAsync(program, tokens)),
+    runBatch: layout.programs.batch && layout.batchState ? (tokens, states) => serial(async () => {
       // sequence b's state is row b of each batch state buffer
       const B = tokens.length, bs = layout.batchState!;
       if (states.length !== B) throw new Error(`runBatch: ${B} tokens but ${states.length} states`);
@@ -155,32 +191,33 @@ export async function loadWasmArtifact(art: WasmArtifactFiles, weights: WeightPr
           if (v) all.set(v, i * per); else all.fill(0, i * per, (i + 1) * per);
         });
       }
-      const logits = runSync('batch', tokens);
+      const logits = await runAsync('batch', tokens);
       const out = states.map((_, i) => Object.fromEntries(bs.map((b) => {
         const per = b.elems / layout.programs.batch!.maxT;
         return [b.name, new Float32Array(buf, b.offset + i * per * 4, per).slice()];
       })) as StateTensors);
       return { logits, states: out };
-    } : undefined,
-    readState: async () => {
+    }) : undefined,
+    readState: () => serial(() => {
       const s: StateTensors = {};
       for (const b of layout.state) s[b.name] = new Float32Array(buf, b.offset, b.elems).slice();
       return s;
-    },
-    writeState: async (s) => {
+    }),
+    writeState: (s) => serial(() => {
       for (const b of layout.state) {
         const v = s[b.name];
         if (!v) continue;
         if (v.length !== b.elems) throw new Error(`state '${b.name}' has ${b.elems} values, got ${v.length}`);
         new Float32Array(buf, b.offset, b.elems).set(v);
       }
-    },
+    }),
     dispose: () => { void team.dispose(); },
   };
 }
 
 /** Write an artifact as `<dir>/model.wasm`, `<dir>/model.relaxed.wasm` and `<dir>/layout.json`. */
 export async function writeWasmArtifact(dir: string, art: WasmArtifactFiles): Promise<void> {
+  const [{ writeFile, mkdir }, { join }] = await Promise.all([import('node:fs/promises'), import('node:path')]); // Node only
   await mkdir(dir, { recursive: true });
   await writeFile(join(dir, 'model.wasm'), art.wasm);
   if (art.wasmRelaxed) await writeFile(join(dir, 'model.relaxed.wasm'), art.wasmRelaxed);
@@ -188,10 +225,39 @@ export async function writeWasmArtifact(dir: string, art: WasmArtifactFiles): Pr
 }
 
 export async function readWasmArtifact(dir: string): Promise<WasmArtifactFiles> {
+  const [{ readFile }, { join }] = await Promise.all([import('node:fs/promises'), import('node:path')]); // Node only
   const layout = JSON.parse(await readFile(join(dir, 'layout.json'), 'utf8')) as WasmLayout;
   if (layout.format !== 'rwkvc-wasm' || layout.version !== 1) throw new Error(`${dir}/layout.json is not an rwkvc WASM layout (v1)`);
   const wasm = new Uint8Array(await readFile(join(dir, 'model.wasm')));
   let wasmRelaxed: Uint8Array<ArrayBuffer> | undefined;
   try { wasmRelaxed = new Uint8Array(await readFile(join(dir, 'model.relaxed.wasm'))); } catch { /* optional */ }
   return { wasm, wasmRelaxed, layout };
+}
+
+/**
+ * The module with its memory import declared unshared (limits flag 0x03 → 0x01), for one thread where
+ * shared memory is refused. Atomic instructions stay valid on unshared memory; only a wait would trap,
+ * and one thread never waits. Returns a patched copy.
+ */
+export function unshareMemoryImport(wasm: Uint8Array<ArrayBuffer>): Uint8Array<ArrayBuffer> {
+  const b = wasm.slice();
+  let p = 8;
+  const leb = () => { let v = 0, shift = 0, byte: number; do { byte = b[p++]!; v += (byte & 0x7f) * 2 ** shift; shift += 7; } while (byte & 0x80); return v; };
+  const limits = () => { const flag = b[p]!; const at = p++; leb(); if (flag & 1) leb(); return at; };
+  while (p < b.length) {
+    const id = b[p++]!, size = leb(), end = p + size;
+    if (id === 2) {
+      for (let n = leb(); n > 0; n--) {
+        for (let k = 0; k < 2; k++) { const len = leb(); p += len; } // module, field names
+        const kind = b[p++]!;
+        if (kind === 0) leb();
+        else if (kind === 1) { p++; limits(); }
+        else if (kind === 2) { const at = limits(); b[at] = b[at]! & ~2; }
+        else if (kind === 3) p += 2;
+        else throw new Error(`wasm target: unknown import kind ${kind}`);
+      }
+    }
+    p = end;
+  }
+  return b;
 }

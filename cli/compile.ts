@@ -17,7 +17,7 @@ export function compileCommand(): Command {
     .description('Compile a model description to a kernel plan (and target kernels)')
     .argument('<dsl>', 'model description, e.g. examples/finch.ts')
     .requiredOption('--config <preset|file>', 'a preset name, a config .json, or a checkpoint (its shapes give the config)')
-    .addOption(new Option('--emit <what>', "what to write ('package': an ES module package of the WASM kernels and the runtime)").choices(['plan', 'ir', 'package']).default('plan'))
+    .addOption(new Option('--emit <what>', "what to write ('package': an ES module package of the WASM kernels, the WebGPU shaders and the runtime)").choices(['plan', 'ir', 'package']).default('plan'))
     .option('-o, --out <dir>', 'output directory', 'out/plan')
     .addOption(new Option('--weights <dtype>', 'storage of the big matrices').choices(['f32', 'bf16', 'f16', 'int8']).default('f32'))
     .addOption(new Option('--logits <rows>', 'head rows: all positions, or only the last').choices(['all', 'last']).default('last'))

@@ -8,13 +8,15 @@
  *                  model (FinchModel) with load / prefill / decode / generate / state / decodeBatch /
  *                  config (a typed literal) / dispose
  *   plan.json      the KernelPlan (logits of the last token, a batch program) of the default weights
- *   <weights>/     the WASM target's kernels per compiled weight storage: model.wasm,
- *                  model.relaxed.wasm, layout.json
+ *   <weights>/     per compiled weight storage: the WASM target's kernels (model.wasm,
+ *                  model.relaxed.wasm, layout.json) and the WGSL target's plan and pre-rendered
+ *                  shaders (wgsl.json); `load(…, { target: 'auto' | 'wgsl' | 'wasm' })`
  *   runtime/ kernels/ targets/   the runtime modules the entry needs, transpiled to .js + .d.ts
  *   README.md      usage
  *
- * The runtime is found by following imports from the entry and the package runtime's roots: a module
- * that reaches the compiler or an npm package makes emitting fail, naming it.
+ * The runtime is found by following imports (and `new URL('./x.ts', import.meta.url)`, e.g. a worker
+ * script) from the entry and the package runtime's roots: a module that reaches the compiler or an npm
+ * package makes emitting fail, naming it.
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';
@@ -25,6 +27,8 @@ import {
 import type { ModelConfig } from '../kernels/config.ts';
 import type { KernelPlan, WeightDType } from '../kernels/plan.ts';
 import { compileWasm } from '../targets/wasm/codegen.ts';
+import { emitWgsl } from '../targets/wgsl/codegen.ts';
+import { DEFAULT_LIMITS } from '../targets/wgsl/lower.ts';
 import { UserError } from '../runtime/errors.ts';
 import { buildGraph } from '../runtime/load.ts';
 import { PRESETS } from '../runtime/presets.ts';
@@ -70,13 +74,21 @@ const PLATFORM = {
 /** Modules a user may import directly (`<pkg>/runtime/…`), besides what the entry reaches. */
 const RUNTIME_ROOTS = [
   PLATFORM.node, PLATFORM.web,
-  'runtime/package/model.ts', 'runtime/package/wasm.ts', 'runtime/session.ts', 'runtime/sampler.ts',
+  'runtime/package/model.ts', 'runtime/package/wasm.ts', 'runtime/package/wgsl.ts', 'runtime/session.ts', 'runtime/sampler.ts',
   'runtime/world-tokenizer.ts', 'runtime/state-file.ts', 'runtime/errors.ts', 'runtime/checkpoint/reader.ts',
   'kernels/weights.ts', 'kernels/dtype.ts', 'targets/backend.ts',
 ];
 
 /** Folders of the compiler side: a runtime module reaching one of these cannot go in a package. */
 const FORBIDDEN = ['compiler/', 'ir/', 'cli/', 'examples/', 'bench/', 'test/'];
+
+/**
+ * Runtime modules allowed an import() of a computed specifier (which emitting cannot follow), and why
+ * that is sound: what they import is not part of the package.
+ */
+const COMPUTED_IMPORTS: Record<string, string> = {
+  'targets/wgsl/device.ts': 'Node built-ins and the optional `webgpu` package (Dawn), only when running in Node',
+};
 
 // ---------------------------------------------------------------------------------------------------
 // WASM target coupling (with runtime/package/wasm.ts, the only place that knows the target's API).
@@ -107,6 +119,27 @@ function trimWasmRuntime(sf: SourceFile): void {
   sf.organizeImports();
 }
 
+// WGSL target coupling (with runtime/package/wgsl.ts).
+
+/** `<dir>/wgsl.json`: the plan and every shader it needs at WebGPU's default limits (the runtime caps the device's to them). */
+function wgslFiles(plan: KernelPlan, dir: string): TargetFiles {
+  const shaders = Object.fromEntries(emitWgsl(plan, DEFAULT_LIMITS).map((s) => [s.key, s.code]));
+  return { files: { [`${dir}/wgsl.json`]: JSON.stringify({ format: 'rwkvc-wgsl', version: 1, limits: DEFAULT_LIMITS, plan, shaders }) } };
+}
+
+/** The WGSL runtime as a package ships it: shaders only pre-rendered (rendering them needs the compiler's templates). */
+function trimWgslRuntime(sf: SourceFile): void {
+  if (!sf.getFilePath().endsWith('/targets/wgsl/runtime.ts')) return;
+  const load = sf.getDescendantsOfKind(SyntaxKind.CallExpression).find((c) =>
+    c.getExpression().getKind() === SyntaxKind.ImportKeyword && c.getArguments()[0]?.getText().slice(1, -1) === './codegen.ts');
+  const use = load?.getParentIfKind(SyntaxKind.AwaitExpression)?.getParentIfKind(SyntaxKind.ParenthesizedExpression)
+    ?.getParentIfKind(SyntaxKind.PropertyAccessExpression);
+  if (!use || use.getName() !== 'renderShader') {
+    throw new Error('package: targets/wgsl/runtime.ts no longer loads codegen.ts as `(await import(\'./codegen.ts\')).renderShader`; update trimWgslRuntime');
+  }
+  use.replaceWithText('((key: ShaderKey): string => { throw new Error(`WGSL for ${keyString(key)} was not pre-rendered into this package`); })');
+}
+
 // ---------------------------------------------------------------------------------------------------
 
 const pascal = (s: string) => s.replace(/(^|[^A-Za-z0-9]+)([A-Za-z0-9])/g, (_, __, c: string) => c.toUpperCase()).replace(/^[^A-Za-z_$]+/, '');
@@ -132,7 +165,7 @@ export async function emitPackage(o: EmitPackageOptions): Promise<EmittedPackage
   if (!/^[A-Za-z_$][\w$]*$/.test(className)) throw new UserError(`package: '${className}' is not a valid class name`);
 
   const files: Record<string, Uint8Array | string> = { 'plan.json': JSON.stringify(plan, null, 1) };
-  for (const [w, p] of plans) Object.assign(files, wasmFiles(p, w).files);
+  for (const [w, p] of plans) Object.assign(files, wasmFiles(p, w).files, wgslFiles(p, w).files);
   Object.assign(files, transpileRuntime(name, className, o.config, weights, files));
   files['package.json'] = JSON.stringify(packageJson(name, o.version ?? '0.1.0', plan, className), null, 2) + '\n';
   files['README.md'] = readme(name, className, o.config, weights, plan);
@@ -164,7 +197,7 @@ function clearOutput(dir: string): void {
 /** Rewrite a relative `.ts` specifier to `.js` (the emitted files' names). */
 const toJs = (spec: string) => (spec.startsWith('.') && spec.endsWith('.ts') && !spec.endsWith('.d.ts') ? spec.slice(0, -3) + '.js' : spec);
 
-/** Every module specifier in a file (static, re-exports, dynamic import(), import types), as nodes. */
+/** Every module specifier in a file (static, re-exports, dynamic import(), import types, `new URL('./x.ts', import.meta.url)`), as nodes. */
 function specifierNodes(sf: SourceFile): Node[] {
   const out: Node[] = [];
   for (const d of [...sf.getImportDeclarations(), ...sf.getExportDeclarations()]) {
@@ -174,8 +207,13 @@ function specifierNodes(sf: SourceFile): Node[] {
   sf.forEachDescendant((n) => {
     if (Node.isCallExpression(n) && n.getExpression().getKind() === SyntaxKind.ImportKeyword) {
       const a = n.getArguments()[0];
+      const rel = relative(ROOT, sf.getFilePath()).split(sep).join('/');
       if (a && Node.isStringLiteral(a)) out.push(a);
-      else if (a) throw new UserError(`package: ${relative(ROOT, sf.getFilePath())}: import() of a computed specifier cannot be packaged`);
+      else if (a && !Object.hasOwn(COMPUTED_IMPORTS, rel)) throw new UserError(`package: ${rel}: import() of a computed specifier cannot be packaged`);
+    } else if (Node.isNewExpression(n) && n.getExpression().getText() === 'URL') {
+      // a module beside this one, by URL (a worker script): packaged like an import
+      const [a, base] = n.getArguments();
+      if (a && Node.isStringLiteral(a) && /^\.\.?\/.*\.ts$/.test(a.getLiteralValue()) && base?.getText() === 'import.meta.url') out.push(a);
     } else if (Node.isImportTypeNode(n)) {
       const arg = n.getArgument();
       if (Node.isLiteralTypeNode(arg)) out.push(arg.getLiteral());
@@ -193,7 +231,7 @@ function transpileRuntime(name: string, className: string, config: ModelConfig, 
     compilerOptions: {
       target: ts.ScriptTarget.ES2022, module: ts.ModuleKind.ES2022, moduleResolution: ts.ModuleResolutionKind.Bundler,
       strict: true, noImplicitOverride: true, skipLibCheck: true, declaration: true, sourceMap: false,
-      rootDir: ROOT, outDir, lib: ['lib.es2022.d.ts', 'lib.dom.d.ts'], types: ['node'],
+      rootDir: ROOT, outDir, lib: ['lib.es2022.d.ts', 'lib.dom.d.ts'], types: ['node', '@webgpu/types'],
       paths: { [PLATFORM.specifier]: [join(ROOT, PLATFORM.web)] },
     },
   });
@@ -224,6 +262,7 @@ function transpileRuntime(name: string, className: string, config: ModelConfig, 
     const sf = project.addSourceFileAtPath(path);
     included.set(sf.getFilePath(), sf);
     trimWasmRuntime(sf);
+    trimWgslRuntime(sf);
     visit(sf);
   }
 
@@ -264,6 +303,7 @@ function entryStructure(name: string, cls: string, config: ModelConfig, weights:
     wasm: url(`${w}/model.wasm`),
     ...(assets[`${w}/model.relaxed.wasm`] ? { wasmRelaxed: url(`${w}/model.relaxed.wasm`) } : {}),
     layout: url(`${w}/layout.json`),
+    ...(assets[`${w}/wgsl.json`] ? { wgsl: url(`${w}/wgsl.json`) } : {}),
   });
 
   const klass: OptionalKind<ClassDeclarationStructure> = {
@@ -298,13 +338,14 @@ function entryStructure(name: string, cls: string, config: ModelConfig, weights:
     methods: [
       {
         name: 'load', isStatic: true, isAsync: true, returnType: `Promise<${cls}>`,
-        docs: ['Load the model with the weights of a checkpoint (.pth or safetensors, official or Hugging Face names): its bytes, or a path in Node (read tensor by tensor) or a URL in a browser (fetched).'],
+        docs: ['Load the model with the weights of a checkpoint (.pth or safetensors, official or Hugging Face names): its bytes, or a path in Node (read tensor by tensor) or a URL in a browser (fetched). ' +
+          'Runs on WebGPU when `navigator.gpu` gives an adapter, else on WASM (`target` chooses).'],
         parameters: [
           { name: 'checkpoint', type: 'Uint8Array | ArrayBuffer | string' },
           { name: 'options', type: optionsType, initializer: '{}' },
         ],
         statements: [
-          'const shared = await loadShared(platform, PACKAGE, checkpoint, options, loadWasmModel);',
+          'const shared = await loadShared(platform, PACKAGE, checkpoint, options, { wasm: loadWasmModel, wgsl: loadWgslModel });',
           `return new ${cls}(shared, shared.session());`,
         ],
       },
@@ -366,6 +407,7 @@ function entryStructure(name: string, cls: string, config: ModelConfig, weights:
       { name: 'logits', returnType: 'Float32Array | null', docs: ['The logits after the last token fed (null before any).'], statements: ['return this.live().logits;'] },
       { name: 'weights', returnType: weightsType, docs: ['The weight storage this instance runs with.'], statements: [`return this.shared.weights as ${weightsType};`] },
       { name: 'vocabSize', returnType: 'number', docs: ['Token ids are 0 … vocabSize − 1.'], statements: ['return config.vocabSize;'] },
+      { name: 'backend', returnType: 'BackendInfo', docs: ['What runs this model: WASM (threads, SIMD variant) or WebGPU (the adapter), and why, when it is less than was asked for.'], statements: ['return this.shared.backend;'] },
     ],
   };
 
@@ -377,14 +419,16 @@ function entryStructure(name: string, cls: string, config: ModelConfig, weights:
       },
       {
         kind: StructureKind.ImportDeclaration, moduleSpecifier: './runtime/package/model.ts',
-        namedImports: ['decodeBatch', 'loadShared', { name: 'PackageDescription', isTypeOnly: true }, { name: 'SharedModel', isTypeOnly: true }],
+        namedImports: ['decodeBatch', 'loadShared', { name: 'BackendInfo', isTypeOnly: true }, { name: 'PackageDescription', isTypeOnly: true }, { name: 'SharedModel', isTypeOnly: true }],
       },
       { kind: StructureKind.ImportDeclaration, moduleSpecifier: './runtime/package/wasm.ts', namedImports: ['loadWasmModel'] },
+      { kind: StructureKind.ImportDeclaration, moduleSpecifier: './runtime/package/wgsl.ts', namedImports: ['loadWgslModel'] },
       { kind: StructureKind.ImportDeclaration, moduleSpecifier: './runtime/errors.ts', namedImports: ['UserError'] },
       { kind: StructureKind.ImportDeclaration, moduleSpecifier: './runtime/world-tokenizer.ts', namedImports: [{ name: 'WorldTokenizer', isTypeOnly: true }] },
       { kind: StructureKind.ImportDeclaration, moduleSpecifier: PLATFORM.specifier, namedImports: ['platform'] },
       { kind: StructureKind.ExportDeclaration, moduleSpecifier: './runtime/session.ts', namedExports: [{ name: 'GenerateOptions', isTypeOnly: true }, { name: 'StateSnapshot', isTypeOnly: true }] },
       { kind: StructureKind.ExportDeclaration, moduleSpecifier: './runtime/errors.ts', namedExports: ['UserError'] },
+      { kind: StructureKind.ExportDeclaration, moduleSpecifier: './runtime/package/model.ts', namedExports: [{ name: 'BackendInfo', isTypeOnly: true }] },
       {
         kind: StructureKind.VariableStatement, isExported: true, declarationKind: VariableDeclarationKind.Const,
         docs: ['The model config this package was compiled for (a checkpoint must have these shapes).'],
@@ -402,7 +446,8 @@ function entryStructure(name: string, cls: string, config: ModelConfig, weights:
       {
         kind: StructureKind.Interface, isExported: true, name: optionsType,
         properties: [
-          { name: 'threads', hasQuestionToken: true, type: 'number', docs: ['Worker threads (default: every core).'] },
+          { name: 'target', hasQuestionToken: true, type: "'auto' | 'wgsl' | 'wasm'", docs: ["'auto' (default): WebGPU when `navigator.gpu` gives an adapter, else WASM; 'wgsl' (WebGPU) or 'wasm' to choose."] },
+          { name: 'threads', hasQuestionToken: true, type: 'number', docs: ['WASM worker threads (default: every core; in a browser they need a cross-origin isolated page, else 1).'] },
           { name: 'weights', hasQuestionToken: true, type: weightsType, docs: [`Which compiled weight storage to run (default ${weights[0]}).`] },
           { name: 'vocab', hasQuestionToken: true, type: 'string | Uint8Array', docs: ['The World vocabulary rwkv_vocab_v20230424.txt: a path (Node) or URL (browser), or its bytes. Needed for text.'] },
           { name: 'relaxed', hasQuestionToken: true, type: 'boolean', docs: ['Use the relaxed-SIMD (FMA) kernels when the engine supports them (default true).'] },
@@ -444,7 +489,7 @@ function packageJson(name: string, version: string, plan: KernelPlan, cls: strin
   return {
     name,
     version,
-    description: `${cls}: RWKV-6 ${plan.model} (${c.nLayer} layers, ${c.nEmbd} wide, vocabulary ${c.vocabSize}) compiled by rwkvc to WASM-SIMD; bring your own checkpoint`,
+    description: `${cls}: RWKV-6 ${plan.model} (${c.nLayer} layers, ${c.nEmbd} wide, vocabulary ${c.vocabSize}) compiled by rwkvc to WASM-SIMD and WebGPU; bring your own checkpoint`,
     type: 'module',
     main: './index.js',
     types: './index.d.ts',
@@ -463,7 +508,7 @@ function packageJson(name: string, version: string, plan: KernelPlan, cls: strin
     },
     sideEffects: false,
     engines: { node: '>=20' },
-    keywords: ['rwkv', 'rwkv-6', 'wasm', 'llm'],
+    keywords: ['rwkv', 'rwkv-6', 'wasm', 'webgpu', 'llm'],
     /** Marks a directory rwkvc may overwrite with a new package. */
     rwkvc: { kind: 'package', model: plan.model },
   };
@@ -473,8 +518,8 @@ function readme(name: string, cls: string, config: ModelConfig, weights: WeightD
   const rows = Object.entries(config).map(([k, v]) => `| ${k} | ${v} |`).join('\n');
   return `# ${name}
 
-An RWKV-6 model (${plan.model}) compiled by [rwkvc](https://github.com/) to WASM-SIMD kernels: an ES module
-package with no dependencies, for Node ≥ 20 and bundlers. It holds the compiled kernels, not the weights:
+An RWKV-6 model (${plan.model}) compiled by [rwkvc](https://github.com/) to WASM-SIMD kernels and WebGPU (WGSL)
+shaders: an ES module package with no dependencies, for Node ≥ 20, browsers and bundlers. It holds the compiled kernels, not the weights:
 load any checkpoint of this shape (official \`.pth\`, safetensors, Hugging Face names).
 
 | config | |
@@ -500,9 +545,14 @@ model.dispose(); other.dispose();
 
 In a browser, pass the checkpoint's bytes (\`new Uint8Array(await file.arrayBuffer())\`) or a URL; the
 kernels are fetched beside the module (\`new URL('./${weights[0]}/model.wasm', import.meta.url)\`, which bundlers
-follow). Threads need a cross-origin isolated page (SharedArrayBuffer).
+follow). \`load\` runs on WebGPU when \`navigator.gpu\` gives an adapter, else on WASM; \`{ target: 'wgsl' | 'wasm' }\`
+chooses, and \`model.backend\` says what runs. WASM threads (Web Workers) need a cross-origin isolated page
+(headers \`Cross-Origin-Opener-Policy: same-origin\`, \`Cross-Origin-Embedder-Policy: require-corp\`); without
+it WASM runs 1 thread. Without a bundler, map \`#platform\` to \`./runtime/package/platform-web.js\` in an import map.
+In Node, \`target: 'wgsl'\` needs the \`webgpu\` package (Dawn).
 
-Files: \`index.js\` (entry, \`index.d.ts\` types), \`plan.json\` (the kernel plan), \`<weights>/\` (kernels:
-model.wasm, model.relaxed.wasm, layout.json), \`runtime/\`, \`kernels/\`, \`targets/\` (the runtime).
+Files: \`index.js\` (entry, \`index.d.ts\` types), \`plan.json\` (the kernel plan), \`<weights>/\` (WASM kernels:
+model.wasm, model.relaxed.wasm, layout.json; WebGPU: wgsl.json, the plan and its shaders), \`runtime/\`,
+\`kernels/\`, \`targets/\` (the runtime).
 `;
 }

@@ -40,7 +40,8 @@ describe('rwkvc compile --emit package', () => {
     expect(pkg.name).toBe('finch-tiny');
     expect(pkg.className).toBe('FinchModel');
     for (const f of ['package.json', 'README.md', 'plan.json', 'index.js', 'index.d.ts', 'f32/model.wasm', 'f32/layout.json',
-      'runtime/session.js', 'runtime/session.d.ts', 'runtime/checkpoint/reader.js', 'runtime/world-tokenizer.js', 'targets/wasm/runtime.js']) {
+      'runtime/session.js', 'runtime/session.d.ts', 'runtime/checkpoint/reader.js', 'runtime/world-tokenizer.js', 'targets/wasm/runtime.js',
+      'targets/wasm/team-worker.js', 'f32/wgsl.json', 'runtime/package/wgsl.js', 'targets/wgsl/runtime.js']) {
       expect(existsSync(join(pkg.dir, f)), f).toBe(true);
     }
     const plan = JSON.parse(readFileSync(join(pkg.dir, 'plan.json'), 'utf8')) as KernelPlan;
@@ -48,6 +49,10 @@ describe('rwkvc compile --emit package', () => {
     expect(plan.batch?.maxT).toBe(4);
     const head = plan.prefill.kernels.at(-1)!;
     expect(head.kind === 'linear' && head.rows).toBe('last');
+    const wgsl = JSON.parse(readFileSync(join(pkg.dir, 'f32', 'wgsl.json'), 'utf8'));
+    expect(wgsl).toMatchObject({ format: 'rwkvc-wgsl', version: 1, plan: { format: 'rwkvc-plan' } });
+    expect(Object.keys(wgsl.shaders).length).toBeGreaterThan(5);
+    expect(readFileSync(join(pkg.dir, 'targets/wgsl/runtime.js'), 'utf8')).not.toMatch(/codegen/);
     const wasm = readFileSync(join(pkg.dir, 'f32', 'model.wasm'));
     expect(WebAssembly.validate(wasm)).toBe(true);
 
@@ -94,7 +99,7 @@ import FinchDefault, { FinchModel, config, UserError, type FinchConfig, type Fin
 import { openCheckpointBytes, type Checkpoint } from 'finch-tiny/runtime/checkpoint/reader.js';
 
 const bytes = new Uint8Array(0);
-const opts: FinchModelLoadOptions = { threads: 2, weights: 'f32', vocab: 'rwkv_vocab_v20230424.txt', onProgress: (p, d, t) => void [p, d, t] };
+const opts: FinchModelLoadOptions = { target: 'wasm', threads: 2, weights: 'f32', vocab: 'rwkv_vocab_v20230424.txt', onProgress: (p, d, t) => void [p, d, t] };
 const m: FinchModel = await FinchModel.load(bytes, opts);
 const same: typeof FinchModel = FinchDefault;
 const logits: Float32Array = await m.prefill([1, 2, 3]);
@@ -110,6 +115,7 @@ const layers: 2 = m.config.nLayer;
 const vocab: 256 = FinchModel.config.vocabSize;
 const cfg: FinchConfig = config;
 const w: FinchWeights = m.weights;
+const ran: 'wasm' | 'wgsl' = m.backend.target;
 const ids: number[] = m.tokenize('hi');
 const text: string = m.detokenize(ids);
 const err: Error = new UserError('x');
@@ -119,7 +125,7 @@ await FinchModel.load(bytes, { weights: 'int8' });
 // @ts-expect-error: the config is a typed literal
 const wrong: 3 = m.config.nLayer;
 m.dispose();
-export { logits, next, rows, layers, vocab, cfg, w, text, err, same, wrong, ckpt };
+export { logits, next, rows, layers, vocab, cfg, w, ran, text, err, same, wrong, ckpt };
 `);
     const diags = project.getPreEmitDiagnostics();
     expect(project.formatDiagnosticsWithColorAndContext(diags)).toBe('');
@@ -153,13 +159,15 @@ let errors = [];
 try { await FinchModel.load(ckpt, { weights: 'int8' }); } catch (e) { errors.push(e.message); }
 byPath.dispose(); byBytes.dispose(); fork.dispose();
 try { await fork.decode(1); } catch (e) { errors.push(e.message); }
-console.log(JSON.stringify({ logits: [...logits], a: [...a], b: [...b], roundTrip: c.every((x, i) => x === d[i]), errors }));
+console.log(JSON.stringify({ logits: [...logits], a: [...a], b: [...b], roundTrip: c.every((x, i) => x === d[i]), errors, backend: byPath.backend }));
 `);
     const r = spawnSync('node', [join(app, 'main.mjs'), MODEL, JSON.stringify([...golden.tokens])], {
       cwd: app, encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: '' }, timeout: 120_000,
     });
     expect(r.status, r.stderr).toBe(0);
-    const out = JSON.parse(r.stdout) as { logits: number[]; a: number[]; b: number[]; roundTrip: boolean; errors: string[] };
+    const out = JSON.parse(r.stdout) as { logits: number[]; a: number[]; b: number[]; roundTrip: boolean; errors: string[]; backend: object };
+    // auto: no navigator.gpu in Node, so WASM
+    expect(out.backend).toMatchObject({ target: 'wasm', threads: 2, notes: [expect.stringMatching(/^running WASM: no WebGPU here/)] });
     const last = golden.logits.subarray((T - 1) * V, T * V);
     expect(out.logits).toHaveLength(V);
     expect(maxAbsDiff(out.logits, last)).toBeLessThanOrEqual(1e-4);

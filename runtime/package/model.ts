@@ -1,8 +1,9 @@
 /**
  * The runtime of a generated package (compiler/emit-package.ts): a compiled model's files plus a
  * checkpoint become a running model, with no compiler. Portable: the host functions (platform.ts)
- * and the target's loader (wasm.ts) are handed in by the generated entry module, which wraps the
- * result in a class named after the model.
+ * and the targets' loaders (wasm.ts, wgsl.ts) are handed in by the generated entry module, which wraps
+ * the result in a class named after the model. `target: 'auto'` picks WebGPU when `navigator.gpu` gives
+ * an adapter, else WASM.
  */
 import type { ModelConfig } from '../../kernels/config.ts';
 import type { KernelPlan } from '../../kernels/plan.ts';
@@ -19,6 +20,24 @@ export interface VariantFiles {
   wasm: URL;
   wasmRelaxed?: URL;
   layout: URL;
+  /** The WGSL target: plan and pre-rendered shaders (wgsl.json). */
+  wgsl?: URL;
+}
+
+/** Which target runs the model: 'auto' = WebGPU when `navigator.gpu` gives an adapter, else WASM. */
+export type PackageTarget = 'auto' | 'wgsl' | 'wasm';
+
+/** What ran a loaded model, for display. */
+export interface BackendInfo {
+  target: 'wasm' | 'wgsl';
+  /** e.g. "WASM relaxed-SIMD, 4 threads" or the WebGPU adapter "google / swiftshader / SwiftShader Device (software)". */
+  description: string;
+  /** WASM threads running. */
+  threads?: number;
+  /** The WebGPU adapter. */
+  adapter?: string;
+  /** Why it runs on less than was asked for (WASM instead of WebGPU, fewer threads), when it does. */
+  notes: string[];
 }
 
 export interface PackageDescription {
@@ -31,7 +50,9 @@ export interface PackageDescription {
 }
 
 export interface PackageLoadOptions {
-  /** Worker threads (default: every core). */
+  /** 'auto' (default): WebGPU when `navigator.gpu` gives an adapter (and the package has WGSL), else WASM. */
+  target?: PackageTarget;
+  /** WASM worker threads (default: every core). */
   threads?: number;
   /** Which compiled weight storage to use (default: the first the package was compiled with). */
   weights?: string;
@@ -51,8 +72,8 @@ export interface CompiledAssets {
 }
 
 /** A target's loader: the compiled files, and weights for the plan they hold, to a running model. */
-export type TargetLoader = (
-  assets: CompiledAssets,
+export type TargetLoader<A = CompiledAssets> = (
+  assets: A,
   weightsFor: (plan: KernelPlan) => WeightProvider,
   o: { threads?: number; relaxed?: boolean },
 ) => Promise<TargetModel>;
@@ -90,6 +111,7 @@ export class SharedModel {
     readonly config: ModelConfig,
     readonly tokenizer: WorldTokenizer | undefined,
     readonly weights: string,
+    readonly backend: BackendInfo = describeBackend(target, []),
   ) {}
 
   get disposed(): boolean {
@@ -120,36 +142,87 @@ export class SharedModel {
 
 const utf8 = new TextDecoder();
 
+/** The targets' loaders the entry hands in (a bare function: WASM only). */
+export interface TargetLoaders {
+  wasm: TargetLoader;
+  /** Takes the parsed wgsl.json. */
+  wgsl?: TargetLoader<unknown>;
+}
+
+/** What ran: WASM threads and SIMD variant, or the WebGPU adapter (see wasm.ts / wgsl.ts). */
+export function describeBackend(target: TargetModel, notes: string[]): BackendInfo {
+  if (target.target === 'wgsl') {
+    const adapter = (target as { adapter?: string }).adapter ?? 'WebGPU';
+    return { target: 'wgsl', description: `WebGPU: ${adapter}`, adapter, notes };
+  }
+  const w = target as { threads?: number; variant?: string; threadNote?: string };
+  const threads = w.threads ?? 1;
+  return {
+    target: 'wasm',
+    description: `WASM ${w.variant === 'relaxed' ? 'relaxed-SIMD (FMA)' : 'SIMD'}, ${threads} thread${threads === 1 ? '' : 's'}`,
+    threads,
+    notes: w.threadNote ? [...notes, w.threadNote] : notes,
+  };
+}
+
+/** For 'auto': why WebGPU is not used here, or null when an adapter is there. */
+async function noWebGpu(): Promise<string | null> {
+  const gpu = (globalThis as { navigator?: { gpu?: { requestAdapter(): Promise<unknown> } } }).navigator?.gpu;
+  if (!gpu) return 'no WebGPU here (navigator.gpu is missing)';
+  const adapter = await gpu.requestAdapter().catch(() => null);
+  return adapter ? null : 'WebGPU gave no adapter';
+}
+
 /** Read the package's files for the chosen weights, the vocabulary and the checkpoint, and load the target. */
 export async function loadShared(
   platform: Platform,
   pkg: PackageDescription,
   checkpoint: Uint8Array | ArrayBuffer | string,
   o: PackageLoadOptions,
-  loader: TargetLoader,
+  loaders: TargetLoader | TargetLoaders,
 ): Promise<SharedModel> {
+  const { wasm: loader, wgsl: wgslLoader } = typeof loaders === 'function' ? { wasm: loaders, wgsl: undefined } : loaders;
+  const want = o.target ?? 'auto';
+  if (want !== 'auto' && want !== 'wgsl' && want !== 'wasm') throw new UserError(`${pkg.name}: target '${String(want)}' is not one of auto, wgsl, wasm`);
   const names = Object.keys(pkg.variants);
   const weights = o.weights ?? names[0]!;
   if (!Object.hasOwn(pkg.variants, weights)) {
     throw new UserError(`${pkg.name}: weights '${weights}' were not compiled into this package (it has ${names.join(', ')})`);
   }
   const files = pkg.variants[weights]!;
-  const [wasm, wasmRelaxed, layout, tokenizer] = await Promise.all([
-    platform.readAsset(files.wasm),
-    files.wasmRelaxed ? platform.readAsset(files.wasmRelaxed) : undefined,
-    platform.readAsset(files.layout).then((b) => JSON.parse(utf8.decode(b)) as unknown),
-    loadVocab(platform, o.vocab),
-  ]);
+  const hasWgsl = !!(files.wgsl && wgslLoader);
+  if (want === 'wgsl' && !hasWgsl) throw new UserError(`${pkg.name}: the WGSL target was not compiled into this package`);
+  const notes: string[] = [];
+  const whyNot = want === 'auto' ? (hasWgsl ? await noWebGpu() : 'this package has no WGSL target') : null;
+  const useWgsl = want === 'wgsl' || (want === 'auto' && !whyNot);
+  if (whyNot) notes.push(`running WASM: ${whyNot}`);
+  const json = (url: URL) => platform.readAsset(url).then((b) => JSON.parse(utf8.decode(b)) as unknown);
+  const readWasm = async (): Promise<CompiledAssets> => {
+    const [wasm, wasmRelaxed, layout] = await Promise.all([
+      platform.readAsset(files.wasm), files.wasmRelaxed ? platform.readAsset(files.wasmRelaxed) : undefined, json(files.layout),
+    ]);
+    return { wasm, wasmRelaxed, layout };
+  };
+  const [assets, tokenizer] = await Promise.all([useWgsl ? json(files.wgsl!) : readWasm(), loadVocab(platform, o.vocab)]);
   const ckpt = typeof checkpoint === 'string' ? await platform.openCheckpoint(checkpoint) : openCheckpointBytes('checkpoint', checkpoint);
   try {
     checkCheckpoint(ckpt, pkg.config, pkg.name);
     if (tokenizer && tokenizer.vocabSize > pkg.config.vocabSize) {
       throw new UserError(`vocabulary: ${tokenizer.vocabSize} token ids, but the model has ${pkg.config.vocabSize}`);
     }
-    const target = await loader({ wasm, wasmRelaxed, layout }, (plan) => checkpointWeights(plan, ckpt, o.onProgress), {
-      threads: o.threads, relaxed: o.relaxed,
-    });
-    return new SharedModel(target, pkg.config, tokenizer, weights);
+    const weightsFor = (plan: KernelPlan) => checkpointWeights(plan, ckpt, o.onProgress);
+    const wasmOptions = { threads: o.threads, relaxed: o.relaxed };
+    let target: TargetModel | undefined;
+    if (useWgsl) {
+      try {
+        target = await wgslLoader!(assets, weightsFor, {});
+      } catch (e) {
+        if (want === 'wgsl') throw e;
+        notes.push(`running WASM: WebGPU failed: ${(e as Error).message}`);
+      }
+    }
+    target ??= await loader(useWgsl ? await readWasm() : (assets as CompiledAssets), weightsFor, wasmOptions);
+    return new SharedModel(target, pkg.config, tokenizer, weights, describeBackend(target, notes));
   } finally {
     ckpt.close();
   }

@@ -14,7 +14,7 @@ import type { WeightProvider } from '../targets/backend.ts';
 import { compileWasm, type WasmArtifact } from '../targets/wasm/codegen.ts';
 import { loadWasmArtifact } from '../targets/wasm/runtime.ts';
 import { measureBandwidth, measureCompute } from './wasm-roofline.ts';
-import { rng, syntheticPlan, syntheticWeights, BENCH_01B } from './synthetic-plan.ts';
+import { rng, modelPlan, randomWeights, BENCH_01B } from './model-plan.ts';
 
 export interface WasmBenchOptions {
   plan: KernelPlan;
@@ -135,11 +135,11 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     console.log(`roofline threads=${th}: ${bw.toFixed(1)} GB/s, ${c.gflops.toFixed(1)} GFLOP/s (${c.relaxed ? 'relaxed FMA' : 'mul+add'})`);
   }
   for (const dtype of dtypes) {
-    const plan = syntheticPlan({ nLayer: layers, dtype, prefillT: prefill });
+    const plan = modelPlan({ nLayer: layers, dtype, prefillT: prefill });
     const art = compileWasm(plan);
     for (const th of threadList) {
       const r = await benchWasm({
-        plan, weights: syntheticWeights(1), threads: th, artifact: art, roofline: roofs.get(th),
+        plan, weights: randomWeights(plan.config, 1), threads: th, artifact: art, roofline: roofs.get(th),
         decodeTokens: Number(arg('decode', '64')), prefillTokens: prefill, repeats,
       });
       console.log(`${dtype} threads=${th} (${r.variant}): decode ${r.decode.tokensPerS.toFixed(1)} tok/s (${r.decode.msPerToken.toFixed(2)} ms/token, ` +

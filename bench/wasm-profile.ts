@@ -9,7 +9,7 @@
 import { compileWasm } from '../targets/wasm/codegen.ts';
 import { loadWasmArtifact, type WasmProfile } from '../targets/wasm/runtime.ts';
 import type { WeightDType } from '../kernels/plan.ts';
-import { BENCH_01B, syntheticPlan, syntheticWeights } from './synthetic-plan.ts';
+import { BENCH_01B, modelPlan, randomWeights } from './model-plan.ts';
 
 const arg = (name: string, def: string) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -20,9 +20,9 @@ const threads = Number(arg('threads', '1'));
 const layers = Number(arg('layers', String(BENCH_01B.nLayer)));
 const T = Number(arg('prefill', '512'));
 
-const plan = syntheticPlan({ nLayer: layers, dtype, prefillT: T });
+const plan = modelPlan({ nLayer: layers, dtype, prefillT: T });
 const art = compileWasm(plan, { profile: true });
-const m = await loadWasmArtifact(art, syntheticWeights(1), { threads });
+const m = await loadWasmArtifact(art, randomWeights(plan.config, 1), { threads });
 
 function show(what: string, p: WasmProfile | null, calls: number, total: number): void {
   const byKernel = new Map<string, number>();

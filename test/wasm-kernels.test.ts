@@ -1,6 +1,6 @@
 /**
  * The WASM-SIMD target against the reference semantics (kernels/reference.ts), kernel by kernel on
- * random data and shapes, and end to end on a small synthetic RWKV-6 plan against the `plan` target.
+ * random data and shapes, and end to end on a small compiled Finch plan against the `plan` target.
  *
  * Tolerance: the reference accumulates in f64, the target in f32 with a different summation order
  * (four lanes, then a fixed horizontal sum; exp/tanh by polynomials of ≈ 2–3 ulp). A dot product of
@@ -20,7 +20,7 @@ import { loadWasmArtifact, readWasmArtifact, writeWasmArtifact, loadWasmTarget }
 import { mathlib } from '../targets/wasm/mathlib.ts';
 import { assemble } from '../targets/wasm/wat.ts';
 import { loadPlanTarget } from '../targets/plan/runtime.ts';
-import { rng, syntheticPlan, syntheticWeights } from '../bench/synthetic-plan.ts';
+import { modelPlan, randomWeights, rng } from '../bench/model-plan.ts';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -297,11 +297,11 @@ describe('wasm kernels', () => {
   });
 });
 
-describe('wasm target end to end (synthetic RWKV-6, 2 layers)', () => {
+describe('wasm target end to end (compiled Finch, 2 layers)', () => {
   const small = { nLayer: 2, nEmbd: 128, dimFfn: 448, vocabSize: 300, prefillT: 8 };
   async function compare(dtype: WeightDType, threads: number) {
-    const plan = syntheticPlan({ ...small, dtype, loraDtype: dtype === 'int8' ? 'f32' : dtype });
-    const w = syntheticWeights(5);
+    const plan = modelPlan({ ...small, dtype });
+    const w = randomWeights(plan.config, 5);
     const m = await loadWasmTarget(plan, w, { threads });
     const ref = await loadPlanTarget(plan, w);
     const out: Float32Array[] = [];
@@ -333,13 +333,13 @@ describe('wasm target end to end (synthetic RWKV-6, 2 layers)', () => {
   });
 
   it('an artifact written to files loads without the compiler and runs the same', async () => {
-    const plan = syntheticPlan(small);
+    const plan = modelPlan(small);
     const art = compileWasm(plan);
     const dir = mkdtempSync(join(tmpdir(), 'rwkvc-wasm-'));
     await writeWasmArtifact(dir, art);
     const back = await readWasmArtifact(dir);
     expect(back.layout).toEqual(art.layout);
-    const w = syntheticWeights(2);
+    const w = randomWeights(plan.config, 2);
     const a = await loadWasmArtifact(art, w, { threads: 1 }), b = await loadWasmArtifact(back, w, { threads: 1 });
     try {
       const la = await a.run('prefill', Int32Array.of(1, 2, 3)), lb = await b.run('prefill', Int32Array.of(1, 2, 3));
@@ -357,11 +357,11 @@ describe('wasm relaxed-SIMD variant', () => {
     // Node 20 needs a flag for relaxed SIMD: run the check in a child process that has it.
     const { spawnSync } = await import('node:child_process');
     const code = `
-      import { syntheticPlan, syntheticWeights } from './bench/synthetic-plan.ts';
+      import { modelPlan, randomWeights } from './bench/model-plan.ts';
       import { loadWasmTarget } from './targets/wasm/runtime.ts';
       import { loadPlanTarget } from './targets/plan/runtime.ts';
-      const plan = syntheticPlan({ nLayer: 2, nEmbd: 128, dimFfn: 448, vocabSize: 300, prefillT: 8 });
-      const w = syntheticWeights(5);
+      const plan = modelPlan({ nLayer: 2, nEmbd: 128, dimFfn: 448, vocabSize: 300, prefillT: 8 });
+      const w = randomWeights(plan.config, 5);
       const m = await loadWasmTarget(plan, w, { threads: 2 }), ref = await loadPlanTarget(plan, w);
       let err = 0, scale = 0;
       for (const [p, t] of [['prefill', [1, 2, 3, 4, 5]], ['decode', [7]]]) {
@@ -382,8 +382,8 @@ describe('wasm relaxed-SIMD variant', () => {
 
 describe('wasm batch program', () => {
   it('decodes B sequences together like B single decodes (and like the plan target)', async () => {
-    const plan = syntheticPlan({ nLayer: 2, nEmbd: 128, dimFfn: 448, vocabSize: 300, prefillT: 8, batch: 3 });
-    const w = syntheticWeights(9);
+    const plan = modelPlan({ nLayer: 2, nEmbd: 128, dimFfn: 448, vocabSize: 300, prefillT: 8, batch: 3 });
+    const w = randomWeights(plan.config, 9);
     for (const threads of [1, 2]) {
       const m = await loadWasmTarget(plan, w, { threads }), ref = await loadPlanTarget(plan, w);
       try {

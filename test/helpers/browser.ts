@@ -116,6 +116,9 @@ export interface StaticServerOptions {
   pages?: Record<string, string | Uint8Array>;
   /** Cross-origin isolation headers (COOP/COEP), needed for SharedArrayBuffer / WASM threads (default true). */
   crossOriginIsolated?: boolean;
+  /** Port and address to listen on (default: a free port on 127.0.0.1). */
+  port?: number;
+  host?: string;
 }
 
 const MIME: Record<string, string> = {
@@ -186,11 +189,12 @@ export async function startStaticServer(opts: StaticServerOptions = {}): Promise
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
+    server.listen(opts.port ?? 0, opts.host ?? '127.0.0.1', () => resolve());
   });
   const port = (server.address() as AddressInfo).port;
+  const host = opts.host ?? '127.0.0.1';
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`,
     port,
     requests,
     close: () =>

@@ -1,0 +1,225 @@
+/**
+ * The browser demo (index.html): a package compiled by `rwkvc compile … --emit package` plus a checkpoint
+ * the user picks, on WebGPU when there is an adapter and WASM otherwise; tokens stream into the page with
+ * prefill and decode tokens/s. Served as TypeScript transpiled on the fly by serve.ts (or any bundler).
+ *
+ * For tests the page keeps its state on `window.rwkvcDemo`: the logits after the prompt, the generated
+ * ids, the rates and the backend.
+ */
+
+/** What the demo uses of a generated package's entry (index.d.ts has the full, model-specific types). */
+interface Backend { target: 'wasm' | 'wgsl'; description: string; threads?: number; adapter?: string; notes: string[] }
+interface Model {
+  readonly vocabSize: number;
+  readonly backend: Backend;
+  prefill(tokens: ArrayLike<number>): Promise<Float32Array>;
+  decode(token: number): Promise<Float32Array>;
+  tokenize(text: string): number[];
+  detokenize(ids: readonly number[]): string;
+  readonly state: { reset(): Promise<void> };
+  dispose(): void;
+}
+interface LoadOptions {
+  target?: 'auto' | 'wgsl' | 'wasm';
+  threads?: number;
+  vocab?: Uint8Array;
+  onProgress?: (phase: string, done: number, total: number) => void;
+}
+interface ModelClass { name: string; config: Record<string, number>; load(checkpoint: Uint8Array, o?: LoadOptions): Promise<Model> }
+interface Sampling { temperature?: number; topP?: number }
+interface SamplerModule {
+  sample(logits: Float32Array, o: Sampling, rng: () => number): number;
+  createRng(seed: number): () => number;
+}
+
+export interface DemoState {
+  state: 'idle' | 'loading' | 'ready' | 'generating' | 'done' | 'error';
+  error?: string;
+  /** The package's name, once its module is imported. */
+  package?: string;
+  backend?: Backend;
+  promptIds?: number[];
+  /** The logits after the last prompt token. */
+  logitsAfterPrompt?: number[];
+  generated: number[];
+  prefill?: { tokens: number; ms: number; tokensPerSecond: number };
+  decode?: { tokens: number; ms: number; tokensPerSecond: number };
+}
+
+const demo: DemoState = { state: 'idle', generated: [] };
+(window as unknown as { rwkvcDemo: DemoState }).rwkvcDemo = demo;
+
+const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
+const ui = {
+  pkg: $('package'), checkpoint: $<HTMLInputElement>('checkpoint'), vocab: $<HTMLInputElement>('vocab'),
+  target: $<HTMLSelectElement>('target'), threads: $<HTMLInputElement>('threads'), load: $<HTMLButtonElement>('load'),
+  prompt: $<HTMLTextAreaElement>('prompt'), maxTokens: $<HTMLInputElement>('max-tokens'), temperature: $<HTMLInputElement>('temperature'),
+  topP: $<HTMLInputElement>('top-p'), generate: $<HTMLButtonElement>('generate'), stop: $<HTMLButtonElement>('stop'),
+  status: $('status'), backend: $('backend'), notes: $('notes'), prefillTps: $('prefill-tps'), prefillInfo: $('prefill-info'),
+  decodeTps: $('decode-tps'), decodeInfo: $('decode-info'), output: $('output'), ids: $('ids'),
+};
+
+const pkgUrl = (window as unknown as { RWKVC_PACKAGE: string }).RWKVC_PACKAGE;
+let Pkg: ModelClass;
+let sampler: SamplerModule;
+let model: Model | null = null;
+let hasVocab = false;
+let stopRequested = false;
+
+function status(text: string, error = false): void {
+  ui.status.textContent = text;
+  ui.status.classList.toggle('error', error);
+}
+
+function fail(e: unknown): void {
+  const msg = (e as Error)?.message ?? String(e);
+  demo.state = 'error';
+  demo.error = msg;
+  status(msg, true);
+  console.error(e);
+}
+
+/** Let the page repaint between tokens (a resolved await alone never yields to rendering). */
+const nextFrame = () => new Promise<void>((r) => { const c = new MessageChannel(); c.port1.onmessage = () => r(); c.port2.postMessage(0); });
+
+async function init(): Promise<void> {
+  const entry = (await import(/* @vite-ignore */ new URL('index.js', pkgUrl).href)) as Record<string, unknown>;
+  Pkg = Object.values(entry).find((v): v is ModelClass => typeof v === 'function' && typeof (v as unknown as ModelClass).load === 'function')!;
+  if (!Pkg) throw new Error(`${pkgUrl}index.js exports no model class`);
+  sampler = (await import(/* @vite-ignore */ new URL('runtime/sampler.js', pkgUrl).href)) as SamplerModule;
+  const c = Pkg.config;
+  const name = await fetch(new URL('package.json', pkgUrl)).then((r) => r.json() as Promise<{ name: string }>).then((j) => j.name, () => Pkg.name);
+  ui.pkg.textContent = `package: ${name} (${Pkg.name}) from ${pkgUrl}: ${c.nLayer} layers × ${c.nEmbd}, vocabulary ${c.vocabSize}` +
+    ` · ${self.crossOriginIsolated ? 'cross-origin isolated (WASM threads available)' : 'not cross-origin isolated: WASM runs 1 thread'}` +
+    ` · ${'gpu' in navigator ? 'WebGPU present' : 'no WebGPU'}`;
+  ui.threads.value = String(self.crossOriginIsolated ? navigator.hardwareConcurrency || 1 : 1);
+  demo.package = name;
+}
+
+async function load(): Promise<void> {
+  const file = ui.checkpoint.files?.[0];
+  if (!file) return status('Pick a checkpoint (.pth or .safetensors) first.', true);
+  ui.load.disabled = ui.generate.disabled = true;
+  demo.state = 'loading';
+  delete demo.error;
+  model?.dispose();
+  model = null;
+  try {
+    status(`reading ${file.name} (${(file.size / 2 ** 20).toFixed(1)} MiB)…`);
+    const bytes = new Uint8Array(await file.arrayBuffer());
+    const vocabFile = ui.vocab.files?.[0];
+    const vocab = vocabFile ? new Uint8Array(await vocabFile.arrayBuffer()) : undefined;
+    const target = ({ auto: 'auto', webgpu: 'wgsl', wasm: 'wasm' } as const)[ui.target.value as 'auto' | 'webgpu' | 'wasm'];
+    const t0 = performance.now();
+    model = await Pkg.load(bytes, {
+      target, vocab, threads: Math.max(1, Number(ui.threads.value) || 1),
+      onProgress: (phase, done, total) => { if (done === total || done % 16 === 0) status(`loading ${phase} ${done}/${total}…`); },
+    });
+    hasVocab = !!vocab;
+    demo.backend = model.backend;
+    ui.backend.textContent = model.backend.description;
+    ui.notes.textContent = model.backend.notes.join('; ');
+    demo.state = 'ready';
+    status(`loaded ${file.name} in ${((performance.now() - t0) / 1000).toFixed(2)} s${vocab ? '' : ' (no vocabulary: output shown as token ids and bytes)'}`);
+    ui.generate.disabled = false;
+  } catch (e) {
+    fail(e);
+  } finally {
+    ui.load.disabled = false;
+  }
+}
+
+/** `ids:1,2,3`, or text through the vocabulary (without one: UTF-8 bytes, World ids 1…256). */
+function promptIds(m: Model, text: string): number[] {
+  const ids = /^\s*ids\s*:(.*)$/s.exec(text);
+  let out: number[];
+  if (ids) {
+    out = ids[1]!.split(/[\s,]+/).filter(Boolean).map((s) => {
+      const n = Number(s);
+      if (!Number.isInteger(n)) throw new Error(`prompt: '${s}' is not a token id`);
+      return n;
+    });
+  } else if (hasVocab) {
+    out = m.tokenize(text);
+  } else {
+    out = [...new TextEncoder().encode(text)].map((b) => b + 1);
+  }
+  if (!out.length) throw new Error('prompt: no tokens');
+  const bad = out.find((id) => id < 0 || id >= m.vocabSize);
+  if (bad !== undefined) throw new Error(`prompt: token ${bad} is outside the vocabulary (0…${m.vocabSize - 1})`);
+  return out;
+}
+
+/** Without a vocabulary: World ids 1…256 are the bytes 0…255. */
+function bytesText(ids: number[]): string {
+  const bytes = ids.filter((id) => id >= 1 && id <= 256).map((id) => id - 1);
+  return new TextDecoder('utf-8', { fatal: false }).decode(Uint8Array.from(bytes));
+}
+
+const rate = (tokens: number, ms: number) => ({ tokens, ms, tokensPerSecond: ms > 0 ? (tokens * 1000) / ms : 0 });
+const show = (n: number) => (n >= 100 ? n.toFixed(0) : n.toFixed(1));
+
+async function generate(): Promise<void> {
+  const m = model;
+  if (!m) return;
+  ui.generate.disabled = ui.load.disabled = true;
+  ui.stop.disabled = false;
+  stopRequested = false;
+  demo.state = 'generating';
+  delete demo.error;
+  demo.generated = [];
+  delete demo.decode;
+  ui.output.textContent = ui.ids.textContent = '';
+  ui.prefillTps.textContent = ui.decodeTps.textContent = '…';
+  ui.prefillInfo.textContent = ui.decodeInfo.textContent = '';
+  try {
+    const ids = promptIds(m, ui.prompt.value);
+    const maxTokens = Math.max(1, Math.floor(Number(ui.maxTokens.value) || 1));
+    const temperature = Math.max(0, Number(ui.temperature.value) || 0);
+    const topP = Math.min(1, Math.max(0, Number(ui.topP.value) || 1));
+    const rng = sampler.createRng(Date.now());
+    demo.promptIds = ids;
+    await m.state.reset();
+    status(`prefill: ${ids.length} tokens…`);
+
+    let t = performance.now();
+    let logits = await m.prefill(ids);
+    demo.prefill = rate(ids.length, performance.now() - t);
+    demo.logitsAfterPrompt = Array.from(logits);
+    ui.prefillTps.textContent = show(demo.prefill.tokensPerSecond);
+    ui.prefillInfo.textContent = `(${ids.length} tokens in ${demo.prefill.ms.toFixed(1)} ms)`;
+    status('generating…');
+
+    let decodeMs = 0;
+    for (let i = 0; i < maxTokens && !stopRequested; i++) {
+      const id = sampler.sample(logits, { temperature, topP }, rng);
+      demo.generated.push(id);
+      ui.output.textContent = hasVocab ? m.detokenize(demo.generated) : bytesText(demo.generated);
+      ui.ids.textContent = `ids: ${demo.generated.join(',')}`;
+      if (id === 0 && hasVocab) break; // end of text
+      t = performance.now();
+      logits = await m.decode(id);
+      decodeMs += performance.now() - t;
+      demo.decode = rate(demo.generated.length, decodeMs);
+      ui.decodeTps.textContent = show(demo.decode.tokensPerSecond);
+      ui.decodeInfo.textContent = `(${demo.decode.tokens} tokens in ${decodeMs.toFixed(1)} ms)`;
+      await nextFrame();
+    }
+    demo.state = 'done';
+    status(`done: ${demo.generated.length} tokens${stopRequested ? ' (stopped)' : ''}`);
+  } catch (e) {
+    fail(e);
+  } finally {
+    ui.generate.disabled = ui.load.disabled = false;
+    ui.stop.disabled = true;
+  }
+}
+
+ui.load.addEventListener('click', () => void load());
+ui.generate.addEventListener('click', () => void generate());
+ui.stop.addEventListener('click', () => { stopRequested = true; });
+
+init().catch((e) => {
+  fail(new Error(`cannot load the package from ${pkgUrl}: ${(e as Error).message}. Build it with ` +
+    '`npx rwkvc compile examples/finch.ts --config <checkpoint or preset> --emit package -o out/browser-pkg`'));
+});

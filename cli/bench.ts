@@ -127,7 +127,7 @@ Examples:
 
 function formatResult(r: Record<string, unknown>): string {
   const d = r.decode as Record<string, number>, p = r.prefill as Record<string, number>, l = r.limits as Record<string, number> | undefined;
-  const lines = [`${r.target} ${r.model} weights ${r.weights}${r.threads ? `, ${r.threads} thread(s)` : ''}${r.adapter ? ` on ${r.adapter}` : ''}`];
+  const lines = [`${r.target} ${r.model} weights ${r.weights}${r.threads ? `, ${r.threads} thread(s)` : ''}${r.variant ? ` (${r.variant === 'relaxed' ? 'relaxed-SIMD FMA' : 'SIMD128'} module)` : ''}${r.adapter ? ` on ${r.adapter}` : ''}`];
   lines.push(`decode:  ${d.tokensPerSecond.toFixed(1)} tok/s (${d.msPerToken.toFixed(2)} ms/token)` +
     (d.bandwidthFraction !== undefined ? `, ${(d.weightBytesPerToken / 1e6).toFixed(1)} MB/token = ${d.achievedGBs.toFixed(1)} GB/s, ${(100 * d.bandwidthFraction).toFixed(0)}% of the measured ${l!.bandwidthGBs.toFixed(1)} GB/s` : '') +
     (d.dispatchesPerToken !== undefined ? `, ${d.dispatchesPerToken} dispatches/token` : '') +

@@ -16,7 +16,8 @@ const program = new Command()
   .name('rwkvc')
   .description('A compiler toolchain for RWKV-6 models: a TypeScript DSL compiled to WASM-SIMD, WGSL and CUDA kernels.')
   .showHelpAfterError()
-  .configureOutput({ outputError: (s, write) => write(s) });
+  .configureOutput({ outputError: (s, write) => write(s) })
+  .exitOverride(usageExit);
 
 program.addCommand(demoCommand());
 program.addCommand(compileCommand());
@@ -28,7 +29,15 @@ program.addCommand(runCommand());
 program.addCommand(tokenizeCommand());
 program.addCommand(detokenizeCommand());
 
+// commands made with `new Command` do not inherit the parent's settings
+for (const c of program.commands) c.exitOverride(usageExit);
+
 process.on('unhandledRejection', (e) => report(e));
+
+/** Usage errors (unknown option, bad choice) exit 2 like every other bad input; help exits 0. */
+function usageExit(err: { exitCode: number }): never {
+  process.exit(err.exitCode === 0 ? 0 : 2);
+}
 
 function report(e: unknown): never {
   if (e instanceof UserError) {
@@ -40,7 +49,6 @@ function report(e: unknown): never {
 }
 
 try {
-  program.exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2));
   await program.parseAsync(process.argv);
 } catch (e) {
   report(e);

@@ -11,7 +11,7 @@ import type { Graph } from '../ir/node.ts';
 import type { ModelConfig } from '../kernels/config.ts';
 import { UserError } from './errors.ts';
 import { initialState, openModel, type OpenModel } from './model.ts';
-import type { TargetModel, WeightProvider } from '../targets/backend.ts';
+import type { LoadTarget, TargetModel, WeightProvider } from '../targets/backend.ts';
 import { loadRefTarget } from '../targets/ref/runtime.ts';
 import { loadPlanTarget } from '../targets/plan/runtime.ts';
 import { compileGraph } from '../compiler/index.ts';
@@ -70,28 +70,20 @@ export function weightProvider(plan: KernelPlan, model: OpenModel, onProgress?: 
   };
 }
 
+/** The compiled targets, loaded on demand so a user of one does not import the others. */
+const COMPILED: Record<string, () => Promise<LoadTarget>> = {
+  plan: async () => loadPlanTarget,
+  wasm: async () => (await import('../targets/wasm/runtime.ts')).loadWasmTarget,
+  wgsl: async () => (await import('../targets/wgsl/runtime.ts')).loadWgslTarget as LoadTarget,
+};
+
 export async function loadTargetForModel(target: string, model: OpenModel, o: TargetChoice): Promise<TargetModel> {
   const graph = await buildGraph(o.dsl, model.config);
-  switch (target) {
-    case 'ref':
-      return loadRefTarget(graph, model.read);
-    case 'wasm': {
-      const { loadWasmTarget } = await import('../targets/wasm/runtime.ts');
-      const { plan } = compileGraph(graph, model.config, { weights: o.weights as WeightDType, logits: o.logits, batch: o.batch });
-      return loadWasmTarget(plan, weightProvider(plan, model, o.onProgress), { threads: o.threads });
-    }
-    case 'wgsl': {
-      const { loadWgslTarget } = await import('../targets/wgsl/runtime.ts');
-      const { plan } = compileGraph(graph, model.config, { weights: o.weights as WeightDType, logits: o.logits, batch: o.batch });
-      return loadWgslTarget(plan, weightProvider(plan, model, o.onProgress));
-    }
-    case 'plan': {
-      const { plan } = compileGraph(graph, model.config, { weights: o.weights as WeightDType, logits: o.logits, batch: o.batch });
-      return loadPlanTarget(plan, weightProvider(plan, model, o.onProgress));
-    }
-    default:
-      throw new UserError(`--target: unknown target '${target}'`);
-  }
+  if (target === 'ref') return loadRefTarget(graph, model.read);
+  const load = COMPILED[target];
+  if (!load) throw new UserError(`--target: unknown target '${target}' (${TARGETS.join(', ')})`);
+  const { plan } = compileGraph(graph, model.config, { weights: o.weights as WeightDType, logits: o.logits, batch: o.batch });
+  return (await load())(plan, weightProvider(plan, model, o.onProgress), { threads: o.threads });
 }
 
 export interface LoadOptions {

@@ -66,6 +66,12 @@ describe('bad input: one line naming the file and the problem, exit code 2', () 
     expect(r.stderr).toMatch(/evil\.pth: .*(refus|opcode)/i);
   });
 
+  it('usage errors (a bad --target choice, an unknown command) exit 2 too', () => {
+    expect(rwkvc('logits', '--model', fixture, '--tokens', '1', '--target', 'bogus', '--out', join(tmp, 'x.safetensors')).status).toBe(2);
+    expect(rwkvc('nosuchcommand').status).toBe(2);
+    expect(rwkvc('logits', '--help').status).toBe(0);
+  });
+
   it('token ids out of range and bad modes', () => {
     for (const args of [['--tokens', '1,999'], ['--tokens', '1', '--mode', 'chunks:0'], ['--tokens', 'a,b']]) {
       const r = rwkvc('logits', '--model', fixture, ...args, '--out', join(tmp, 'x.safetensors'));

@@ -14,7 +14,7 @@ import { detokenizeCommand, runCommand, tokenizeCommand } from './text.ts';
 
 const program = new Command()
   .name('rwkvc')
-  .description('A compiler toolchain for RWKV-6 models: a TypeScript DSL compiled to WASM-SIMD, WGSL and CUDA kernels.')
+  .description('A compiler toolchain for RWKV-6 models: a TypeScript DSL compiled to WASM-SIMD and WGSL (WebGPU) kernels.')
   .showHelpAfterError()
   .configureOutput({ outputError: (s, write) => write(s) })
   .exitOverride(usageExit);

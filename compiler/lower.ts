@@ -98,8 +98,11 @@ export function lowerProgram(g: Graph, maxT: number, batch = false): Program {
       const name = value({ id: n.id, out });
       if (declared.has(name)) return;
       declared.add(name);
-      const role: BufferDecl['role'] = n.op === 'input' ? (n.attrs.role === 'tokens' ? 'input' : 'state') : name.startsWith('state.') ? 'state' : outName.has(refKey({ id: n.id, out })) ? 'output' : 'activation';
-      const shape = batch && role === 'state' ? ['T' as const, ...t.shape] : role === 'output' && batch ? t.shape.map((d, i) => (i === 0 ? 'T' as const : d)) : [...t.shape];
+      const role = bufferRole(n, name, outName.has(refKey({ id: n.id, out })));
+      // batch: one state row per sequence, and the head computes every row
+      let shape: BufferDecl['shape'] = [...t.shape];
+      if (batch && role === 'state') shape = ['T', ...t.shape];
+      if (batch && role === 'output') shape = ['T', ...t.shape.slice(1)];
       buffers.push({ name, dtype: t.dtype === 'i32' ? 'i32' : 'f32', shape, role });
     });
   }
@@ -107,6 +110,12 @@ export function lowerProgram(g: Graph, maxT: number, batch = false): Program {
   const live = buffers.filter((b) => b.role !== 'activation' || used.has(b.name));
   const peak = planMemory(kernels, live, maxT);
   return { maxT, kernels, buffers: live, activationPeakBytes: peak };
+}
+
+function bufferRole(n: Node, name: string, isOutput: boolean): BufferDecl['role'] {
+  if (n.op === 'input') return n.attrs.role === 'tokens' ? 'input' : 'state';
+  if (name.startsWith('state.')) return 'state';
+  return isOutput ? 'output' : 'activation';
 }
 
 /** Every buffer name a kernel reads or writes, in order. */

@@ -20,7 +20,7 @@ export function barSpec(title: string, yTitle: string, bars: Bar[]): TopLevelSpe
       x: { field: 'group', type: 'nominal', title: null },
       xOffset: { field: 'series' },
       y: { field: 'value', type: 'quantitative', title: yTitle },
-      color: { field: 'series', type: 'nominal', title: null },
+      color: { field: 'series', type: 'nominal', title: null, legend: { orient: 'bottom' } },
     },
   };
 }
@@ -36,12 +36,15 @@ export function lineSpec(title: string, xTitle: string, yTitle: string, points: 
     encoding: {
       x: { field: 'x', type: 'quantitative', title: xTitle, scale: { type: 'log', base: 2 } },
       y: { field: 'y', type: 'quantitative', title: yTitle, scale: { zero: true } },
-      color: { field: 'series', type: 'nominal', title: null },
+      color: { field: 'series', type: 'nominal', title: null, legend: { orient: 'bottom' } },
     },
   };
 }
 
 /** Several charts side by side in one SVG. */
 export function concatSpec(specs: TopLevelSpec[]): TopLevelSpec {
-  return { $schema: 'https://vega.github.io/schema/vega-lite/v6.json', background: 'white', hconcat: specs as never } as TopLevelSpec;
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json', background: 'white', hconcat: specs as never,
+    resolve: { scale: { color: 'independent' }, legend: { color: 'independent' } },
+  } as TopLevelSpec;
 }

@@ -6,6 +6,7 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { dirname, resolve } from 'node:path';
+import { count } from './args.ts';
 import { Command, Option } from 'commander';
 import { MultiBar, Presets, type SingleBar } from 'cli-progress';
 import { compileGraph } from '../compiler/index.ts';
@@ -80,9 +81,9 @@ export function benchCommand(): Command {
     .option('--preset <name>', `a model shape with seeded random weights: ${Object.keys(PRESETS).join(', ')}`, 'bench-0.1b')
     .option('--model <path>', 'a checkpoint instead of a preset')
     .addOption(new Option('--weights <dtype>', 'weight storage').choices(DTYPES).default('f32'))
-    .option('--threads <n>', 'WASM worker threads (default: all cores)', (v) => Number(v))
-    .option('--decode <n>', 'decode tokens timed (median; at least 64 for wasm)', (v) => Number(v), 64)
-    .option('--prefill <n>', 'prompt tokens for the prefill measurement', (v) => Number(v), 512)
+    .option('--threads <n>', 'WASM worker threads (default: all cores)', count)
+    .option('--decode <n>', 'decode tokens timed (median; at least 64 for wasm)', count, 64)
+    .option('--prefill <n>', 'prompt tokens for the prefill measurement', count, 512)
     .option('--json', 'print one JSON object')
     .option('--plot <file.svg>', 'sweep weight formats × threads, prompt lengths and context lengths; write the charts')
     .option('--dsl <file>', 'model description', resolve(import.meta.dirname, '..', 'examples', 'finch.ts'))

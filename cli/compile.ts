@@ -1,5 +1,6 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { count } from './args.ts';
 import { Command, Option } from 'commander';
 import { compileGraph } from '../compiler/index.ts';
 import { PASSES } from '../compiler/pipeline.ts';
@@ -21,7 +22,7 @@ export function compileCommand(): Command {
     .option('-o, --out <dir>', 'output directory', 'out/plan')
     .addOption(new Option('--weights <dtype>', 'storage of the big matrices').choices(['f32', 'bf16', 'f16', 'int8']).default('f32'))
     .addOption(new Option('--logits <rows>', 'head rows: all positions, or only the last').choices(['all', 'last']).default('last'))
-    .option('--chunk <n>', 'prefill chunk (tokens per prefill call)', (v) => Number(v), 128)
+    .option('--chunk <n>', 'prefill chunk (tokens per prefill call)', count, 128)
     .option('--print-after <passes>', `print the IR after these passes (comma list or 'all'): ${PASSES.map((p) => p.name).join(', ')}`, list)
     .option('--print-before <passes>', 'print the IR before these passes', list)
     .option('--time-passes', 'print the time each pass took')

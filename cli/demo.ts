@@ -5,6 +5,7 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { int } from './args.ts';
 import { Command } from 'commander';
 import { compileGraph } from '../compiler/index.ts';
 import type { ModelConfig } from '../kernels/config.ts';
@@ -26,7 +27,7 @@ export function demoCommand(): Command {
   return new Command('demo')
     .description('Build a tiny seeded model, compile it for every target, run and check each one (no arguments needed)')
     .option('-o, --out <dir>', 'where the artifacts go', 'out/demo')
-    .option('--seed <n>', 'random seed of the demo model', (v) => Number(v), 42)
+    .option('--seed <n>', 'random seed of the demo model', int, 42)
     .addHelpText('after', '\nExample:\n  rwkvc demo            # then: rwkvc inspect out/demo/plan')
     .action(async (o) => {
       const out = resolve(o.out);

@@ -1,3 +1,4 @@
+import { count } from './args.ts';
 import { Command, Option } from 'commander';
 import { writeSafetensors } from '../runtime/checkpoint/index.ts';
 import { UserError } from '../runtime/errors.ts';
@@ -23,7 +24,7 @@ export function logitsCommand(): Command {
     .option('--mode <mode>', 'step | seq | chunks:N', 'seq')
     .addOption(new Option('--target <target>', 'what runs it').choices(TARGETS).default('ref'))
     .option('--weights <dtype>', 'weight storage for compiled targets: f32|bf16|f16|int8', 'f32')
-    .option('--threads <n>', 'worker threads (wasm)', (v) => Number(v))
+    .option('--threads <n>', 'worker threads (wasm)', count)
     .option('--dsl <file>', 'model description', 'examples/finch.ts')
     .requiredOption('--out <file>', 'output .safetensors: logits [T, V], state.{l}.att_shift/wkv/ffn_shift')
     .addHelpText('after', '\nExample:\n  rwkvc logits --model model.pth --tokens 5,17,3 --mode chunks:2 --target plan --out out.safetensors')

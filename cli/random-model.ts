@@ -1,3 +1,4 @@
+import { count, int } from './args.ts';
 import { Command, Option } from 'commander';
 import { SingleBar, Presets } from 'cli-progress';
 import type { ModelConfig } from '../kernels/config.ts';
@@ -5,20 +6,16 @@ import { UserError } from '../runtime/errors.ts';
 import { PRESETS } from '../runtime/presets.ts';
 import { writeRandomModel } from '../runtime/random-model.ts';
 
-const int = (v: string) => {
-  if (!/^\d+$/.test(v)) throw new UserError(`expected a positive integer, got '${v}'`);
-  return Number(v);
-};
 
 export function randomModelCommand(): Command {
   return new Command('random-model')
     .description('Write a seeded random RWKV-6 checkpoint in the official safetensors layout')
     .option('--preset <name>', `a named shape: ${Object.keys(PRESETS).join(', ')}`)
-    .option('--layers <n>', 'layers', int)
-    .option('--embd <n>', 'width (a multiple of the head size)', int)
-    .option('--vocab <n>', 'vocabulary size', int)
-    .option('--head-size <n>', 'head size', int, 64)
-    .option('--ffn <n>', 'ffn width (default: floor(3.5·embd/32)·32)', int)
+    .option('--layers <n>', 'layers', count)
+    .option('--embd <n>', 'width (a multiple of the head size)', count)
+    .option('--vocab <n>', 'vocabulary size', count)
+    .option('--head-size <n>', 'head size', count, 64)
+    .option('--ffn <n>', 'ffn width (default: floor(3.5·embd/32)·32)', count)
     .addOption(new Option('--dtype <dtype>', 'stored dtype').choices(['f32', 'bf16', 'f16']).default('bf16'))
     .option('--seed <n>', 'random seed', int, 1)
     .requiredOption('-o, --out <file>', 'output .safetensors')

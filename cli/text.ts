@@ -1,3 +1,4 @@
+import { count, int, num } from './args.ts';
 import { Command, Option } from 'commander';
 import { SingleBar, Presets } from 'cli-progress';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -6,11 +7,6 @@ import { load, TARGETS } from '../runtime/load.ts';
 import { loadWorldTokenizer } from '../runtime/tokenizer.ts';
 import type { WeightDType } from '../kernels/plan.ts';
 
-const num = (v: string) => {
-  const n = Number(v);
-  if (!Number.isFinite(n)) throw new UserError(`expected a number, got '${v}'`);
-  return n;
-};
 
 export function tokenizeCommand(): Command {
   return new Command('tokenize')
@@ -49,14 +45,14 @@ export function runCommand(): Command {
     .requiredOption('--prompt <text>', 'the prompt')
     .addOption(new Option('--target <target>', 'what runs it').choices(TARGETS).default('wasm'))
     .addOption(new Option('--weights <dtype>', 'weight storage').choices(['f32', 'bf16', 'f16', 'int8']).default('f32'))
-    .option('--threads <n>', 'worker threads (wasm; default all cores)', num)
-    .option('--max-tokens <n>', 'most tokens to generate', num, 100)
+    .option('--threads <n>', 'worker threads (wasm; default all cores)', count)
+    .option('--max-tokens <n>', 'most tokens to generate', count, 100)
     .option('--temperature <t>', 'sampling temperature (0 = greedy)', num, 1)
     .option('--top-p <p>', 'nucleus sampling', num, 0.85)
-    .option('--top-k <k>', 'top-k sampling (0 = off)', num, 0)
+    .option('--top-k <k>', 'top-k sampling (0 = off)', int, 0)
     .option('--presence-penalty <x>', 'presence penalty', num, 0)
     .option('--frequency-penalty <x>', 'frequency penalty', num, 0)
-    .option('--seed <n>', 'random seed', num)
+    .option('--seed <n>', 'random seed', int)
     .option('--stop <text...>', 'stop strings')
     .option('--state-in <file>', 'start from a saved state')
     .option('--state-out <file>', 'save the state at the end')

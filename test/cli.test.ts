@@ -69,6 +69,9 @@ describe('bad input: one line naming the file and the problem, exit code 2', () 
   it('usage errors (a bad --target choice, an unknown command) exit 2 too', () => {
     expect(rwkvc('logits', '--model', fixture, '--tokens', '1', '--target', 'bogus', '--out', join(tmp, 'x.safetensors')).status).toBe(2);
     expect(rwkvc('nosuchcommand').status).toBe(2);
+    const bad = rwkvc('logits', '--model', fixture, '--tokens', '1', '--threads', 'two', '--out', join(tmp, 'x.safetensors'));
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toMatch(/--threads <n>' argument 'two' is invalid/);
     expect(rwkvc('logits', '--help').status).toBe(0);
   });
 

@@ -4,7 +4,7 @@
  * layers folded together.
  *
  * Usage: npx tsx bench/wasm-profile.ts [--dtype f32] [--threads 1] [--layers 12] [--prefill 512]
- *        (bench-0.1b shape with random weights)
+ *        [--schedule '{"int8Unroll":4}']   (bench-0.1b shape with random weights)
  */
 import { compileWasm } from '../targets/wasm/codegen.ts';
 import { loadWasmArtifact, type WasmProfile } from '../targets/wasm/runtime.ts';
@@ -21,13 +21,14 @@ const layers = Number(arg('layers', String(BENCH_01B.nLayer)));
 const T = Number(arg('prefill', '512'));
 
 const plan = modelPlan({ nLayer: layers, dtype, prefillT: T });
-const art = compileWasm(plan, { profile: true });
+const schedule = JSON.parse(arg('schedule', '{}')); // e.g. '{"int8Unroll":4}' (targets/wasm/linear.ts)
+const art = compileWasm(plan, { profile: true, schedule });
 const m = await loadWasmArtifact(art, randomWeights(plan.config, 1), { threads });
 
 function show(what: string, p: WasmProfile | null, calls: number, total: number): void {
   const byKernel = new Map<string, number>();
   for (const [k, v] of p?.ms ?? []) {
-    const name = k.replace(/^l\d+\./, ''); // fold the layers
+    const name = k.replace(/^[lL]\d+\./, ''); // fold the layers
     byKernel.set(name, (byKernel.get(name) ?? 0) + v / calls);
   }
   console.log(`${what}: ${total.toFixed(2)} ms`);

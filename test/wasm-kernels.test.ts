@@ -7,7 +7,9 @@
  * I terms then differs by about √I·2⁻²⁴ of Σ|w·x| (≈ 2e-6 for I = 768), and a few kernels in a row
  * add up; so every comparison allows 2e-5 of the buffer's largest magnitude ("relative-ish"), and the
  * end-to-end model 2e-4 (two layers, each a dozen kernels). Quantised weights are compared with the
- * reference run on dequantize(…) of the same values, so their rounding is not part of the error.
+ * reference run on dequantize(…) of the same values, so their rounding is not part of the error; the
+ * int8 matvec rounds x to 16 bits (one scale per row, like Q8_0 rounds it to 8 per block), which
+ * moves a dot product by at most Σ|w|·max|x|/65534: that bound is added for int8 (quantBound).
  * Thread counts must give bit-identical results: each output is computed by one thread in a fixed order.
  */
 import { describe, expect, it } from 'vitest';
@@ -84,20 +86,40 @@ async function runCase(c: Case, program: 'decode' | 'prefill', threads: number) 
   }
 }
 
-function expectClose(got: Float32Array, ref: Float64Array, tol: number, what: string): void {
+function expectClose(got: Float32Array, ref: Float64Array, tol: number, what: string, extra = 0): void {
   let scale = 0, worst = 0, at = -1;
   for (let i = 0; i < ref.length; i++) scale = Math.max(scale, Math.abs(ref[i]));
   for (let i = 0; i < ref.length; i++) {
     const e = Math.abs(got[i] - ref[i]);
     if (!(e <= worst)) { worst = e; at = i; }
   }
-  expect(worst, `${what}: worst |Δ| ${worst} at ${at} (got ${got[at]}, want ${ref[at]}, scale ${scale})`).toBeLessThanOrEqual(tol * Math.max(scale, 1e-3));
+  expect(worst, `${what}: worst |Δ| ${worst} at ${at} (got ${got[at]}, want ${ref[at]}, scale ${scale})`).toBeLessThanOrEqual(tol * Math.max(scale, 1e-3) + extra);
+}
+
+/**
+ * What rounding x to 16 bits can move an int8 matvec output by: max over rows of Σ|w|·max|x|/65534,
+ * ×1.1 for the steepest epilogue used here (silu' ≤ 1.1). 0 for other dtypes.
+ */
+function quantBound(c: Case): number {
+  if (c.k.kind !== 'linear' || !c.weights.some((w) => w.dtype === 'int8')) return 0;
+  let xmax = 0;
+  for (const v of c.bufs.x.data) xmax = Math.max(xmax, Math.abs(v));
+  let worst = 0;
+  for (const w of c.weights) {
+    const [O, I] = w.shape, v = dequantize(c.values[w.name], I, w.dtype);
+    for (let o = 0; o < O; o++) {
+      let s = 0;
+      for (let i = 0; i < I; i++) s += Math.abs(v[o * I + i]);
+      worst = Math.max(worst, s);
+    }
+  }
+  return 1.1 * worst * xmax / 65534;
 }
 
 async function check(c: Case, tol = 2e-5): Promise<void> {
   for (const program of ['decode', 'prefill'] as const) {
     const { got, ref } = await runCase(c, program, 1);
-    for (const [n, r] of ref) expectClose(got[n], r, tol, `${c.k.kind} ${program} ${n}`);
+    for (const [n, r] of ref) expectClose(got[n], r, tol, `${c.k.kind} ${program} ${n}`, quantBound(c));
     // 2 and 3 threads: bit-identical to 1 thread
     for (const th of [2, 3]) {
       const other = await runCase(c, program, th);
@@ -164,7 +186,7 @@ describe('wasm linear', () => {
   });
 
   it.each(['f32', 'bf16', 'f16', 'int8'] as const)('other loop shapes (schedule) give the same results, %s', async (dtype) => {
-    const schedule = { tileT: 3, unroll: 3, mvUnroll: 2, int8Unroll: 4, int8Sets: 2 };
+    const schedule = { tileT: 3, unroll: 3, mvUnroll: 2, int8Unroll: 4 };
     await check({ ...linearCase(61, 37, 96, 7, dtype, { epilogue: bin('add', acc, ld('b')) }), schedule });
   });
 

@@ -59,12 +59,10 @@ export interface LinearSchedule {
   unroll: number;
   /** Inputs per matvec loop iteration (f32/bf16/f16). */
   mvUnroll: number;
-  /** int8 inputs per matvec inner iteration (divides 32). */
+  /** int8 matvec: input pairs per inner iteration (divides 16, the pairs of a 32-input block). */
   int8Unroll: number;
-  /** int8 matvec: independent accumulator sets inside a 32-input block (divides int8Unroll). */
-  int8Sets: number;
 }
-export const DEFAULT_SCHEDULE: LinearSchedule = { tileT: 2, unroll: 1, mvUnroll: 1, int8Unroll: 2, int8Sets: 1 };
+export const DEFAULT_SCHEDULE: LinearSchedule = { tileT: 2, unroll: 1, mvUnroll: 1, int8Unroll: 2 };
 
 export interface LinOptions {
   relaxed: boolean;
@@ -91,7 +89,7 @@ const F16_MASK = 0x8fffe000 | 0;
 /**
  * The four f32x4 weight vectors (outputs 4v..4v+3 of the panel) of input column at byte `off` from
  * the pointer local `wp`. `pre` loads the raw vector(s) into locals; f16 values come out scaled by
- * 2^-112 and int8 values by 2^24 (fixed by the caller: x·2^64 and acc·2^48; scales stored ·2^-24).
+ * 2^-112 (fixed by the caller: x·2^64 and acc·2^48).
  */
 function weightVectors(dtype: WeightDType, wp: string, off: number): { pre: string; w: string[] } {
   const A = get('wa'), B = get('wb');
@@ -109,24 +107,23 @@ function weightVectors(dtype: WeightDType, wp: string, off: number): { pre: stri
       const odd = (v: string) => `(v128.and (i32x4.shr_s ${v} (i32.const 3)) ${i4(F16_MASK)})`;
       return { pre: set('wa', ld(get(wp), off)) + set('wb', ld(get(wp), off + 16)), w: [even(A), odd(A), even(B), odd(B)] };
     }
-    case 'int8': {
-      // byte 4v+j (output 4v+j) to the top of i32 lane j by one byte shuffle (indices ≥ 16 give 0):
-      // the lane then holds q·2^24 exactly, and the 2^-24 is in the stored scales
-      const sw = (v: number) => `(f32x4.convert_i32x4_s (i8x16.swizzle ${A} (v128.const i8x16 ${[0, 1, 2, 3].map((j) => `-128 -128 -128 ${4 * v + j}`).join(' ')})))`;
-      return { pre: set('wa', ld(get(wp), off)), w: [sw(0), sw(1), sw(2), sw(3)] };
-    }
+    case 'int8':
+      throw new Error('int8 panels are read by the integer dot kernel (matvec) or widened (matmul)');
   }
 }
 
-/** Byte stride per input column inside a panel (int8: inside a 32-column block). */
-const colBytes = (dtype: WeightDType) => (dtype === 'f32' ? 64 : dtype === 'int8' ? 16 : 32);
+/** Byte stride per input column inside a panel (f32, bf16, f16). */
+const colBytes = (dtype: WeightDType) => (dtype === 'f32' ? 64 : 32);
+
+/** i8x16.swizzle indices putting bytes b0..b3 at the top of the four i32 lanes (index −128 gives 0). */
+const toTop = (b: number[]) => `(v128.const i8x16 ${b.map((j) => `-128 -128 -128 ${j}`).join(' ')})`;
 
 export class LinearRenderer {
   readonly L = new Locals();
   private readonly s: LinearSchedule;
   constructor(readonly P: Params, readonly o: LinOptions) {
     this.s = o.schedule ?? DEFAULT_SCHEDULE;
-    if (32 % this.s.int8Unroll || this.s.int8Unroll % this.s.int8Sets || this.s.tileT < 1 || this.s.unroll < 1 || this.s.mvUnroll < 1) throw new Error(`bad linear schedule ${JSON.stringify(this.s)}`);
+    if (16 % this.s.int8Unroll || this.s.tileT < 1 || this.s.unroll < 1 || this.s.mvUnroll < 1) throw new Error(`bad linear schedule ${JSON.stringify(this.s)}`);
     for (const n of ['lo', 'hi', 'pa', 'pb', 'p', 'wp', 'wq', 'xp', 'xe', 'x0', 't', 'k', 'yp', 'row']) this.L.add(n, 'i32');
     for (const n of ['wa', 'wb', 'xs', 'ev']) this.L.add(n, 'v128');
   }
@@ -177,6 +174,10 @@ export class LinearRenderer {
     const panel: string[] = [];
     panel.push(set('wp', `(i32.add ${this.P.addr(t.w.addr)} (i32.mul ${get('p')} ${i32(panelBytes(t.w.dtype, I))}))`));
     if (!matmul) {
+      if (t.w.dtype === 'int8') {
+        out.push(this.quantizeX(I, get('x0')));
+        out.push(set('x0', `(i32.add (global.get $ts) ${i32(this.o.panelOff)})`));
+      }
       panel.push(this.matvec(t, t.w.dtype, get('x0')));
       panel.push(this.stores(t, ['c0', 'c1', 'c2', 'c3'], i32(0)));
     } else {
@@ -211,6 +212,27 @@ export class LinearRenderer {
   ${set('k', `(i32.add ${get('k')} (i32.const 16))`)} (br $sl)))`;
   }
 
+  /**
+   * x row → i16 at the thread's panel area (free at decode), with $sx = max|x|/32767 · 2^24 so that
+   * x ≈ q·$sx·2^-24 (the 2^-24 is in the stored weight scales). 16 bits keep the rounding of x well
+   * under that of the int8 weights (Q8_0 rounds x to 8 bits per 32). Every thread quantises its own
+   * copy, in the same order, so results do not depend on the thread count.
+   */
+  private quantizeX(I: number, xRow: string): string {
+    this.L.add('sx', 'f32'); this.L.add('qi', 'f32');
+    const q = (off: number) => `(i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul ${ld(`(i32.add ${xRow} ${get('k')})`, off)} (f32x4.splat ${get('qi')}))))`;
+    const lane = (n: number) => `(f32x4.extract_lane ${n} ${get('xs')})`;
+    return `${set('xs', f4(0))} ${set('k', i32(0))}
+(loop $qm ${set('xs', `(f32x4.max ${get('xs')} (f32x4.abs ${ld(`(i32.add ${xRow} ${get('k')})`)}))`)}
+  ${set('k', `(i32.add ${get('k')} (i32.const 16))`)} (br_if $qm (i32.lt_u ${get('k')} ${i32(I * 4)})))
+${set('sx', `(f32.max (f32.max ${lane(0)} ${lane(1)}) (f32.max ${lane(2)} ${lane(3)}))`)}
+${set('qi', `(select (f32.div (f32.const 32767) ${get('sx')}) (f32.const 0) (f32.gt ${get('sx')} (f32.const 0)))`)}
+${set('sx', `(f32.mul ${get('sx')} (f32.const ${2 ** 24 / 32767}))`)}
+${set('k', i32(0))}
+(loop $qs ${st(`(i32.add (i32.add (global.get $ts) ${i32(this.o.panelOff)}) (i32.shr_u ${get('k')} (i32.const 1)))`, `(i16x8.narrow_i32x4_s ${q(0)} ${q(16)})`)}
+  ${set('k', `(i32.add ${get('k')} (i32.const 32))`)} (br_if $qs (i32.lt_u ${get('k')} ${i32(I * 4)})))`;
+  }
+
   /** c0..c3 = the 16 dot products of panel $wp with the x row at `xRow` (any dtype). */
   private matvec(t: LinTask, dtype: WeightDType, xRow: string): string {
     const I = t.w.I, R = this.o.relaxed;
@@ -220,34 +242,31 @@ export class LinearRenderer {
     out.push(set('xp', xRow));
     const xsOf = (off: number) => (dtype === 'f16' ? `(f32x4.mul ${splat(get('xp'), off)} ${f4(2 ** 64)})` : splat(get('xp'), off));
     if (dtype === 'int8') {
-      // Blocks of 32 inputs: d = Σ q·x inside the block, then c += d·scale (one multiply per block).
-      // `int8Sets` accumulator sets take alternate inputs: the add (or FMA) latency chain, not the
-      // widening, is what bounds a single set.
-      const sets = this.s.int8Sets;
-      const d = (set_: number, v: number) => `d${set_}_${v}`;
-      for (let k = 0; k < sets; k++) for (let v = 0; v < 4; v++) this.L.add(d(k, v), 'v128');
+      // x was rounded to i16 (quantizeX). Per input pair the panel holds 16 outputs × 2 inputs, so
+      // i32x4.dot_i16x8_s of the widened weights with the broadcast pair (x[2j], x[2j+1]) adds both
+      // products of four outputs at once; the block's exact i32 sums are scaled once per 32 inputs.
+      const U = this.s.int8Unroll;
+      for (let v = 0; v < 4; v++) this.L.add(`d${v}`, 'v128');
+      const dot = (w: string, x: string) => `(i32x4.dot_i16x8_s ${w} ${x})`;
       const step: string[] = [];
-      for (let u = 0; u < this.s.int8Unroll; u++) {
-        const { pre, w } = weightVectors('int8', 'wp', 16 * u);
-        step.push(set('xs', xsOf(4 * u)), pre);
-        for (let v = 0; v < 4; v++) step.push(set(d(u % sets, v), madd(R, get('xs'), w[v], get(d(u % sets, v)))));
+      for (let u = 0; u < U; u++) {
+        step.push(set('xs', `(v128.load32_splat offset=${4 * u} ${get('xp')})`));
+        // v128.load8x8_s loads 8 weights sign-extended to i16 in one instruction (pmovsxbw)
+        for (let v = 0; v < 4; v++)
+          step.push(set(`d${v}`, `(i32x4.add ${get(`d${v}`)} ${dot(`(v128.load8x8_s offset=${32 * u + 8 * v} ${get('wp')})`, get('xs'))})`));
       }
-      const sum = (v: number) => {
-        let e = get(d(0, v));
-        for (let k = 1; k < sets; k++) e = `(f32x4.add ${e} ${get(d(k, v))})`;
-        return e;
-      };
-      out.push(set('xe', `(i32.add ${get('xp')} ${i32(I * 4)})`));
+      out.push(set('xe', `(i32.add ${get('xp')} ${i32(I * 2)})`));
       out.push(`(loop $blk
-  ${Array.from({ length: sets }, (_, k) => [0, 1, 2, 3].map((v) => set(d(k, v), f4(0))).join(' ')).join(' ')}
-  ${set('k', i32(32 / this.s.int8Unroll))}
+  ${[0, 1, 2, 3].map((v) => set(`d${v}`, i4(0))).join(' ')}
+  ${set('k', i32(16 / U))}
   (loop $in
     ${step.join('\n    ')}
-    ${set('wp', `(i32.add ${get('wp')} ${i32(16 * this.s.int8Unroll)})`)} ${set('xp', `(i32.add ${get('xp')} ${i32(4 * this.s.int8Unroll)})`)}
+    ${set('wp', `(i32.add ${get('wp')} ${i32(32 * U)})`)} ${set('xp', `(i32.add ${get('xp')} ${i32(4 * U)})`)}
     ${set('k', `(i32.sub ${get('k')} (i32.const 1))`)} (br_if $in ${get('k')}))
-  ${[0, 1, 2, 3].map((v) => set(`c${v}`, madd(R, sum(v), ld(get('wp'), 16 * v), get(`c${v}`)))).join('\n  ')}
+  ${[0, 1, 2, 3].map((v) => set(`c${v}`, madd(R, `(f32x4.convert_i32x4_s ${get(`d${v}`)})`, ld(get('wp'), 16 * v), get(`c${v}`)))).join('\n  ')}
   ${set('wp', `(i32.add ${get('wp')} (i32.const 64))`)}
   (br_if $blk (i32.lt_u ${get('xp')} ${get('xe')})))`);
+      out.push(...[0, 1, 2, 3].map((v) => set(`c${v}`, `(f32x4.mul ${get(`c${v}`)} (f32x4.splat ${get('sx')}))`)));
       return out.join('\n');
     }
     const cb = colBytes(dtype);
@@ -278,13 +297,19 @@ export class LinearRenderer {
     const stores = (w: string[], scale: (v: number) => string) =>
       w.map((wv, v) => st(get('wq'), scale(v).replace('#', wv), 16 * v)).join(' ');
     if (dtype === 'int8') {
+      // a pair group: 16 bytes = outputs 0..7 × inputs (2j, 2j+1), then outputs 8..15. Output 4v+l of
+      // input u is byte 2(4(v&1)+l)+u of half v>>1; moved to the top of an i32 lane it is q·2^24
+      // exactly, and the stored scales carry the 2^-24.
       for (let v = 0; v < 4; v++) this.L.add(`s${v}`, 'v128');
-      const { pre, w } = weightVectors('int8', 'wp', 0);
+      const vec = (u: number, v: number) =>
+        `(f32x4.convert_i32x4_s (i8x16.swizzle ${get(v < 2 ? 'wa' : 'wb')} ${toTop([0, 1, 2, 3].map((l) => 2 * (4 * (v & 1) + l) + u))}))`;
+      const pair: string[] = [set('wa', ld(get('wp'))), set('wb', ld(get('wp'), 16))];
+      for (let u = 0; u < 2; u++) for (let v = 0; v < 4; v++) pair.push(st(get('wq'), `(f32x4.mul ${vec(u, v)} ${get(`s${v}`)})`, 64 * u + 16 * v));
       out.push(`(loop $wb
   ${[0, 1, 2, 3].map((v) => set(`s${v}`, ld(get('wp'), 512 + 16 * v))).join(' ')}
-  ${set('k', i32(32))}
-  (loop $wi ${pre} ${stores(w, (v) => `(f32x4.mul # ${get(`s${v}`)})`)}
-    ${set('wp', `(i32.add ${get('wp')} (i32.const 16))`)} ${set('wq', `(i32.add ${get('wq')} (i32.const 64))`)}
+  ${set('k', i32(16))}
+  (loop $wi ${pair.join(' ')}
+    ${set('wp', `(i32.add ${get('wp')} (i32.const 32))`)} ${set('wq', `(i32.add ${get('wq')} (i32.const 128))`)}
     ${set('k', `(i32.sub ${get('k')} (i32.const 1))`)} (br_if $wi ${get('k')}))
   ${set('wp', `(i32.add ${get('wp')} (i32.const 64))`)}
   (br_if $wb (i32.lt_u ${get('wq')} ${get('xe')})))`);

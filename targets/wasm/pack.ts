@@ -7,8 +7,8 @@
  *     f32        lane l = output l
  *     bf16, f16  u16 q = output 8·(q>>3) + 4·(q&1) + ((q&7)>>1)   (even/odd halves of i32 lanes
  *                                                                  widen with one shift or mask)
- *     int8       per block of 32 inputs: 32 × 16 bytes, byte q = output q (a byte shuffle moves it to
- *                the top of an i32 lane), then 16 f32 scales · 2^-24
+ *     int8       per block of 32 inputs: 16 input pairs × 32 bytes, byte 2o+u = output o, input 2j+u
+ *                (i32x4.dot_i16x8_s adds a pair per output), then 16 f32 scales · 2^-24
  *   raw: dequantised f32 in the plan's layout (vectors, the embedding table, LoRA bases).
  * The values are exactly those of kernels/dtype.ts dequantize(), which the reference uses.
  */
@@ -68,7 +68,7 @@ export function packWeight(buf: ArrayBufferLike, w: PackedWeightLayout, values: 
           for (let k = 0; k < PANEL; k++) {
             const o = p * PANEL + k;
             if (o >= O) continue;
-            for (let i = 0; i < INT8_BLOCK; i++) bytes[base + i * PANEL + k] = q[o * I + b * INT8_BLOCK + i];
+            for (let i = 0; i < INT8_BLOCK; i++) bytes[base + (i >> 1) * 2 * PANEL + 2 * k + (i & 1)] = q[o * I + b * INT8_BLOCK + i];
           }
           for (let l = 0; l < PANEL; l++) {
             const o = p * PANEL + l;

@@ -5,7 +5,7 @@ import type { KernelPlan, WeightDType } from '../kernels/plan.ts';
 import { INT8_BLOCK } from '../kernels/dtype.ts';
 import { UserError } from '../runtime/errors.ts';
 
-const BYTES: Record<WeightDType, number> = { f32: 4, bf16: 2, f16: 2, int8: 1 + 4 / INT8_BLOCK };
+const BYTES: Record<WeightDType, number> = { f32: 4, bf16: 2, f16: 2, int8: 1 + 2 / INT8_BLOCK };
 
 export interface PlanSummary {
   model: string;

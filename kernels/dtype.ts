@@ -1,7 +1,8 @@
 /**
  * Weight storage formats shared by every target, so a checkpoint packed once means the same thing
- * everywhere. f32 → bf16/f16 round to nearest even; int8 is symmetric with one f32 scale per
- * INT8_BLOCK consecutive inputs of a row (a row length must be a multiple of it).
+ * everywhere. f32 → bf16/f16 round to nearest even; int8 is symmetric with one f16 scale per
+ * INT8_BLOCK consecutive inputs of a row (a row length must be a multiple of it): ggml's Q8_0,
+ * 34 bytes per 32 weights.
  */
 export const INT8_BLOCK = 32;
 
@@ -70,7 +71,11 @@ export function toF16(w: Float32Array): Uint16Array {
 
 export interface Int8Weights { q: Int8Array; scales: Float32Array }
 
-/** Quantise an [rows, cols] matrix: scale = max|w| / 127 per block of INT8_BLOCK along a row. */
+/**
+ * Quantise an [rows, cols] matrix: per block of INT8_BLOCK along a row, scale = f16(max|w| / 127)
+ * (an f16 value, held in f32) and q = round(w / scale) clamped to ±127 (the f16 rounding may put
+ * the largest |w| a hair past 127 steps).
+ */
 export function toInt8(w: Float32Array, cols: number): Int8Weights {
   if (cols % INT8_BLOCK) throw new Error(`int8 weights need rows that are a multiple of ${INT8_BLOCK} long, got ${cols}`);
   const nb = w.length / INT8_BLOCK;
@@ -78,9 +83,10 @@ export function toInt8(w: Float32Array, cols: number): Int8Weights {
   for (let b = 0; b < nb; b++) {
     let m = 0;
     for (let i = 0; i < INT8_BLOCK; i++) m = Math.max(m, Math.abs(w[b * INT8_BLOCK + i]));
-    const s = m / 127;
+    const s = f16ToF32(f32ToF16(m / 127));
+    if (!Number.isFinite(s)) throw new Error(`int8: a block of ${INT8_BLOCK} weights holds ${m}, beyond what an f16 scale covers (|w| ≤ 8.3e6)`);
     scales[b] = s;
-    for (let i = 0; i < INT8_BLOCK; i++) q[b * INT8_BLOCK + i] = s ? Math.round(w[b * INT8_BLOCK + i] / s) : 0;
+    for (let i = 0; i < INT8_BLOCK; i++) q[b * INT8_BLOCK + i] = s ? Math.max(-127, Math.min(127, Math.round(w[b * INT8_BLOCK + i] / s))) : 0;
   }
   return { q, scales };
 }

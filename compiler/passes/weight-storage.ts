@@ -1,9 +1,10 @@
 /**
- * weight-storage: the dtype each weight is kept in on the target. The big matrices (projections, the
- * head, the embedding) take the requested format, since they are what decode streams; vectors and
- * the LoRA factors stay f32 (a small share of the bytes, and the ddlerp is sensitive to them).
- * int8 needs rows that are a whole number of 32-blocks; the embedding, read one row per token, is
- * kept in f16 under int8, and under bf16 when ln0 was folded into it.
+ * weight-storage: the dtype each weight is kept in on the target. Every matrix a decode step streams
+ * (projections, the head, the ddlerp and decay LoRA factors: these are 9% of the f32 bytes of a
+ * 0.1B model, so leaving them f32 under int8 costs ~10% of decode speed) takes the requested format,
+ * as rwkv.cpp quantises every 2-D tensor; vectors stay f32. int8 needs rows that are a whole number
+ * of 32-blocks, else f16; the embedding, read one row per token, is kept in f16 under int8, and under
+ * bf16 when ln0 was folded into it.
  */
 import type { WeightDType } from '../../kernels/plan.ts';
 import type { Graph, Node } from '../../ir/node.ts';
@@ -20,6 +21,10 @@ export function weightStorage(g: Graph, dtype: WeightDType): Rule {
       for (const gr of n.attrs.groups) { big.add(n.inputs[i + 1].id); i += 2 + gr.extra; }
     }
     if (n.op === 'embed') tables.add(n.inputs[1].id);
+    // inputs: x, prev, [ln w, b], mix × nMix, [mu, A, B]
+    if (n.op === 'token_shift' && n.attrs.loraDim) for (const r of n.inputs.slice(-2)) big.add(r.id);
+    // inputs: r, k, v, state, [z, B, base] …
+    if (n.op === 'wkv_fused' && n.attrs.decay === 'lora') big.add(n.inputs[5].id);
   }
   return (n: Node, ctx) => {
     if (n.op !== 'weight' || n.attrs.storage) return undefined;

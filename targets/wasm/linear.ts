@@ -74,12 +74,12 @@ export interface LinOptions {
   panelOff: number;
 }
 
-/** Bytes per input column of one panel (int8: inside a block; blocks add 64 bytes of scales). */
+/** Bytes of one panel (int8: blocks of 32 inputs, each 512 weight bytes and 16 f16 scales). */
 export const panelBytes = (dtype: WeightDType, I: number): number => {
   switch (dtype) {
     case 'f32': return I * PANEL * 4;
     case 'bf16': case 'f16': return I * PANEL * 2;
-    case 'int8': return (I / 32) * (32 * PANEL + PANEL * 4);
+    case 'int8': return (I / 32) * (32 * PANEL + PANEL * 2);
   }
 };
 
@@ -114,6 +114,14 @@ function weightVectors(dtype: WeightDType, wp: string, off: number): { pre: stri
 
 /** Byte stride per input column inside a panel (f32, bf16, f16). */
 const colBytes = (dtype: WeightDType) => (dtype === 'f32' ? 64 : 32);
+
+/**
+ * The block's four scale vectors (outputs 4v..4v+3) from its 16 f16 scales at byte `off` of `wp`,
+ * times 2^-24 (what the int8 kernels expect): f16 bits << 13 read as f32 are the value · 2^-112 for
+ * every positive f16, subnormals included, so one multiply by 2^88 finishes it exactly.
+ */
+const int8Scales = (wp: string, off: number): string[] => [0, 1, 2, 3].map((v) =>
+  `(f32x4.mul (i32x4.shl (i32x4.extend_${v & 1 ? 'high' : 'low'}_i16x8_u ${ld(get(wp), off + 16 * (v >> 1))}) (i32.const 13)) ${f4(2 ** 88)})`);
 
 /** i8x16.swizzle indices putting bytes b0..b3 at the top of the four i32 lanes (index −128 gives 0). */
 const toTop = (b: number[]) => `(v128.const i8x16 ${b.map((j) => `-128 -128 -128 ${j}`).join(' ')})`;
@@ -214,7 +222,7 @@ export class LinearRenderer {
 
   /**
    * x row → i16 at the thread's panel area (free at decode), with $sx = max|x|/32767 · 2^24 so that
-   * x ≈ q·$sx·2^-24 (the 2^-24 is in the stored weight scales). 16 bits keep the rounding of x well
+   * x ≈ q·$sx·2^-24 (int8Scales carry the 2^-24). 16 bits keep the rounding of x well
    * under that of the int8 weights (Q8_0 rounds x to 8 bits per 32). Every thread quantises its own
    * copy, in the same order, so results do not depend on the thread count.
    */
@@ -263,8 +271,8 @@ ${set('k', i32(0))}
     ${step.join('\n    ')}
     ${set('wp', `(i32.add ${get('wp')} ${i32(32 * U)})`)} ${set('xp', `(i32.add ${get('xp')} ${i32(4 * U)})`)}
     ${set('k', `(i32.sub ${get('k')} (i32.const 1))`)} (br_if $in ${get('k')}))
-  ${[0, 1, 2, 3].map((v) => set(`c${v}`, madd(R, `(f32x4.convert_i32x4_s ${get(`d${v}`)})`, ld(get('wp'), 16 * v), get(`c${v}`)))).join('\n  ')}
-  ${set('wp', `(i32.add ${get('wp')} (i32.const 64))`)}
+  ${int8Scales('wp', 0).map((sv, v) => set(`c${v}`, madd(R, `(f32x4.convert_i32x4_s ${get(`d${v}`)})`, sv, get(`c${v}`)))).join('\n  ')}
+  ${set('wp', `(i32.add ${get('wp')} (i32.const 32))`)}
   (br_if $blk (i32.lt_u ${get('xp')} ${get('xe')})))`);
       out.push(...[0, 1, 2, 3].map((v) => set(`c${v}`, `(f32x4.mul ${get(`c${v}`)} (f32x4.splat ${get('sx')}))`)));
       return out.join('\n');
@@ -299,19 +307,19 @@ ${set('k', i32(0))}
     if (dtype === 'int8') {
       // a pair group: 16 bytes = outputs 0..7 × inputs (2j, 2j+1), then outputs 8..15. Output 4v+l of
       // input u is byte 2(4(v&1)+l)+u of half v>>1; moved to the top of an i32 lane it is q·2^24
-      // exactly, and the stored scales carry the 2^-24.
+      // exactly, and int8Scales carry the 2^-24.
       for (let v = 0; v < 4; v++) this.L.add(`s${v}`, 'v128');
       const vec = (u: number, v: number) =>
         `(f32x4.convert_i32x4_s (i8x16.swizzle ${get(v < 2 ? 'wa' : 'wb')} ${toTop([0, 1, 2, 3].map((l) => 2 * (4 * (v & 1) + l) + u))}))`;
       const pair: string[] = [set('wa', ld(get('wp'))), set('wb', ld(get('wp'), 16))];
       for (let u = 0; u < 2; u++) for (let v = 0; v < 4; v++) pair.push(st(get('wq'), `(f32x4.mul ${vec(u, v)} ${get(`s${v}`)})`, 64 * u + 16 * v));
       out.push(`(loop $wb
-  ${[0, 1, 2, 3].map((v) => set(`s${v}`, ld(get('wp'), 512 + 16 * v))).join(' ')}
+  ${int8Scales('wp', 512).map((sv, v) => set(`s${v}`, sv)).join(' ')}
   ${set('k', i32(16))}
   (loop $wi ${pair.join(' ')}
     ${set('wp', `(i32.add ${get('wp')} (i32.const 32))`)} ${set('wq', `(i32.add ${get('wq')} (i32.const 128))`)}
     ${set('k', `(i32.sub ${get('k')} (i32.const 1))`)} (br_if $wi ${get('k')}))
-  ${set('wp', `(i32.add ${get('wp')} (i32.const 64))`)}
+  ${set('wp', `(i32.add ${get('wp')} (i32.const 32))`)}
   (br_if $wb (i32.lt_u ${get('wq')} ${get('xe')})))`);
     } else {
       const { pre, w } = weightVectors(dtype, 'wp', 0);

@@ -8,12 +8,12 @@
  *     bf16, f16  u16 q = output 8·(q>>3) + 4·(q&1) + ((q&7)>>1)   (even/odd halves of i32 lanes
  *                                                                  widen with one shift or mask)
  *     int8       per block of 32 inputs: 16 input pairs × 32 bytes, byte 2o+u = output o, input 2j+u
- *                (i32x4.dot_i16x8_s adds a pair per output), then 16 f32 scales · 2^-24
+ *                (i32x4.dot_i16x8_s adds a pair per output), then the 16 f16 scales, output order
  *   raw: dequantised f32 in the plan's layout (vectors, the embedding table, LoRA bases).
  * The values are exactly those of kernels/dtype.ts dequantize(), which the reference uses.
  */
 import type { WeightDecl } from '../../kernels/plan.ts';
-import { dequantize, INT8_BLOCK, toBf16, toF16, toInt8 } from '../../kernels/dtype.ts';
+import { dequantize, f32ToF16, INT8_BLOCK, toBf16, toF16, toInt8 } from '../../kernels/dtype.ts';
 import { PANEL } from './abi.ts';
 import type { PackedWeightLayout } from './layout.ts';
 
@@ -59,7 +59,7 @@ export function packWeight(buf: ArrayBufferLike, w: PackedWeightLayout, values: 
     }
     case 'int8': {
       const { q, scales } = toInt8(slice, I);
-      const nb = I / INT8_BLOCK, blockBytes = INT8_BLOCK * PANEL + PANEL * 4;
+      const nb = I / INT8_BLOCK, blockBytes = INT8_BLOCK * PANEL + PANEL * 2;
       const bytes = new Int8Array(buf, w.offset, np * nb * blockBytes);
       const view = new DataView(buf as ArrayBuffer, w.offset, np * nb * blockBytes);
       for (let p = 0; p < np; p++)
@@ -72,7 +72,7 @@ export function packWeight(buf: ArrayBufferLike, w: PackedWeightLayout, values: 
           }
           for (let l = 0; l < PANEL; l++) {
             const o = p * PANEL + l;
-            view.setFloat32(base + INT8_BLOCK * PANEL + 4 * l, o < O ? scales[o * nb + b] * 2 ** -24 : 0, true);
+            view.setUint16(base + INT8_BLOCK * PANEL + 2 * l, o < O ? f32ToF16(scales[o * nb + b]) : 0, true);
           }
         }
       return;

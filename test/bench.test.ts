@@ -1,0 +1,39 @@
+/**
+ * `rwkvc bench` as users run it: the JSON fields the WASM benchmark promises, and the roofline
+ * probes' structure. Speeds are never asserted (a shared machine makes them noise); what is checked
+ * is that every number is there, finite and measured against limits of the same run.
+ */
+import { spawnSync } from 'node:child_process';
+import { describe, expect, it } from 'vitest';
+import { probeWat } from '../bench/wasm-roofline.ts';
+
+describe('roofline probes', () => {
+  it.each([false, true])('the compute probe stores a value that depends on every chain (relaxed %s)', (relaxed) => {
+    // A chain whose result is unused is removed by the engine, and the probe would count flops it
+    // never ran (it once reported 1.5× the machine's real FMA peak that way).
+    const wat = probeWat(relaxed, 64);
+    const chains = [...wat.matchAll(/\(local \$a(\d+) v128\)/g)].map((m) => Number(m[1]));
+    expect(chains.length).toBeGreaterThanOrEqual(8);
+    const store = wat.slice(wat.lastIndexOf('(v128.store (global.get $ts)'));
+    for (const k of chains) expect(store, `chain $a${k}`).toContain(`(local.get $a${k})`);
+  });
+});
+
+describe('rwkvc bench --target wasm --json', () => {
+  it('prints one object with decode, prefill and the limits measured in the same run', () => {
+    const r = spawnSync('node', ['bin/rwkvc.js', 'bench', '--target', 'wasm', '--preset', 'finch-tiny', '--threads', '1',
+      '--decode', '64', '--prefill', '16', '--json'], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    const o = JSON.parse(r.stdout);
+    expect(o).toMatchObject({ target: 'wasm', weights: 'f32', threads: 1 });
+    const positive = [o.decode.tokensPerSecond, o.decode.weightBytesPerToken, o.decode.bandwidthFraction,
+      o.prefill.tokensPerSecond, o.prefill.computeFraction, o.limits.bandwidthGBs, o.limits.computeGFLOPs];
+    for (const v of positive) expect(Number.isFinite(v) && v > 0, String(v)).toBe(true);
+    expect(o.decode.tokens).toBeGreaterThanOrEqual(64);
+    expect(o.prefill.tokens).toBe(16);
+    // the fractions are the achieved rates over the limits printed beside them
+    expect(o.decode.bandwidthFraction).toBeCloseTo(o.decode.achievedGBs / o.limits.bandwidthGBs, 6);
+    expect(o.prefill.computeFraction).toBeCloseTo(o.prefill.matmulGFLOPs / o.limits.computeGFLOPs, 6);
+    expect(o.decode.rwkvCppMsPerToken).toBeUndefined(); // peers are quoted for bench-0.1b only
+  }, 120_000);
+});

@@ -55,7 +55,7 @@ interface Result {
 }
 
 describe.skipIf(!!skip)(`WASM runtime in headless Chromium${skip ? ` (skipped: ${skip})` : ''}`, () => {
-  let isolated: StaticServer, open: StaticServer, browser: Browser;
+  let isolated: StaticServer, open: StaticServer, strict: StaticServer, browser: Browser;
   const m = openModel(MODEL);
   const config = m.config;
   const { plan } = compileGraph(finch(config), config, { weights: 'f32', logits: 'last', chunk: 128, batch: 4 });
@@ -82,12 +82,15 @@ describe.skipIf(!!skip)(`WASM runtime in headless Chromium${skip ? ` (skipped: $
     };
     isolated = await startStaticServer({ pages });
     open = await startStaticServer({ pages, crossOriginIsolated: false });
+    // no 'unsafe-eval': only WebAssembly compilation ('wasm-unsafe-eval') and this test's inline page script
+    strict = await startStaticServer({ pages, csp: "default-src 'self'; script-src 'self' 'unsafe-inline' 'wasm-unsafe-eval'" });
     browser = await launchChromium();
   });
   afterAll(async () => {
     await browser?.close();
     await isolated?.close();
     await open?.close();
+    await strict?.close();
   });
 
   async function inBrowser(server: StaticServer, q: Record<string, string | number>): Promise<Result> {
@@ -137,5 +140,11 @@ describe.skipIf(!!skip)(`WASM runtime in headless Chromium${skip ? ` (skipped: $
     const node = await inNode(1);
     expect(r.prefill).toEqual(node.prefill);
     expect(r.after).toEqual(node.after);
+  });
+
+  test('a Content-Security-Policy without unsafe-eval: 2 threads run (the worker script evaluates no strings)', async () => {
+    const r = await inBrowser(strict, { threads: 2 });
+    expect(r).toMatchObject({ threads: 2, note: null });
+    expect(r.decode).toEqual((await inNode(2)).decode);
   });
 });

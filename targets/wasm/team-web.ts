@@ -5,7 +5,7 @@
  * barrier is the end of every thread's work). Needs a cross-origin isolated page to post the memory.
  */
 import { CTL } from './abi.ts';
-import type { Team } from './team.ts';
+import { threadData, type Team } from './team.ts';
 
 type Message = { ready?: boolean; done?: number; error?: string };
 
@@ -47,7 +47,7 @@ export async function startWebTeam(module: WebAssembly.Module, memory: WebAssemb
         reject(new Error(`wasm target: ${why}`));
         fail(why);
       };
-      w.postMessage({ module, memory, tid, nth: threads, scratch: scratch(tid), gen, report: tid === 0 });
+      w.postMessage({ module, memory, ...threadData(tid, threads, scratch(tid), gen), report: tid === 0 });
     })));
   } catch (e) {
     for (const w of workers) w.terminate();

@@ -10,45 +10,22 @@
  *     calls are asynchronous (`runAsync`). Sharing the memory with workers needs a cross-origin isolated
  *     page (COOP/COEP headers); without it the team is 1 thread on the calling thread, and says so.
  *   - One thread anywhere: thread 0 on the calling thread, no workers.
- * Every thread runs the same WORKER_BODY / module on its tid, so results depend only on the thread count.
+ * Every thread runs the same threadMain (thread-main.ts) on its tid, so results depend only on the thread count.
  */
 import { CTL, type ModuleExports } from './abi.ts';
+import { threadMain, type ThreadData } from './thread-main.ts';
 
 /** Spins before sleeping: a decode step is ~10 ms, so a waiting worker wakes without a syscall. */
 const WORKER_SPIN = 200000;
 
-/**
- * The body of every worker thread, as plain JS text with no imports (Node evaluates it, a Web Worker
- * builds it with `new Function`): instantiate the module on the shared memory, then run each program
- * call announced on GO. `d.report` (the browser's thread 0) posts `{ done }` after each call.
- */
-export const WORKER_BODY = `
-function threadMain(d, post) {
-  const inst = new WebAssembly.Instance(d.module, { env: { memory: d.memory, mark() {} } });
-  inst.exports.init(d.scratch);
-  const i32 = new Int32Array(d.memory.buffer);
-  const GO = ${CTL.GO / 4}, PROG = ${CTL.PROG / 4}, T = ${CTL.T / 4}, QUIT = ${CTL.QUIT / 4};
-  const ABORT = ${CTL.ABORT / 4}, BAR_GEN = ${CTL.BAR_GEN / 4};
-  let seen = d.gen;
-  post({ ready: true });
-  for (;;) {
-    for (let s = 0; s < ${WORKER_SPIN} && Atomics.load(i32, GO) === seen; s++);
-    while (Atomics.load(i32, GO) === seen) Atomics.wait(i32, GO, seen, 1000);
-    seen = Atomics.load(i32, GO);
-    if (Atomics.load(i32, QUIT)) return;
-    try {
-      inst.exports.run(Atomics.load(i32, PROG), Atomics.load(i32, T), d.tid, d.nth);
-      if (d.report) post({ done: seen });
-    } catch (e) {
-      Atomics.store(i32, ABORT, 1);
-      Atomics.notify(i32, BAR_GEN);
-      post({ error: String((e && e.stack) || e) });
-    }
-  }
-}
-`;
+/** What every thread needs besides its module and memory (see thread-main.ts). */
+export const threadData = (tid: number, nth: number, scratch: number, gen: number): Omit<ThreadData, 'module' | 'memory'> => ({
+  tid, nth, scratch, gen, spin: WORKER_SPIN,
+  ctl: { GO: CTL.GO / 4, PROG: CTL.PROG / 4, T: CTL.T / 4, QUIT: CTL.QUIT / 4, ABORT: CTL.ABORT / 4, BAR_GEN: CTL.BAR_GEN / 4 },
+});
 
-const NODE_WORKER = `${WORKER_BODY}
+/** A Node worker: threadMain's own source text, run on the workerData (no file to resolve, no loader). */
+const NODE_WORKER = `${threadMain.toString()}
 const { parentPort, workerData } = typeof require === 'function' ? require('node:worker_threads') : process.getBuiltinModule('node:worker_threads');
 threadMain(workerData, (m) => parentPort.postMessage(m));
 `;
@@ -130,7 +107,7 @@ async function startNodeTeam(wt: NodeWorkers | null, module: WebAssembly.Module,
   if (threads > 1 && !wt) throw new Error('wasm target: more than one thread needs node:worker_threads here');
   await Promise.all(Array.from({ length: threads - 1 }, (_, k) => new Promise<void>((resolve, reject) => {
     const tid = k + 1;
-    const w = new wt!.Worker(NODE_WORKER, { eval: true, execArgv: [], workerData: { module, memory, tid, nth: threads, scratch: scratch(tid), gen } });
+    const w = new wt!.Worker(NODE_WORKER, { eval: true, execArgv: [], workerData: { module, memory, ...threadData(tid, threads, scratch(tid), gen) } });
     workers.push(w);
     w.on('message', (m: { ready?: boolean; error?: string }) => {
       if (m.ready) resolve();

@@ -116,6 +116,8 @@ export interface StaticServerOptions {
   pages?: Record<string, string | Uint8Array>;
   /** Cross-origin isolation headers (COOP/COEP), needed for SharedArrayBuffer / WASM threads (default true). */
   crossOriginIsolated?: boolean;
+  /** A Content-Security-Policy header on every response (workers' scripts included). */
+  csp?: string;
   /** Port and address to listen on (default: a free port on 127.0.0.1). */
   port?: number;
   host?: string;
@@ -163,6 +165,7 @@ export async function startStaticServer(opts: StaticServerOptions = {}): Promise
         headers['cross-origin-opener-policy'] = 'same-origin';
         headers['cross-origin-embedder-policy'] = 'require-corp';
       }
+      if (opts.csp) headers['content-security-policy'] = opts.csp;
       res.writeHead(status, headers);
       res.end(body);
     };

@@ -38,7 +38,6 @@ function bar(ctx: Ctx, name: string): (phase: string, done: number, total: numbe
   };
 }
 
-/** One WASM measurement, in the shape `--json` promises. */
 /**
  * The limits for `threads`, best of `repeat` probes: on a shared machine (steal time, neighbours on
  * the memory bus) the best probe is the closest to what the hardware gives.
@@ -53,6 +52,7 @@ async function measureLimits(threads: number, repeat: number) {
   return { bandwidthGBs, computeGflops };
 }
 
+/** One WASM measurement, in the shape `--json` promises. */
 async function benchWasmOnce(ctx: Ctx, weights: WeightDType, threads: number, decode: number, prefill: number, repeat: number, roof?: { bandwidthGBs: number; computeGflops: number }) {
   const { benchWasm } = await import('../bench/wasm-bench.ts');
   const limits = roof ?? await measureLimits(threads, repeat);

@@ -91,7 +91,7 @@ const F16_MASK = 0x8fffe000 | 0;
  * the pointer local `wp`. `pre` loads the raw vector(s) into locals; f16 values come out scaled by
  * 2^-112 (fixed by the caller: x·2^64 and acc·2^48).
  */
-function weightVectors(dtype: WeightDType, wp: string, off: number): { pre: string; w: string[] } {
+function weightVectors(dtype: Exclude<WeightDType, 'int8'>, wp: string, off: number): { pre: string; w: string[] } {
   const A = get('wa'), B = get('wb');
   switch (dtype) {
     case 'f32':
@@ -107,13 +107,11 @@ function weightVectors(dtype: WeightDType, wp: string, off: number): { pre: stri
       const odd = (v: string) => `(v128.and (i32x4.shr_s ${v} (i32.const 3)) ${i4(F16_MASK)})`;
       return { pre: set('wa', ld(get(wp), off)) + set('wb', ld(get(wp), off + 16)), w: [even(A), odd(A), even(B), odd(B)] };
     }
-    case 'int8':
-      throw new Error('int8 panels are read by the integer dot kernel (matvec) or widened (matmul)');
   }
 }
 
 /** Byte stride per input column inside a panel (f32, bf16, f16). */
-const colBytes = (dtype: WeightDType) => (dtype === 'f32' ? 64 : 32);
+const colBytes = (dtype: Exclude<WeightDType, 'int8'>) => (dtype === 'f32' ? 64 : 32);
 
 /**
  * The block's four scale vectors (outputs 4v..4v+3) from its 16 f16 scales at byte `off` of `wp`,

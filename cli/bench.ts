@@ -52,19 +52,30 @@ async function measureLimits(threads: number, repeat: number) {
   return { bandwidthGBs, computeGflops };
 }
 
-/** One WASM measurement, in the shape `--json` promises. */
-async function benchWasmOnce(ctx: Ctx, weights: WeightDType, threads: number, decode: number, prefill: number, repeat: number, roof?: { bandwidthGBs: number; computeGflops: number }) {
+type Limits = { bandwidthGBs: number; computeGflops: number };
+
+/** One WASM measurement; its limits are the best of those before (`roof`, else measured here) and after. */
+async function measureWasm(ctx: Ctx, weights: WeightDType, threads: number, decode: number, prefill: number, repeat: number, roof?: Limits) {
   const { benchWasm } = await import('../bench/wasm-bench.ts');
-  const limits = roof ?? await measureLimits(threads, repeat);
   const plan = await planFor(ctx, weights, prefill);
-  const r = await benchWasm({ plan, weights: weightProvider(plan, ctx.model, bar(ctx, `load ${weights}`)), threads, decodeTokens: decode, prefillTokens: prefill, roofline: limits, repeats: repeat });
+  return benchWasm({
+    plan, weights: weightProvider(plan, ctx.model, bar(ctx, `load ${weights}`)), threads, decodeTokens: decode, prefillTokens: prefill,
+    roofline: roof ?? await measureLimits(threads, repeat), repeats: repeat,
+  });
+}
+
+type WasmResult = Awaited<ReturnType<typeof measureWasm>>;
+
+/** A measurement in the shape `--json` promises, as fractions of `limits`. */
+function wasmReport(ctx: Ctx, weights: WeightDType, repeat: number, r: WasmResult, limits: Limits) {
+  const threads = r.threads;
   const peerMs = ctx.preset === 'bench-0.1b' ? PEER.decodeMsPerToken[weights]?.[threads] : undefined;
   const peerPrefill = ctx.preset === 'bench-0.1b' ? PEER.prefillTokensPerSecond[weights]?.[threads] : undefined;
   return {
     target: 'wasm', model: ctx.preset ?? ctx.model.path, weights, threads, variant: r.variant, repeat,
     decode: {
       tokensPerSecond: r.decode.tokensPerS, msPerToken: r.decode.msPerToken, tokens: r.decode.tokens,
-      weightBytesPerToken: r.weightBytesPerToken, achievedGBs: r.bandwidth.achievedGBs, bandwidthFraction: r.bandwidth.fraction,
+      weightBytesPerToken: r.weightBytesPerToken, achievedGBs: r.bandwidth.achievedGBs, bandwidthFraction: r.bandwidth.achievedGBs / limits.bandwidthGBs,
       // decode is memory-bound, so tokens/s per GB/s of each machine's streaming bandwidth compares the
       // implementations apart from the machines (rwkv.cpp's was measured at 30 / 59 GB/s)
       ...(peerMs ? {
@@ -73,12 +84,15 @@ async function benchWasmOnce(ctx: Ctx, weights: WeightDType, threads: number, de
       } : {}),
     },
     prefill: {
-      tokens: r.prefill.tokens, tokensPerSecond: r.prefill.tokensPerS, matmulGFLOPs: r.prefill.matmulGflops, computeFraction: r.compute.fraction,
+      tokens: r.prefill.tokens, tokensPerSecond: r.prefill.tokensPerS, matmulGFLOPs: r.prefill.matmulGflops, computeFraction: r.prefill.matmulGflops / limits.computeGflops,
       ...(peerPrefill ? { rwkvCppTokensPerSecond: peerPrefill, ratioVsRwkvCpp: r.prefill.tokensPerS / peerPrefill } : {}),
     },
     limits: { bandwidthGBs: limits.bandwidthGBs, computeGFLOPs: limits.computeGflops },
   };
 }
+
+const limitsOf = (r: WasmResult): Limits => ({ bandwidthGBs: r.bandwidth.rooflineGBs, computeGflops: r.compute.rooflineGflops });
+const bestOf = (a: Limits, b: Limits): Limits => ({ bandwidthGBs: Math.max(a.bandwidthGBs, b.bandwidthGBs), computeGflops: Math.max(a.computeGflops, b.computeGflops) });
 
 async function benchWgslOnce(ctx: Ctx, weights: WeightDType, decode: number, prefill: number) {
   const { benchWgsl } = await import('../targets/wgsl/bench.ts');
@@ -133,9 +147,11 @@ Examples:
           await sweep(ctx, o.plot, threads, o.decode, o.prefill, o.repeat, o.json);
           return;
         }
-        const r = o.target === 'wasm'
-          ? await benchWasmOnce(ctx, o.weights, threads, o.decode, o.prefill, o.repeat)
-          : await benchWgslOnce(ctx, o.weights, o.decode, o.prefill);
+        let r;
+        if (o.target === 'wasm') {
+          const m = await measureWasm(ctx, o.weights, threads, o.decode, o.prefill, o.repeat);
+          r = wasmReport(ctx, o.weights, o.repeat, m, limitsOf(m));
+        } else r = await benchWgslOnce(ctx, o.weights, o.decode, o.prefill);
         progress.stop();
         process.stdout.write(o.json ? JSON.stringify(r, null, 1) + '\n' : formatResult(r) + '\n');
       } finally {
@@ -160,18 +176,25 @@ function formatResult(r: Record<string, unknown>): string {
 
 async function sweep(ctx: Ctx, file: string, maxThreads: number, decode: number, prefill: number, repeat: number, json: boolean) {
   const threadList = [...new Set([1, maxThreads])];
-  const roofs = new Map<number, { bandwidthGBs: number; computeGflops: number }>();
+  const roofs = new Map<number, Limits>();
   for (const t of threadList) roofs.set(t, await measureLimits(t, repeat));
-  const results = [];
-  const decodeBars: Bar[] = [], fracBars: Bar[] = [];
+  // every measurement first, then the reports against the best limits any probe of the sweep saw
+  const runs: { w: WeightDType; m: WasmResult }[] = [];
   for (const w of DTYPES)
     for (const t of threadList) {
-      const r = await benchWasmOnce(ctx, w, t, decode, prefill, repeat, roofs.get(t));
-      results.push(r);
-      decodeBars.push({ group: w, series: `rwkvc ${t}T`, value: r.decode.tokensPerSecond });
-      if (r.decode.rwkvCppMsPerToken) decodeBars.push({ group: w, series: `rwkv.cpp ${t}T`, value: 1000 / r.decode.rwkvCppMsPerToken });
-      fracBars.push({ group: w, series: `${t}T`, value: 100 * r.decode.bandwidthFraction });
+      const m = await measureWasm(ctx, w, t, decode, prefill, repeat, roofs.get(t));
+      roofs.set(t, bestOf(roofs.get(t)!, limitsOf(m)));
+      runs.push({ w, m });
     }
+  const results = [];
+  const decodeBars: Bar[] = [], fracBars: Bar[] = [];
+  for (const { w, m } of runs) {
+    const t = m.threads, r = wasmReport(ctx, w, repeat, m, roofs.get(t)!);
+    results.push(r);
+    decodeBars.push({ group: w, series: `rwkvc ${t}T`, value: r.decode.tokensPerSecond });
+    if (r.decode.rwkvCppMsPerToken) decodeBars.push({ group: w, series: `rwkv.cpp ${t}T`, value: 1000 / r.decode.rwkvCppMsPerToken });
+    fracBars.push({ group: w, series: `${t}T`, value: 100 * r.decode.bandwidthFraction });
+  }
   // prefill speed against prompt length, and decode speed against context length (constant: RWKV's state is fixed-size)
   const { loadWasmTarget } = await import('../targets/wasm/runtime.ts');
   const plan = await planFor(ctx, 'f32', prefill);

@@ -111,23 +111,34 @@ async function probe(threads: number, bytes: number, relaxed?: boolean): Promise
 const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
 
 /**
- * GB/s of a SIMD streaming read over `bytes` (default 1 GiB): the best pass over 1, 2, 4 and 8
- * concurrent streams per thread (3 passes each).
+ * A streaming-read probe kept open, so a benchmark can interleave its passes with the work it measures
+ * (the machine's share of the memory bus drifts with other tenants). Opening it reads once with every
+ * stream count and keeps the fastest; `pass()` reads the whole buffer once more with that count.
  */
-export async function measureBandwidth(threads: number, opts: RooflineOptions = {}): Promise<number> {
-  const bytes = opts.bytes ?? 2 ** 30;
+export async function openBandwidthProbe(threads: number, bytes = 2 ** 30) {
   const p = await probe(threads, bytes, false);
   // whole 64 KiB chunks, the same number per thread, a whole number of blocks for every stream count
   const unit = threads * Math.max(...STREAMS) * STREAM_CHUNK / 65536;
   const chunks = Math.floor(bytes / 65536 / unit) * unit;
   p.run(1, Math.min(chunks, 256)); // compile and warm up
-  let best = 0;
-  for (let r = 0; r < 3; r++)
-    for (const S of STREAMS) {
-      const t0 = performance.now();
-      p.run(S, chunks);
-      best = Math.max(best, (chunks * 65536) / ((performance.now() - t0) / 1e3) / 1e9);
-    }
+  const gbs = (S: number) => {
+    const t0 = performance.now();
+    p.run(S, chunks);
+    return (chunks * 65536) / ((performance.now() - t0) / 1e3) / 1e9;
+  };
+  let streams = 1, first = 0;
+  for (const S of STREAMS) {
+    const r = gbs(S);
+    if (r > first) { first = r; streams = S; }
+  }
+  return { streams, first, pass: () => gbs(streams), dispose: () => p.dispose() };
+}
+
+/** GB/s of a SIMD streaming read over `bytes` (default 1 GiB): the best of a few passes, best stream count. */
+export async function measureBandwidth(threads: number, opts: RooflineOptions = {}): Promise<number> {
+  const p = await openBandwidthProbe(threads, opts.bytes);
+  let best = p.first;
+  for (let r = 0; r < 4; r++) best = Math.max(best, p.pass());
   await p.dispose();
   return best;
 }

@@ -38,36 +38,32 @@ function bar(ctx: Ctx, name: string): (phase: string, done: number, total: numbe
   };
 }
 
-/**
- * The limits for `threads`, best of `repeat` probes: on a shared machine (steal time, neighbours on
- * the memory bus) the best probe is the closest to what the hardware gives.
- */
-async function measureLimits(threads: number, repeat: number) {
-  const { measureBandwidth, measureCompute } = await import('../bench/wasm-roofline.ts');
-  let bandwidthGBs = 0, computeGflops = 0;
-  for (let i = 0; i < repeat; i++) {
-    bandwidthGBs = Math.max(bandwidthGBs, await measureBandwidth(threads));
-    computeGflops = Math.max(computeGflops, (await measureCompute(threads)).gflops);
-  }
-  return { bandwidthGBs, computeGflops };
+/** The compute limit for `threads`: the best of `repeat` probes (steal time only ever lowers it). */
+async function measureComputeLimit(threads: number, repeat: number): Promise<number> {
+  const { measureCompute } = await import('../bench/wasm-roofline.ts');
+  let best = 0;
+  for (let i = 0; i < repeat; i++) best = Math.max(best, (await measureCompute(threads)).gflops);
+  return best;
 }
 
-type Limits = { bandwidthGBs: number; computeGflops: number };
-
-/** One WASM measurement; its limits are the best of those before (`roof`, else measured here) and after. */
-async function measureWasm(ctx: Ctx, weights: WeightDType, threads: number, decode: number, prefill: number, repeat: number, roof?: Limits) {
+/**
+ * One WASM measurement. Its bandwidth limit is probed in turns with the decode steps (bench/wasm-bench.ts);
+ * its compute limit is the better of `compute` (else measured here) and a probe right after.
+ */
+async function measureWasm(ctx: Ctx, weights: WeightDType, threads: number, decode: number, prefill: number, repeat: number, compute?: number) {
   const { benchWasm } = await import('../bench/wasm-bench.ts');
   const plan = await planFor(ctx, weights, prefill);
   return benchWasm({
     plan, weights: weightProvider(plan, ctx.model, bar(ctx, `load ${weights}`)), threads, decodeTokens: decode, prefillTokens: prefill,
-    roofline: roof ?? await measureLimits(threads, repeat), repeats: repeat,
+    computeGflops: compute ?? await measureComputeLimit(threads, repeat), repeats: repeat,
   });
 }
 
 type WasmResult = Awaited<ReturnType<typeof measureWasm>>;
 
-/** A measurement in the shape `--json` promises, as fractions of `limits`. */
-function wasmReport(ctx: Ctx, weights: WeightDType, repeat: number, r: WasmResult, limits: Limits) {
+/** A measurement in the shape `--json` promises: decode against its own bandwidth probes, prefill against `computeGflops`. */
+function wasmReport(ctx: Ctx, weights: WeightDType, repeat: number, r: WasmResult, computeGflops = r.compute.rooflineGflops) {
+  const limits = { bandwidthGBs: r.bandwidth.rooflineGBs, computeGflops };
   const threads = r.threads;
   const peerMs = ctx.preset === 'bench-0.1b' ? PEER.decodeMsPerToken[weights]?.[threads] : undefined;
   const peerPrefill = ctx.preset === 'bench-0.1b' ? PEER.prefillTokensPerSecond[weights]?.[threads] : undefined;
@@ -91,8 +87,6 @@ function wasmReport(ctx: Ctx, weights: WeightDType, repeat: number, r: WasmResul
   };
 }
 
-const limitsOf = (r: WasmResult): Limits => ({ bandwidthGBs: r.bandwidth.rooflineGBs, computeGflops: r.compute.rooflineGflops });
-const bestOf = (a: Limits, b: Limits): Limits => ({ bandwidthGBs: Math.max(a.bandwidthGBs, b.bandwidthGBs), computeGflops: Math.max(a.computeGflops, b.computeGflops) });
 
 async function benchWgslOnce(ctx: Ctx, weights: WeightDType, decode: number, prefill: number) {
   const { benchWgsl } = await import('../targets/wgsl/bench.ts');
@@ -116,7 +110,7 @@ export function benchCommand(): Command {
     .option('--threads <n>', 'WASM worker threads (default: all cores)', count)
     .option('--decode <n>', 'decode tokens timed (median; at least 64 for wasm)', count, 64)
     .option('--prefill <n>', 'prompt tokens for the prefill measurement', count, 512)
-    .option('--repeat <n>', 'measure limits, decode and prefill n times and keep the best of each (a shared machine)', count, 1)
+    .option('--repeat <n>', 'n× the decode rounds (each a bandwidth probe, then tokens: medians); best of n prefills and compute probes', count, 1)
     .option('--json', 'print one JSON object')
     .option('--plot <file.svg>', 'sweep weight formats × threads, prompt lengths and context lengths; write the charts')
     .option('--dsl <file>', 'model description', resolve(import.meta.dirname, '..', 'examples', 'finch.ts'))
@@ -150,7 +144,7 @@ Examples:
         let r;
         if (o.target === 'wasm') {
           const m = await measureWasm(ctx, o.weights, threads, o.decode, o.prefill, o.repeat);
-          r = wasmReport(ctx, o.weights, o.repeat, m, limitsOf(m));
+          r = wasmReport(ctx, o.weights, o.repeat, m);
         } else r = await benchWgslOnce(ctx, o.weights, o.decode, o.prefill);
         progress.stop();
         process.stdout.write(o.json ? JSON.stringify(r, null, 1) + '\n' : formatResult(r) + '\n');
@@ -176,20 +170,20 @@ function formatResult(r: Record<string, unknown>): string {
 
 async function sweep(ctx: Ctx, file: string, maxThreads: number, decode: number, prefill: number, repeat: number, json: boolean) {
   const threadList = [...new Set([1, maxThreads])];
-  const roofs = new Map<number, Limits>();
-  for (const t of threadList) roofs.set(t, await measureLimits(t, repeat));
-  // every measurement first, then the reports against the best limits any probe of the sweep saw
+  const compute = new Map<number, number>();
+  for (const t of threadList) compute.set(t, await measureComputeLimit(t, repeat));
+  // every measurement first, then the reports against the best compute limit any probe of the sweep saw
   const runs: { w: WeightDType; m: WasmResult }[] = [];
   for (const w of DTYPES)
     for (const t of threadList) {
-      const m = await measureWasm(ctx, w, t, decode, prefill, repeat, roofs.get(t));
-      roofs.set(t, bestOf(roofs.get(t)!, limitsOf(m)));
+      const m = await measureWasm(ctx, w, t, decode, prefill, repeat, compute.get(t));
+      compute.set(t, Math.max(compute.get(t)!, m.compute.rooflineGflops));
       runs.push({ w, m });
     }
   const results = [];
   const decodeBars: Bar[] = [], fracBars: Bar[] = [];
   for (const { w, m } of runs) {
-    const t = m.threads, r = wasmReport(ctx, w, repeat, m, roofs.get(t)!);
+    const t = m.threads, r = wasmReport(ctx, w, repeat, m, compute.get(t));
     results.push(r);
     decodeBars.push({ group: w, series: `rwkvc ${t}T`, value: r.decode.tokensPerSecond });
     if (r.decode.rwkvCppMsPerToken) decodeBars.push({ group: w, series: `rwkv.cpp ${t}T`, value: 1000 / r.decode.rwkvCppMsPerToken });

@@ -4,7 +4,7 @@
  * in a project of its own, loads it and reproduces the official logits.
  */
 import { spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { Project, ts } from 'ts-morph';
@@ -14,12 +14,15 @@ import type { KernelPlan } from '../kernels/plan.ts';
 import { openModel } from '../runtime/model.ts';
 import { UserError } from '../runtime/errors.ts';
 import { FIXTURES, maxAbsDiff, readGolden } from './helpers/golden.ts';
+import { acquireTestGpu } from './helpers/gpu.ts';
 
 const ROOT = join(import.meta.dirname, '..');
 const MODEL = join(FIXTURES, 'finch-tiny', 'model.safetensors');
 const tmp = mkdtempSync(join(tmpdir(), 'rwkvc-pkg-'));
 const app = join(tmp, 'app');
 let pkg: EmittedPackage;
+const probe = await acquireTestGpu(); // is there WebGPU here (Dawn on a GPU or SwiftShader)?
+probe.gpu?.release();
 
 beforeAll(async () => {
   const m = openModel(MODEL);
@@ -176,6 +179,30 @@ console.log(JSON.stringify({ logits: [...logits], a: [...a], b: [...b], roundTri
     expect(out.roundTrip).toBe(true);
     expect(out.errors[0]).toMatch(/weights 'int8' were not compiled into this package \(it has f32\)/);
     expect(out.errors[1]).toMatch(/FinchModel: this sequence was disposed/);
+  });
+
+  // WebGPU in Node is Dawn from the optional `webgpu` package, which the app installs beside the package
+  it.skipIf(!probe.gpu)(`target 'wgsl' in Node, with the webgpu package installed: Dawn runs the pre-rendered shaders${probe.skip ? ` (skipped: ${probe.skip})` : ''}`, () => {
+    const golden = readGolden('finch-tiny');
+    const T = golden.tokens.length, V = 256;
+    symlinkSync(join(ROOT, 'node_modules', 'webgpu'), join(app, 'node_modules', 'webgpu'), 'dir');
+    writeFileSync(join(app, 'wgsl.mjs'), `
+import { FinchModel } from 'finch-tiny';
+const [ckpt, tokensJson] = process.argv.slice(2);
+const m = await FinchModel.load(ckpt, { target: 'wgsl' });
+const logits = await m.prefill(JSON.parse(tokensJson));
+console.log(JSON.stringify({ logits: [...logits], backend: m.backend }));
+m.dispose();
+process.exit(0); // Dawn keeps the event loop alive
+`);
+    const r = spawnSync('node', [join(app, 'wgsl.mjs'), MODEL, JSON.stringify([...golden.tokens])], {
+      cwd: app, encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: '' }, timeout: 120_000,
+    });
+    expect(r.status, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout) as { logits: number[]; backend: { target: string; description: string } };
+    expect(out.backend.target).toBe('wgsl');
+    expect(out.backend.description).toMatch(/^WebGPU: /);
+    expect(maxAbsDiff(out.logits, golden.logits.subarray((T - 1) * V, T * V))).toBeLessThanOrEqual(1e-4);
   });
 
   it('the CLI writes a package, and will not overwrite a directory that is not one', () => {

@@ -192,8 +192,7 @@ const [ckpt, tokensJson] = process.argv.slice(2);
 const m = await FinchModel.load(ckpt, { target: 'wgsl' });
 const logits = await m.prefill(JSON.parse(tokensJson));
 console.log(JSON.stringify({ logits: [...logits], backend: m.backend }));
-m.dispose();
-process.exit(0); // Dawn keeps the event loop alive
+m.dispose(); // and the process exits by itself: nothing of Dawn's keeps it alive
 `);
     const r = spawnSync('node', [join(app, 'wgsl.mjs'), MODEL, JSON.stringify([...golden.tokens])], {
       cwd: app, encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: '' }, timeout: 120_000,

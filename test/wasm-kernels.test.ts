@@ -196,6 +196,19 @@ describe('wasm linear', () => {
     await check(linearCase(23, 33, 64, 5, 'int8', { rows: 'last', groups: 2 }));
   });
 
+  it('int8: a zero row gives exact zeros, a NaN or an infinity in x is not lost in the rounding to i16', async () => {
+    for (const [bad, what] of [[0, 'zero'], [NaN, 'NaN'], [Infinity, 'inf']] as const) {
+      const c = linearCase(31, 20, 64, 1, 'int8');
+      if (bad === 0) c.bufs.x.data.fill(0);
+      else c.bufs.x.data[5] = bad;
+      const { got } = await runCase(c, 'decode', 1);
+      for (const v of got.y0) {
+        if (bad === 0) expect(Object.is(v, 0) || Object.is(v, -0), what).toBe(true);
+        else expect(Number.isFinite(v), what).toBe(false);
+      }
+    }
+  });
+
   // the expression printer on every op, in prologues and epilogues
   const prologues: Expr[] = [
     bin('mul', x, un('sigmoid', ld('a'))),

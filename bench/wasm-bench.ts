@@ -3,8 +3,8 @@
  * prefill tokens/s for one prompt, the weight bytes a decode step streams, and where that sits against
  * the rooflines (bench/wasm-roofline.ts).
  *
- * Decode and the bandwidth probe take turns: 8 rounds (× repeats) of one probe pass then ≥ 8 tokens,
- * and the reported speed and limit are the medians of the rounds. On a machine whose share of the
+ * Decode and the bandwidth probe take turns: 8 rounds (× repeats) of one probe pass then ≥ 8 tokens;
+ * the reported speed is the median over all those tokens (≥ 64), the limit the median of the passes. On a machine whose share of the
  * memory bus drifts (other tenants), a limit measured at another moment than the decode can be off by
  * ±25 % either way; taking turns puts both in the same windows.
  */
@@ -71,23 +71,21 @@ export async function benchWasm(o: WasmBenchOptions): Promise<WasmBenchResult> {
     for (let i = 0; i < (o.warmupTokens ?? 8); i++) m.runSync('decode', tok());
     const repeats = Math.max(1, o.repeats ?? 1);
     const rounds = 8 * repeats, perRound = Math.max(8, Math.ceil(decodeTokens / 8));
-    const roundMs: number[] = [], probes: number[] = [];
+    const times: number[] = [], probes: number[] = [];
     const bw = await openBandwidthProbe(threads);
     try {
       for (let k = 0; k < rounds; k++) {
         probes.push(bw.pass());
-        const times: number[] = [];
         for (let i = 0; i < perRound; i++) {
           const t = tok(), t0 = performance.now();
           m.runSync('decode', t);
           times.push(performance.now() - t0);
         }
-        roundMs.push(median(times));
       }
     } finally {
       await bw.dispose();
     }
-    const msPerToken = median(roundMs), bandwidthGBs = median(probes);
+    const msPerToken = median(times), bandwidthGBs = median(probes);
 
     const prompt = Int32Array.from({ length: prefillTokens }, () => Math.floor(r() * V));
     m.runSync('prefill', prompt.subarray(0, Math.min(prefillTokens, 64))); // tier-up of the prefill kernels

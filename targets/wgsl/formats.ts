@@ -10,8 +10,8 @@
  *   f32   array<vec4<f32>>   4 elements per vec4
  *   f16   array<vec2<u32>>   element 2k in the low half of word k (little-endian u16 pairs)
  *   bf16  array<vec2<u32>>   same packing; a bf16 is the top half of an f32
- *   int8  array<u32>         the q bytes of all rows, 4 per word, then one f32 scale (as bits) per 32
- *                            consecutive elements of a row, at word `sc` (a shader parameter)
+ *   int8  array<u32>         the q bytes of all rows, 4 per word, then one f16 scale per 32 consecutive
+ *                            elements of a row, two per word, from word `sc` (a shader parameter): Q8_0's bytes
  */
 import {
   INT8_BLOCK, bf16ToF32, f16ToF32, f32ToBf16, f32ToF16, toInt8, type Int8Weights,
@@ -33,7 +33,7 @@ export function matrixBytes(fmt: WFormat, rows: number, cols: number): number {
   switch (fmt) {
     case 'f32': return rows * s * 4;
     case 'f16': case 'bf16': return rows * s * 2;
-    case 'int8': return rows * cols + (rows * cols / INT8_BLOCK) * 4;
+    case 'int8': return rows * cols + Math.ceil(rows * cols / INT8_BLOCK / 2) * 4;
   }
 }
 
@@ -62,7 +62,7 @@ export function encodeRows(fmt: WFormat, values: Float32Array, cols: number, row
     case 'int8': {
       const { q, scales } = toInt8(src, cols);
       bytes.set(new Uint8Array(q.buffer, q.byteOffset, q.byteLength), 0);
-      bytes.set(new Uint8Array(scales.buffer, scales.byteOffset, scales.byteLength), q.byteLength);
+      new Uint16Array(bytes.buffer, q.byteLength, scales.length).set(Array.from(scales, f32ToF16));
       break;
     }
   }
@@ -83,10 +83,8 @@ export function decodeRow(fmt: WFormat, bytes: Uint8Array, cols: number, rows: n
       return;
     }
     case 'int8': {
-      const w: Int8Weights = {
-        q: new Int8Array(bytes.buffer, bytes.byteOffset + row * cols, cols),
-        scales: new Float32Array(bytes.buffer, bytes.byteOffset + rows * cols + (row * cols / INT8_BLOCK) * 4, cols / INT8_BLOCK),
-      };
+      const h = new Uint16Array(bytes.buffer, bytes.byteOffset + rows * cols + (row * cols / INT8_BLOCK) * 2, cols / INT8_BLOCK);
+      const w: Int8Weights = { q: new Int8Array(bytes.buffer, bytes.byteOffset + row * cols, cols), scales: Float32Array.from(h, f16ToF32) };
       // Same product as dequantize(): q·scale rounded once to f32.
       for (let c = 0; c < cols; c++) out[at + c] = w.q[c] * w.scales[Math.floor(c / INT8_BLOCK)];
       return;

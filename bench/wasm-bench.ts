@@ -4,9 +4,9 @@
  * the rooflines (bench/wasm-roofline.ts).
  *
  * Decode and the bandwidth probe take turns: 8 rounds (× repeats) of one probe pass then ≥ 8 tokens;
- * the reported speed is the median over all those tokens (≥ 64), the limit the median of the passes. On a machine whose share of the
- * memory bus drifts (other tenants), a limit measured at another moment than the decode can be off by
- * ±25 % either way; taking turns puts both in the same windows.
+ * the reported speed is the median over all those tokens (≥ 64), the limit the median of the passes.
+ * On a machine whose share of the memory bus drifts (other tenants), a limit measured at another
+ * moment than the decode was off by ±25 % either way; taking turns puts both in the same windows.
  */
 import { availableParallelism } from 'node:os';
 import type { KernelPlan } from '../kernels/plan.ts';

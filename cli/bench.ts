@@ -87,7 +87,6 @@ function wasmReport(ctx: Ctx, weights: WeightDType, repeat: number, r: WasmResul
   };
 }
 
-
 async function benchWgslOnce(ctx: Ctx, weights: WeightDType, decode: number, prefill: number) {
   const { benchWgsl } = await import('../targets/wgsl/bench.ts');
   const plan = await planFor(ctx, weights, prefill);

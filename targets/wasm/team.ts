@@ -24,10 +24,12 @@ export const threadData = (tid: number, nth: number, scratch: number, gen: numbe
   ctl: { GO: CTL.GO / 4, PROG: CTL.PROG / 4, T: CTL.T / 4, QUIT: CTL.QUIT / 4, ABORT: CTL.ABORT / 4, BAR_GEN: CTL.BAR_GEN / 4 },
 });
 
-/** A Node worker: threadMain's own source text, run on the workerData (no file to resolve, no loader). */
-const NODE_WORKER = `${threadMain.toString()}
-const { parentPort, workerData } = typeof require === 'function' ? require('node:worker_threads') : process.getBuiltinModule('node:worker_threads');
-threadMain(workerData, (m) => parentPort.postMessage(m));
+/**
+ * A Node worker: threadMain's own source text called on the workerData (no file to resolve, no loader).
+ * Called as an expression, so a bundler that renames the function does not break it.
+ */
+const NODE_WORKER = `const { parentPort, workerData } = typeof require === 'function' ? require('node:worker_threads') : process.getBuiltinModule('node:worker_threads');
+(${threadMain.toString()})(workerData, (m) => parentPort.postMessage(m));
 `;
 
 export interface Team {

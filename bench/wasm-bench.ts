@@ -7,6 +7,7 @@
  * the reported speed is the median over all those tokens (≥ 64), the limit the median of the passes.
  * On a machine whose share of the memory bus drifts (other tenants), a limit measured at another
  * moment than the decode was off by ±25 % either way; taking turns puts both in the same windows.
+ * A peer (bench/llama-cpp.ts) takes its turn in every round too, and prefills after each of ours.
  */
 import { availableParallelism } from 'node:os';
 import type { KernelPlan } from '../kernels/plan.ts';
@@ -15,6 +16,7 @@ import { compileWasm, type WasmArtifact } from '../targets/wasm/codegen.ts';
 import { loadWasmArtifact } from '../targets/wasm/runtime.ts';
 import { measureCompute, openBandwidthProbe } from './wasm-roofline.ts';
 import { rng } from './model-plan.ts';
+import type { PeerSession } from './llama-cpp.ts';
 
 export interface WasmBenchOptions {
   plan: KernelPlan;
@@ -30,6 +32,8 @@ export interface WasmBenchOptions {
   artifact?: WasmArtifact;
   /** Decode rounds × this; prefill and the compute limit: the best of this many (default 1). */
   repeats?: number;
+  /** Another implementation measured in the same rounds (same token counts). */
+  peer?: PeerSession;
 }
 
 export interface WasmBenchResult {
@@ -40,6 +44,7 @@ export interface WasmBenchResult {
   weightBytesPerToken: number;
   bandwidth: { rooflineGBs: number; achievedGBs: number; fraction: number };
   compute: { rooflineGflops: number; fraction: number };
+  peer?: { name: string; weights: string; decode: { tokensPerS: number; msPerToken: number; tokens: number }; prefill: { tokensPerS: number; ms: number } };
 }
 
 const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
@@ -71,7 +76,8 @@ export async function benchWasm(o: WasmBenchOptions): Promise<WasmBenchResult> {
     for (let i = 0; i < (o.warmupTokens ?? 8); i++) m.runSync('decode', tok());
     const repeats = Math.max(1, o.repeats ?? 1);
     const rounds = 8 * repeats, perRound = Math.max(8, Math.ceil(decodeTokens / 8));
-    const times: number[] = [], probes: number[] = [];
+    const times: number[] = [], probes: number[] = [], peerTimes: number[] = [];
+    if (o.peer) await o.peer.decodeRound(8); // its warm-up
     const bw = await openBandwidthProbe(threads);
     try {
       for (let k = 0; k < rounds; k++) {
@@ -81,6 +87,7 @@ export async function benchWasm(o: WasmBenchOptions): Promise<WasmBenchResult> {
           m.runSync('decode', t);
           times.push(performance.now() - t0);
         }
+        if (o.peer) peerTimes.push(...(await o.peer.decodeRound(perRound)));
       }
     } finally {
       await bw.dispose();
@@ -89,11 +96,13 @@ export async function benchWasm(o: WasmBenchOptions): Promise<WasmBenchResult> {
 
     const prompt = Int32Array.from({ length: prefillTokens }, () => Math.floor(r() * V));
     m.runSync('prefill', prompt.subarray(0, Math.min(prefillTokens, 64))); // tier-up of the prefill kernels
-    const pt: number[] = [];
+    const pt: number[] = [], peerPt: number[] = [];
+    if (o.peer) await o.peer.prefill(Math.min(prefillTokens, 64));
     for (let i = 0; i < repeats + 1; i++) {
       const t0 = performance.now();
       m.runSync('prefill', prompt);
       pt.push(performance.now() - t0);
+      if (o.peer) peerPt.push(await o.peer.prefill(prefillTokens));
     }
     const prefillMs = Math.min(...pt);
     const computeGflops = Math.max(before, (await measureCompute(threads, { relaxed: o.relaxed })).gflops);
@@ -107,6 +116,13 @@ export async function benchWasm(o: WasmBenchOptions): Promise<WasmBenchResult> {
       weightBytesPerToken: bytes,
       bandwidth: { rooflineGBs: bandwidthGBs, achievedGBs, fraction: achievedGBs / bandwidthGBs },
       compute: { rooflineGflops: computeGflops, fraction: matmulGflops / computeGflops },
+      ...(o.peer ? {
+        peer: {
+          name: o.peer.name, weights: o.peer.weights,
+          decode: { tokensPerS: 1000 / median(peerTimes), msPerToken: median(peerTimes), tokens: peerTimes.length },
+          prefill: { tokensPerS: prefillTokens / (Math.min(...peerPt) / 1000), ms: Math.min(...peerPt) },
+        },
+      } : {}),
     };
   } finally {
     m.dispose();

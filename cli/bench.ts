@@ -21,7 +21,7 @@ import { barSpec, concatSpec, lineSpec, renderSvg, type Bar, type Point } from '
 
 const DTYPES: WeightDType[] = ['f32', 'bf16', 'f16', 'int8'];
 
-interface Ctx { model: OpenModel; preset?: string; dsl: string; progress: MultiBar }
+interface Ctx { model: OpenModel; preset?: string; dsl: string; progress: MultiBar; peer: 'llama.cpp' | 'none'; peerSkipped?: string }
 
 async function planFor(ctx: Ctx, weights: WeightDType, chunk: number): Promise<KernelPlan> {
   const graph = await buildGraph(ctx.dsl, ctx.model.config);
@@ -53,13 +53,39 @@ async function measureComputeLimit(threads: number, repeat: number): Promise<num
 async function measureWasm(ctx: Ctx, weights: WeightDType, threads: number, decode: number, prefill: number, repeat: number, compute?: number) {
   const { benchWasm } = await import('../bench/wasm-bench.ts');
   const plan = await planFor(ctx, weights, prefill);
-  return benchWasm({
-    plan, weights: weightProvider(plan, ctx.model, bar(ctx, `load ${weights}`)), threads, decodeTokens: decode, prefillTokens: prefill,
-    computeGflops: compute ?? await measureComputeLimit(threads, repeat), repeats: repeat,
-  });
+  const peer = await openPeer(ctx, weights, threads);
+  try {
+    return await benchWasm({
+      plan, weights: weightProvider(plan, ctx.model, bar(ctx, `load ${weights}`)), threads, decodeTokens: decode, prefillTokens: prefill,
+      computeGflops: compute ?? await measureComputeLimit(threads, repeat), repeats: repeat, peer,
+    });
+  } finally {
+    await peer?.dispose();
+  }
+}
+
+/** llama.cpp on the same checkpoint in the same format (bench/llama-cpp.ts), or undefined with ctx.peerSkipped saying why. */
+async function openPeer(ctx: Ctx, weights: WeightDType, threads: number) {
+  if (ctx.peer === 'none' || ctx.peerSkipped) return undefined;
+  const { GGUF_WEIGHTS, ggufFor, openLlamaCpp } = await import('../bench/llama-cpp.ts');
+  const g = GGUF_WEIGHTS[weights];
+  const b = bar(ctx, `GGUF ${g} for llama.cpp`), progressOf = (d: number, n: number) => b('layers', d, n);
+  const gguf = ggufFor(ctx.model.path, ctx.model.config, ctx.model.read, g, resolve('out', 'cache'), (d, n) => progressOf(d, n));
+  const s = await openLlamaCpp(gguf, g, threads, ctx.model.config.vocabSize);
+  if ('unavailable' in s) {
+    ctx.peerSkipped = s.unavailable;
+    process.stderr.write(`bench: no llama.cpp peer: ${s.unavailable}\n`);
+    return undefined;
+  }
+  return s;
 }
 
 type WasmResult = Awaited<ReturnType<typeof measureWasm>>;
+
+type PeerReport = { skipped: string } | {
+  name: string; weights: string; decode: { tokensPerSecond: number; msPerToken: number; tokens: number }; prefill: { tokensPerSecond: number };
+  decodeSpeedup: number; prefillSpeedup: number;
+};
 
 /** A measurement in the shape `--json` promises: decode against its own bandwidth probes, prefill against `computeGflops`. */
 function wasmReport(ctx: Ctx, weights: WeightDType, repeat: number, r: WasmResult, computeGflops = r.compute.rooflineGflops) {
@@ -84,6 +110,16 @@ function wasmReport(ctx: Ctx, weights: WeightDType, repeat: number, r: WasmResul
       ...(peerPrefill ? { rwkvCppTokensPerSecond: peerPrefill, ratioVsRwkvCpp: r.prefill.tokensPerS / peerPrefill } : {}),
     },
     limits: { bandwidthGBs: limits.bandwidthGBs, computeGFLOPs: limits.computeGflops },
+    // measured in the same rounds as ours: speedup > 1 means rwkvc is faster
+    ...(r.peer ? {
+      peer: {
+        name: r.peer.name, weights: r.peer.weights,
+        decode: { tokensPerSecond: r.peer.decode.tokensPerS, msPerToken: r.peer.decode.msPerToken, tokens: r.peer.decode.tokens },
+        prefill: { tokensPerSecond: r.peer.prefill.tokensPerS },
+        decodeSpeedup: r.peer.decode.msPerToken / r.decode.msPerToken,
+        prefillSpeedup: r.prefill.tokensPerS / r.peer.prefill.tokensPerS,
+      },
+    } : ctx.peerSkipped ? { peer: { skipped: ctx.peerSkipped } } : {}) as { peer?: PeerReport },
   };
 }
 
@@ -110,6 +146,7 @@ export function benchCommand(): Command {
     .option('--decode <n>', 'decode tokens timed (median; at least 64 for wasm)', count, 64)
     .option('--prefill <n>', 'prompt tokens for the prefill measurement', count, 512)
     .option('--repeat <n>', 'n× the decode rounds (each a bandwidth probe, then tokens: medians); best of n prefills and compute probes', count, 1)
+    .addOption(new Option('--peer <name>', 'another implementation measured in the same rounds (wasm): llama.cpp on a GGUF export of the same checkpoint, same weight format').choices(['llama.cpp', 'none']).default('llama.cpp'))
     .option('--json', 'print one JSON object')
     .option('--plot <file.svg>', 'sweep weight formats × threads, prompt lengths and context lengths; write the charts')
     .option('--dsl <file>', 'model description', resolve(import.meta.dirname, '..', 'examples', 'finch.ts'))
@@ -132,7 +169,7 @@ Examples:
           progress.remove(b);
         }
       }
-      const ctx: Ctx = { model: openModel(path), preset: o.model ? undefined : o.preset, dsl: o.dsl, progress };
+      const ctx: Ctx = { model: openModel(path), preset: o.model ? undefined : o.preset, dsl: o.dsl, progress, peer: o.peer };
       const threads = o.threads ?? availableParallelism();
       try {
         if (o.plot) {
@@ -164,6 +201,10 @@ function formatResult(r: Record<string, unknown>): string {
   lines.push(`prefill: ${p.tokensPerSecond.toFixed(1)} tok/s for ${p.tokens} tokens` +
     (p.computeFraction !== undefined ? `, matmuls ${p.matmulGFLOPs.toFixed(1)} GFLOP/s = ${(100 * p.computeFraction).toFixed(0)}% of the measured ${l!.computeGFLOPs.toFixed(1)} GFLOP/s` : '') +
     (p.rwkvCppTokensPerSecond ? `; rwkv.cpp ${p.rwkvCppTokensPerSecond} tok/s → ${p.ratioVsRwkvCpp.toFixed(2)}×` : ''));
+  const peer = r.peer as { name: string; weights: string; decode: Record<string, number>; prefill: Record<string, number>; decodeSpeedup: number; prefillSpeedup: number; skipped?: string } | undefined;
+  if (peer?.skipped) lines.push(`peer:    none (${peer.skipped})`);
+  else if (peer) lines.push(`peer:    ${peer.name}, ${peer.weights}, same rounds: decode ${peer.decode.msPerToken.toFixed(2)} ms/token → rwkvc ${peer.decodeSpeedup.toFixed(2)}×; ` +
+    `prefill ${peer.prefill.tokensPerSecond.toFixed(1)} tok/s → rwkvc ${peer.prefillSpeedup.toFixed(2)}×`);
   return lines.join('\n');
 }
 
@@ -185,7 +226,8 @@ async function sweep(ctx: Ctx, file: string, maxThreads: number, decode: number,
     const t = m.threads, r = wasmReport(ctx, w, repeat, m, compute.get(t));
     results.push(r);
     decodeBars.push({ group: w, series: `rwkvc ${t}T`, value: r.decode.tokensPerSecond });
-    if (r.decode.rwkvCppMsPerToken) decodeBars.push({ group: w, series: `rwkv.cpp ${t}T`, value: 1000 / r.decode.rwkvCppMsPerToken });
+    if (r.peer && 'decode' in r.peer) decodeBars.push({ group: w, series: `llama.cpp ${t}T (measured)`, value: r.peer.decode.tokensPerSecond });
+    if (r.decode.rwkvCppMsPerToken) decodeBars.push({ group: w, series: `rwkv.cpp ${t}T (recorded)`, value: 1000 / r.decode.rwkvCppMsPerToken });
     fracBars.push({ group: w, series: `${t}T`, value: 100 * r.decode.bandwidthFraction });
   }
   // prefill speed against prompt length, and decode speed against context length (constant: RWKV's state is fixed-size)

@@ -61,7 +61,7 @@ export function writeSafetensors(path: string, tensors: TensorToWrite[], metadat
 }
 
 /** writeSync may write less than asked (and refuses > 2 GiB at once): loop in 1 GiB pieces. */
-function writeAll(fd: number, bytes: Uint8Array): void {
+export function writeAll(fd: number, bytes: Uint8Array): void {
   for (let done = 0; done < bytes.byteLength; ) {
     done += fs.writeSync(fd, bytes, done, Math.min(1 << 30, bytes.byteLength - done));
   }

@@ -1,0 +1,107 @@
+/**
+ * llama.cpp as a peer measured in the same run: the same checkpoint, exported to GGUF
+ * (runtime/checkpoint/gguf-write.ts) in the same weight format, run by ggml's CPU kernels through
+ * node-llama-cpp's prebuilt binaries (a devDependency: `npm i -E node-llama-cpp@3.21.1` elsewhere).
+ * ggml is also what rwkv.cpp, the issue's reference, runs on.
+ *
+ * A decode step is one token in with logits out and a greedy pick (the pick is a ~30 µs argmax over
+ * the vocabulary in ggml's sampler, left in because without a sampled token node-llama-cpp asks for
+ * no logits and llama.cpp would skip the head); prefill is one batch whose last row has logits.
+ */
+import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type { Token } from 'node-llama-cpp';
+import { basename, dirname, join } from 'node:path';
+import type { WeightDType } from '../kernels/plan.ts';
+import type { ModelConfig } from '../kernels/config.ts';
+import { writeGguf, type GgufWeights } from '../runtime/checkpoint/gguf-write.ts';
+
+/** The GGUF storage of each of our weight formats: the same bytes per weight (int8 is Q8_0 everywhere). */
+export const GGUF_WEIGHTS: Record<WeightDType, GgufWeights> = { f32: 'f32', bf16: 'bf16', f16: 'f16', int8: 'q8_0' };
+
+export interface PeerSession {
+  /** e.g. "llama.cpp v0.4.0 (node-llama-cpp 3.21.1), CPU: AVX2 F16C FMA" */
+  name: string;
+  weights: string;
+  /** Decode `n` tokens from a fresh state; the time of each, ms. */
+  decodeRound(n: number): Promise<number[]>;
+  /** Prefill `n` tokens from a fresh state (logits for the last); ms. */
+  prefill(n: number): Promise<number>;
+  dispose(): Promise<void>;
+}
+
+/** The version in the package.json above a package's entry file. */
+function packageVersion(entry: string): string {
+  for (let d = dirname(entry); d !== dirname(d); d = dirname(d)) {
+    const f = join(d, 'package.json');
+    if (existsSync(f)) {
+      const pkg = JSON.parse(readFileSync(f, 'utf8'));
+      if (pkg.name === 'node-llama-cpp') return pkg.version;
+    }
+  }
+  return '?';
+}
+
+/** node-llama-cpp's module, or why it cannot be used. */
+async function loadBinding(): Promise<{ mod: typeof import('node-llama-cpp'); version: string } | { unavailable: string }> {
+  try {
+    const mod = await import('node-llama-cpp');
+    return { mod, version: packageVersion(fileURLToPath(import.meta.resolve('node-llama-cpp'))) };
+  } catch (e) {
+    return { unavailable: `node-llama-cpp is not installed (${(e as Error).message.split('\n')[0]}); npm i -E node-llama-cpp@3.21.1 adds llama.cpp as a peer` };
+  }
+}
+
+/**
+ * A GGUF copy of `checkpoint` in `weights`, written once into `cacheDir` (named by the checkpoint's
+ * name, size and time, so a changed checkpoint gets a new copy).
+ */
+export function ggufFor(checkpoint: string, cfg: ModelConfig, read: (n: string) => Float32Array, weights: GgufWeights, cacheDir: string, onLayer?: (done: number, total: number) => void): string {
+  const st = statSync(checkpoint);
+  const path = join(cacheDir, `${basename(checkpoint).replace(/\.[^.]*$/, '')}-${st.size}-${Math.round(st.mtimeMs)}.${weights}.gguf`);
+  if (!existsSync(path)) {
+    mkdirSync(dirname(path), { recursive: true });
+    writeGguf(path, cfg, read, weights, basename(checkpoint), onLayer);
+  }
+  return path;
+}
+
+/** Open llama.cpp on `gguf` with `threads` threads, or say why it is not available. */
+export async function openLlamaCpp(gguf: string, weights: GgufWeights, threads: number, vocabSize: number): Promise<PeerSession | { unavailable: string }> {
+  const b = await loadBinding();
+  if ('unavailable' in b) return b;
+  const llama = await b.mod.getLlama({ gpu: false, build: 'never', logLevel: b.mod.LlamaLogLevel.error, maxThreads: threads });
+  const model = await llama.loadModel({ modelPath: gguf });
+  const context = await model.createContext({ contextSize: 2048, batchSize: 512, threads, sequences: 1 });
+  const seq = context.getSequence();
+  let r = 12345;
+  const token = () => (1 + ((r = (Math.imul(r, 1103515245) + 12345) >>> 0) % (vocabSize - 1))) as Token;
+  const pick = { generateNext: { token: true, options: { temperature: 0 } } } as const;
+  const features = llama.systemInfo.replace(/^CPU\s*:\s*/, '').split('|').map((s) => s.trim()).filter((s) => /= 1$/.test(s)).map((s) => s.replace(/\s*=\s*1$/, ''));
+  return {
+    name: `llama.cpp ${llama.llamaCppRelease.release} (node-llama-cpp ${b.version}; ${features.join(' ')})`,
+    weights: weights.toUpperCase(),
+    async decodeRound(n) {
+      await seq.clearHistory();
+      const times: number[] = [];
+      for (let i = 0; i < n; i++) {
+        const t0 = performance.now();
+        await seq.controlledEvaluate([[token(), pick]]);
+        times.push(performance.now() - t0);
+      }
+      return times;
+    },
+    async prefill(n) {
+      await seq.clearHistory();
+      const prompt = Array.from({ length: n }, token);
+      const t0 = performance.now();
+      await seq.controlledEvaluate([...prompt.slice(0, -1), [prompt[n - 1], pick]]);
+      return performance.now() - t0;
+    },
+    async dispose() {
+      await context.dispose();
+      await model.dispose();
+      await llama.dispose();
+    },
+  };
+}

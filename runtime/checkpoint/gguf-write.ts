@@ -1,0 +1,223 @@
+/**
+ * Node only: an RWKV-6 checkpoint as a GGUF file for llama.cpp (architecture `rwkv6`), so the same
+ * weights run in ggml: `rwkvc bench` measures llama.cpp beside our targets in the same run.
+ *
+ * GGUF v3: "GGUF", version, tensor count, key/value count; the key/values; per tensor its name,
+ * dimensions (ggml order: fastest first, the reverse of the official shape), ggml type and data
+ * offset; then the data, every tensor aligned to 32 bytes.
+ *
+ * The mapping follows llama.cpp's converter for RWKV-6 (convert_hf_to_gguf.py, Rwkv6Model):
+ *   the ddlerp A matrix and both decay LoRA matrices are transposed, the ddlerp B matrices are
+ *   [5][C][D], the five ddlerp μ vectors are stacked into one time_mix_lerp_fused [w, k, v, r, g],
+ *   and [1, 1, C] vectors lose their unit dimensions. No layer rescaling (rescale_every_n_layers 0).
+ */
+import * as fs from 'node:fs';
+import type { ModelConfig } from '../../kernels/config.ts';
+import { f32ToF16, toBf16, toF16, toInt8, INT8_BLOCK } from '../../kernels/dtype.ts';
+import { inputError } from './errors.ts';
+import { writeAll } from './safetensors-write.ts';
+
+/** Storage of the 2-D and 3-D matrices (vectors stay F32, as in llama.cpp's converter). */
+export type GgufWeights = 'f32' | 'f16' | 'bf16' | 'q8_0';
+
+// ggml_type and llama_ftype numbers (ggml.h, llama.h)
+const GGML_TYPE = { f32: 0, f16: 1, q8_0: 8, bf16: 30 } as const;
+const FILE_TYPE = { f32: 0, f16: 1, q8_0: 7, bf16: 32 } as const;
+const ALIGN = 32;
+
+interface GgufTensor {
+  name: string;
+  /** ggml dimensions, fastest first */
+  ne: number[];
+  type: keyof typeof GGML_TYPE;
+  data: Uint8Array;
+}
+
+/** Values of an official tensor, by name (f32). */
+export type TensorReader = (name: string) => Float32Array;
+
+/** Transpose a row-major [rows, cols] matrix. */
+function transpose(v: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(v.length);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = v[r * cols + c];
+  return out;
+}
+
+function encode(v: Float32Array, type: GgufTensor['type'], rowLen: number): Uint8Array {
+  switch (type) {
+    case 'f32': return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+    case 'f16': return new Uint8Array(toF16(v).buffer);
+    case 'bf16': return new Uint8Array(toBf16(v).buffer);
+    case 'q8_0': {
+      // block_q8_0: an f16 scale, then 32 int8 — the same rounding as our own int8 (kernels/dtype.ts)
+      const { q, scales } = toInt8(v, rowLen);
+      const out = new Uint8Array(scales.length * (2 + INT8_BLOCK));
+      const dv = new DataView(out.buffer);
+      for (let b = 0; b < scales.length; b++) {
+        dv.setUint16(b * 34, f32ToF16(scales[b]), true);
+        out.set(new Uint8Array(q.buffer, b * INT8_BLOCK, INT8_BLOCK), b * 34 + 2);
+      }
+      return out;
+    }
+  }
+}
+
+/** The GGUF tensors of a model, in llama.cpp's names and layouts. */
+function ggufTensors(cfg: ModelConfig, read: TensorReader, weights: GgufWeights, onLayer?: (done: number, total: number) => void): GgufTensor[] {
+  const { nLayer, nEmbd: C, nHead: H, headSize: N, dimFfn: F, vocabSize: V, loraMix: Dm, loraDecay: Dd } = cfg;
+  const out: GgufTensor[] = [];
+  const vec = (name: string, v: Float32Array, ne = [v.length]) => out.push({ name, ne, type: 'f32', data: encode(v, 'f32', 0) });
+  // a matrix of official shape [..., rows, cols] (ggml ne = [cols, rows, ...]); quantised along cols
+  const mat = (name: string, v: Float32Array, ne: number[]) => {
+    const type = weights === 'q8_0' && ne[0] % INT8_BLOCK ? 'f16' : weights;
+    out.push({ name, ne, type, data: encode(v, type, ne[0]) });
+  };
+  mat('token_embd.weight', read('emb.weight'), [C, V]);
+  vec('token_embd_norm.weight', read('blocks.0.ln0.weight'));
+  vec('token_embd_norm.bias', read('blocks.0.ln0.bias'));
+  for (let i = 0; i < nLayer; i++) {
+    onLayer?.(i, nLayer);
+    const b = `blocks.${i}.`, g = `blk.${i}.`;
+    vec(`${g}attn_norm.weight`, read(`${b}ln1.weight`));
+    vec(`${g}attn_norm.bias`, read(`${b}ln1.bias`));
+    vec(`${g}attn_norm_2.weight`, read(`${b}ln2.weight`));
+    vec(`${g}attn_norm_2.bias`, read(`${b}ln2.bias`));
+    mat(`${g}time_mix_w1.weight`, transpose(read(`${b}att.time_maa_w1`), C, 5 * Dm), [C, 5 * Dm]);
+    // [5][D][C] → [5][C][D]
+    const w2 = read(`${b}att.time_maa_w2`), w2t = new Float32Array(w2.length);
+    for (let k = 0; k < 5; k++) w2t.set(transpose(w2.subarray(k * Dm * C, (k + 1) * Dm * C), Dm, C), k * Dm * C);
+    mat(`${g}time_mix_w2.weight`, w2t, [Dm, C, 5]);
+    vec(`${g}time_mix_lerp_x.weight`, read(`${b}att.time_maa_x`), [C, 1, 1]);
+    const fused = new Float32Array(5 * C);
+    ['w', 'k', 'v', 'r', 'g'].forEach((m, k) => fused.set(read(`${b}att.time_maa_${m}`), k * C));
+    vec(`${g}time_mix_lerp_fused.weight`, fused, [C, 1, 1, 5]);
+    vec(`${g}time_mix_first.weight`, read(`${b}att.time_faaaa`), [N, H]);
+    vec(`${g}time_mix_decay.weight`, read(`${b}att.time_decay`), [C]);
+    mat(`${g}time_mix_decay_w1.weight`, transpose(read(`${b}att.time_decay_w1`), C, Dd), [C, Dd]);
+    mat(`${g}time_mix_decay_w2.weight`, transpose(read(`${b}att.time_decay_w2`), Dd, C), [Dd, C]);
+    for (const [ours, theirs] of [['key', 'key'], ['value', 'value'], ['receptance', 'receptance'], ['gate', 'gate']])
+      mat(`${g}time_mix_${theirs}.weight`, read(`${b}att.${ours}.weight`), [C, C]);
+    vec(`${g}time_mix_ln.weight`, read(`${b}att.ln_x.weight`));
+    vec(`${g}time_mix_ln.bias`, read(`${b}att.ln_x.bias`));
+    mat(`${g}time_mix_output.weight`, read(`${b}att.output.weight`), [C, C]);
+    vec(`${g}channel_mix_lerp_k.weight`, read(`${b}ffn.time_maa_k`), [C, 1, 1]);
+    vec(`${g}channel_mix_lerp_r.weight`, read(`${b}ffn.time_maa_r`), [C, 1, 1]);
+    mat(`${g}channel_mix_key.weight`, read(`${b}ffn.key.weight`), [C, F]);
+    mat(`${g}channel_mix_value.weight`, read(`${b}ffn.value.weight`), [F, C]);
+    mat(`${g}channel_mix_receptance.weight`, read(`${b}ffn.receptance.weight`), [C, C]);
+  }
+  vec('output_norm.weight', read('ln_out.weight'));
+  vec('output_norm.bias', read('ln_out.bias'));
+  mat('output.weight', read('head.weight'), [C, V]);
+  onLayer?.(nLayer, nLayer);
+  return out;
+}
+
+/** Little-endian GGUF value writer. */
+class Bytes {
+  private chunks: Uint8Array[] = [];
+  length = 0;
+  private push(b: Uint8Array) { this.chunks.push(b); this.length += b.length; }
+  private num(bytes: number, set: (dv: DataView) => void) { const b = new Uint8Array(bytes); set(new DataView(b.buffer)); this.push(b); }
+  u32(v: number) { this.num(4, (d) => d.setUint32(0, v, true)); }
+  i32(v: number) { this.num(4, (d) => d.setInt32(0, v, true)); }
+  u64(v: number) { this.num(8, (d) => d.setBigUint64(0, BigInt(v), true)); }
+  f32(v: number) { this.num(4, (d) => d.setFloat32(0, v, true)); }
+  str(s: string) { const b = new TextEncoder().encode(s); this.u64(b.length); this.push(b); }
+  bytes() { const out = new Uint8Array(this.length); let o = 0; for (const c of this.chunks) { out.set(c, o); o += c.length; } return out; }
+}
+
+// GGUF metadata value types
+const T = { u32: 4, i32: 5, f32: 6, str: 8, arr: 9 } as const;
+type Kv = [string, 'u32' | 'f32' | 'str', number | string] | [string, 'strs', string[]] | [string, 'i32s', number[]];
+
+/** A byte as Python's bytes repr writes it inside b'…' (how llama.cpp's converter stores World tokens). */
+function byteText(b: number): string {
+  const named: Record<number, string> = { 9: '\\t', 10: '\\n', 13: '\\r', 39: "\\'", 92: '\\\\' };
+  if (named[b]) return named[b];
+  return b >= 32 && b < 127 ? String.fromCharCode(b) : `\\x${b.toString(16).padStart(2, '0')}`;
+}
+
+/**
+ * The tokenizer entries llama.cpp requires. The World vocabulary may not be bundled with this
+ * project, and a benchmark feeds token ids, so only its first 257 entries are real: `<s>` (id 0, as
+ * in llama.cpp's converter) and the 256 single bytes (ids 1..256, as in the World vocabulary;
+ * llama.cpp looks up "\n"); the rest are unique placeholders.
+ */
+function placeholderVocab(V: number): Kv[] {
+  const tokens = Array.from({ length: V }, (_, i) => (i === 0 ? '<s>' : i <= 256 ? byteText(i - 1) : `<${i}>`));
+  return [
+    ['tokenizer.ggml.model', 'str', 'rwkv'],
+    ['tokenizer.ggml.tokens', 'strs', tokens],
+    ['tokenizer.ggml.token_type', 'i32s', tokens.map((_, i) => (i === 0 ? 3 : 1))], // CONTROL, NORMAL
+  ];
+}
+
+/**
+ * Write `cfg`'s tensors (official names, via `read`) as a GGUF file at `path`, matrices in `weights`.
+ * Written to a temporary file renamed at the end, as writeSafetensors does.
+ */
+export function writeGguf(path: string, cfg: ModelConfig, read: TensorReader, weights: GgufWeights, name = 'rwkvc export', onLayer?: (done: number, total: number) => void): void {
+  const arch = 'rwkv6';
+  const kvs: Kv[] = [
+    ['general.architecture', 'str', arch],
+    ['general.name', 'str', name],
+    ['general.file_type', 'u32', FILE_TYPE[weights]],
+    ['general.alignment', 'u32', ALIGN],
+    [`${arch}.context_length`, 'u32', 1048576],
+    [`${arch}.embedding_length`, 'u32', cfg.nEmbd],
+    [`${arch}.block_count`, 'u32', cfg.nLayer],
+    [`${arch}.feed_forward_length`, 'u32', cfg.dimFfn],
+    [`${arch}.attention.head_count`, 'u32', 0], // required by llama.cpp, unused by rwkv6
+    [`${arch}.attention.layer_norm_epsilon`, 'f32', 1e-5],
+    [`${arch}.rescale_every_n_layers`, 'u32', 0],
+    [`${arch}.wkv.head_size`, 'u32', cfg.headSize],
+    [`${arch}.time_mix_extra_dim`, 'u32', cfg.loraMix],
+    [`${arch}.time_decay_extra_dim`, 'u32', cfg.loraDecay],
+    ...placeholderVocab(cfg.vocabSize),
+  ];
+  const tensors = ggufTensors(cfg, read, weights, onLayer);
+
+  const h = new Bytes();
+  h.u32(0x46554747); // "GGUF"
+  h.u32(3);
+  h.u64(tensors.length);
+  h.u64(kvs.length);
+  for (const [key, type, value] of kvs) {
+    h.str(key);
+    if (type === 'strs') { h.u32(T.arr); h.u32(T.str); h.u64(value.length); for (const s of value) h.str(s); }
+    else if (type === 'i32s') { h.u32(T.arr); h.u32(T.i32); h.u64(value.length); for (const v of value) h.i32(v); }
+    else { h.u32(T[type]); if (type === 'str') h.str(value as string); else if (type === 'u32') h.u32(value as number); else h.f32(value as number); }
+  }
+  let offset = 0;
+  const pad = (n: number) => (ALIGN - (n % ALIGN)) % ALIGN;
+  for (const t of tensors) {
+    h.str(t.name);
+    h.u32(t.ne.length);
+    for (const d of t.ne) h.u64(d);
+    h.u32(GGML_TYPE[t.type]);
+    h.u64(offset);
+    offset += t.data.length + pad(t.data.length);
+  }
+  const head = h.bytes();
+
+  const tmp = `${path}.tmp-${process.pid}`;
+  let fd: number | undefined;
+  try {
+    fd = fs.openSync(tmp, 'w');
+    writeAll(fd, head);
+    writeAll(fd, new Uint8Array(pad(head.length)));
+    for (const t of tensors) {
+      writeAll(fd, t.data);
+      writeAll(fd, new Uint8Array(pad(t.data.length)));
+    }
+    fs.closeSync(fd);
+    fd = undefined;
+    fs.renameSync(tmp, path);
+  } catch (e) {
+    if (fd !== undefined) fs.closeSync(fd);
+    fs.rmSync(tmp, { force: true });
+    const code = (e as NodeJS.ErrnoException).code;
+    throw typeof code === 'string' ? inputError(path, undefined, `cannot write: ${code}`) : e;
+  }
+}

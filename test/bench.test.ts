@@ -34,6 +34,14 @@ describe('rwkvc bench --target wasm --json', () => {
     // the fractions are the achieved rates over the limits printed beside them
     expect(o.decode.bandwidthFraction).toBeCloseTo(o.decode.achievedGBs / o.limits.bandwidthGBs, 6);
     expect(o.prefill.computeFraction).toBeCloseTo(o.prefill.matmulGFLOPs / o.limits.computeGFLOPs, 6);
-    expect(o.decode.rwkvCppMsPerToken).toBeUndefined(); // peers are quoted for bench-0.1b only
+    expect(o.decode.rwkvCppMsPerToken).toBeUndefined(); // rwkv.cpp's recorded numbers are for bench-0.1b only
+    // llama.cpp ran the same checkpoint in the same rounds (node-llama-cpp is a devDependency)
+    expect(o.peer?.skipped).toBeUndefined();
+    expect(o.peer).toMatchObject({ weights: 'F32' });
+    expect(o.peer.name).toMatch(/^llama\.cpp /);
+    expect(o.peer.decode.tokens).toBe(o.decode.tokens);
+    for (const v of [o.peer.decode.msPerToken, o.peer.prefill.tokensPerSecond]) expect(Number.isFinite(v) && v > 0, String(v)).toBe(true);
+    expect(o.peer.decodeSpeedup).toBeCloseTo(o.peer.decode.msPerToken / o.decode.msPerToken, 6);
+    expect(o.peer.prefillSpeedup).toBeCloseTo(o.prefill.tokensPerSecond / o.peer.prefill.tokensPerSecond, 6);
   }, 120_000);
 });

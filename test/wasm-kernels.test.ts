@@ -201,10 +201,12 @@ describe('wasm linear', () => {
       const c = linearCase(31, 20, 64, 1, 'int8');
       if (bad === 0) c.bufs.x.data.fill(0);
       else c.bufs.x.data[5] = bad;
-      const { got } = await runCase(c, 'decode', 1);
-      for (const v of got.y0) {
-        if (bad === 0) expect(Object.is(v, 0) || Object.is(v, -0), what).toBe(true);
-        else expect(Number.isFinite(v), what).toBe(false);
+      for (const program of ['decode', 'prefill'] as const) {
+        const { got } = await runCase(c, program, 1);
+        for (const v of got.y0) {
+          if (bad === 0) expect(Object.is(v, 0) || Object.is(v, -0), `${what} ${program}`).toBe(true);
+          else expect(Number.isFinite(v), `${what} ${program}`).toBe(false);
+        }
       }
     }
   });

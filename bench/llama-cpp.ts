@@ -70,9 +70,18 @@ export function ggufFor(checkpoint: string, cfg: ModelConfig, read: (n: string) 
 export async function openLlamaCpp(gguf: string, weights: GgufWeights, threads: number, vocabSize: number): Promise<PeerSession | { unavailable: string }> {
   const b = await loadBinding();
   if ('unavailable' in b) return b;
-  const llama = await b.mod.getLlama({ gpu: false, build: 'never', logLevel: b.mod.LlamaLogLevel.error, maxThreads: threads });
-  const model = await llama.loadModel({ modelPath: gguf });
-  const context = await model.createContext({ contextSize: 2048, batchSize: 512, threads, sequences: 1 });
+  // a binary that does not run here, or a model llama.cpp refuses (a shape its RWKV-6 graph lacks), is a
+  // missing peer, not a failed benchmark
+  let llama, model, context;
+  try {
+    llama = await b.mod.getLlama({ gpu: false, build: 'never', logLevel: b.mod.LlamaLogLevel.error, maxThreads: threads });
+    model = await llama.loadModel({ modelPath: gguf });
+    context = await model.createContext({ contextSize: 2048, batchSize: 512, threads, sequences: 1 });
+  } catch (e) {
+    await model?.dispose();
+    await llama?.dispose();
+    return { unavailable: `llama.cpp could not run ${gguf}: ${(e as Error).message.split('\n')[0]}` };
+  }
   const seq = context.getSequence();
   let r = 12345;
   const token = () => (1 + ((r = (Math.imul(r, 1103515245) + 12345) >>> 0) % (vocabSize - 1))) as Token;

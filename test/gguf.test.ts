@@ -2,7 +2,7 @@
  * The GGUF export (runtime/checkpoint/gguf-write.ts): the file's structure read back here, and
  * llama.cpp (node-llama-cpp's prebuilt ggml) running the exported fixtures against the official logits.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -127,6 +127,16 @@ describe.skipIf(!llama)('llama.cpp runs the exported fixtures', () => {
     }
     return { worst, top1: top1 / tokens.length };
   }
+
+  it('a file llama.cpp refuses makes the bench peer unavailable with a reason, not a crash', async () => {
+    const { openLlamaCpp } = await import('../bench/llama-cpp.ts');
+    const bad = join(dir, 'truncated.gguf');
+    const m = openModel(join(FIX, 'finch-tiny', 'model.safetensors'));
+    writeGguf(bad, m.config, m.read, 'f32');
+    writeFileSync(bad, readFileSync(bad).subarray(0, 5000));
+    const s = await openLlamaCpp(bad, 'f32', 1, m.config.vocabSize);
+    expect('unavailable' in s && s.unavailable).toMatch(/llama\.cpp could not run .*truncated\.gguf/);
+  });
 
   it.each(['finch-tiny', 'finch-tiny-bf16'])('%s as f32: official log-probabilities within 1e-4', async (fixture) => {
     const { worst, top1 } = await worstLogProb(fixture, 'f32');

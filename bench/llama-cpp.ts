@@ -61,7 +61,7 @@ export function ggufFor(checkpoint: string, cfg: ModelConfig, read: (n: string) 
   const path = join(cacheDir, `${basename(checkpoint).replace(/\.[^.]*$/, '')}-${st.size}-${Math.round(st.mtimeMs)}.${weights}.gguf`);
   if (!existsSync(path)) {
     mkdirSync(dirname(path), { recursive: true });
-    writeGguf(path, cfg, read, weights, basename(checkpoint), onLayer);
+    writeGguf(path, cfg, read, weights, { name: basename(checkpoint), onLayer });
   }
   return path;
 }

@@ -10,6 +10,7 @@ import { inspectCommand } from './inspect.ts';
 import { randomModelCommand } from './random-model.ts';
 import { demoCommand } from './demo.ts';
 import { benchCommand } from './bench.ts';
+import { ggufCommand } from './gguf.ts';
 import { detokenizeCommand, runCommand, tokenizeCommand } from './text.ts';
 
 const program = new Command()
@@ -25,6 +26,7 @@ program.addCommand(inspectCommand());
 program.addCommand(logitsCommand());
 program.addCommand(benchCommand());
 program.addCommand(randomModelCommand());
+program.addCommand(ggufCommand());
 program.addCommand(runCommand());
 program.addCommand(tokenizeCommand());
 program.addCommand(detokenizeCommand());

@@ -111,3 +111,25 @@ describe('rwkvc compile / inspect', () => {
     expect(r.stderr.trim()).toMatch(/bad-model\.mts:\d+:\d+: matmul: input width 128 does not match weight \[128, 129\]/);
   });
 });
+
+describe('rwkvc gguf', () => {
+  it('writes a GGUF file llama.cpp reads (checked in gguf.test.ts); a vocabulary too big for the model is one clear line', () => {
+    const out = join(tmp, 'tiny.gguf');
+    const r = rwkvc('gguf', '--model', join(FIXTURES, 'finch-tiny', 'model.pth'), '--weights', 'q8_0', '-o', out);
+    expect(r.status, r.stderr).toBe(0);
+    expect(readFileSync(out).subarray(0, 4).toString()).toBe('GGUF');
+    // the 256 single bytes (ids 1..256, as the World vocabulary has them) and one id past the model's 256 rows
+    const bytes = Array.from({ length: 256 }, (_, b) => `${b + 1} ${b < 128 ? '' : 'b'}'\\x${b.toString(16).padStart(2, '0')}' 1`);
+    const vocab = write('vocab.txt', [...bytes, "300 'ab' 2"].join('\n') + '\n');
+    const bad = rwkvc('gguf', '--model', join(FIXTURES, 'finch-tiny', 'model.pth'), '--vocab', vocab, '-o', join(tmp, 'bad.gguf'));
+    expect(bad.status).toBe(2);
+    expect(bad.stderr.trim().split('\n')).toHaveLength(1);
+    expect(bad.stderr).toMatch(/bad\.gguf: the vocabulary has 301 ids but the model's embedding has 256 rows/);
+  });
+});
+
+function write(name: string, data: string): string {
+  const p = join(tmp, name);
+  writeFileSync(p, data);
+  return p;
+}

@@ -131,37 +131,65 @@ class Bytes {
 const T = { u32: 4, i32: 5, f32: 6, str: 8, arr: 9 } as const;
 type Kv = [string, 'u32' | 'f32' | 'str', number | string] | [string, 'strs', string[]] | [string, 'i32s', number[]];
 
-/** A byte as Python's bytes repr writes it inside b'…' (how llama.cpp's converter stores World tokens). */
-function byteText(b: number): string {
-  const named: Record<number, string> = { 9: '\\t', 10: '\\n', 13: '\\r', 39: "\\'", 92: '\\\\' };
-  if (named[b]) return named[b];
-  return b >= 32 && b < 127 ? String.fromCharCode(b) : `\\x${b.toString(16).padStart(2, '0')}`;
+/**
+ * Token bytes as llama.cpp's RWKV tokenizer reads them back (llama_unescape_rwkv_token): what its
+ * converter writes, Python's bytes repr without the b'…' (\t \n \r \\ and \xNN escapes; printable ASCII as is).
+ */
+export function escapeTokenBytes(b: Uint8Array): string {
+  let s = '';
+  for (const c of b) {
+    if (c === 9) s += '\\t';
+    else if (c === 10) s += '\\n';
+    else if (c === 13) s += '\\r';
+    else if (c === 92) s += '\\\\';
+    else if (c >= 32 && c < 127) s += String.fromCharCode(c);
+    else s += `\\x${c.toString(16).padStart(2, '0')}`;
+  }
+  return s;
 }
 
+/** Token bytes by id (a WorldTokenizer), for the real vocabulary. */
+export interface VocabSource { vocabSize: number; tokenBytes(id: number): Uint8Array | undefined }
+
 /**
- * The tokenizer entries llama.cpp requires. The World vocabulary may not be bundled with this
- * project, and a benchmark feeds token ids, so only its first 257 entries are real: `<s>` (id 0, as
- * in llama.cpp's converter) and the 256 single bytes (ids 1..256, as in the World vocabulary;
- * llama.cpp looks up "\n"); the rest are unique placeholders.
+ * The tokenizer entries llama.cpp requires: `<s>` at id 0 (as in llama.cpp's converter), then the
+ * World vocabulary's tokens, then `[PADn]` for rows past it. Without the vocabulary (it may not be
+ * bundled, and a benchmark feeds token ids) ids 1..256 are the 256 single bytes, as in the World
+ * vocabulary (llama.cpp looks up "\n"), and the rest placeholders.
  */
-function placeholderVocab(V: number): Kv[] {
-  const tokens = Array.from({ length: V }, (_, i) => (i === 0 ? '<s>' : i <= 256 ? byteText(i - 1) : `<${i}>`));
+function vocabEntries(V: number, vocab?: VocabSource): Kv[] {
+  const tokens: string[] = [], types: number[] = [];
+  for (let i = 0; i < V; i++) {
+    const b = i === 0 ? undefined : vocab ? vocab.tokenBytes(i) : i <= 256 ? Uint8Array.of(i - 1) : undefined;
+    tokens.push(i === 0 ? '<s>' : b ? escapeTokenBytes(b) : vocab ? `[PAD${i}]` : `<${i}>`);
+    types.push(i === 0 ? 3 : b || !vocab ? 1 : 5); // CONTROL, NORMAL, UNUSED
+  }
   return [
     ['tokenizer.ggml.model', 'str', 'rwkv'],
     ['tokenizer.ggml.tokens', 'strs', tokens],
-    ['tokenizer.ggml.token_type', 'i32s', tokens.map((_, i) => (i === 0 ? 3 : 1))], // CONTROL, NORMAL
+    ['tokenizer.ggml.token_type', 'i32s', types],
   ];
+}
+
+export interface GgufOptions {
+  /** general.name */
+  name?: string;
+  /** The World vocabulary, for a file llama.cpp can tokenize text with (else placeholders). */
+  vocab?: VocabSource;
+  onLayer?: (done: number, total: number) => void;
 }
 
 /**
  * Write `cfg`'s tensors (official names, via `read`) as a GGUF file at `path`, matrices in `weights`.
  * Written to a temporary file renamed at the end, as writeSafetensors does.
  */
-export function writeGguf(path: string, cfg: ModelConfig, read: TensorReader, weights: GgufWeights, name = 'rwkvc export', onLayer?: (done: number, total: number) => void): void {
+export function writeGguf(path: string, cfg: ModelConfig, read: TensorReader, weights: GgufWeights, o: GgufOptions = {}): void {
+  if (o.vocab && o.vocab.vocabSize > cfg.vocabSize)
+    throw inputError(path, undefined, `the vocabulary has ${o.vocab.vocabSize} ids but the model's embedding has ${cfg.vocabSize} rows`);
   const arch = 'rwkv6';
   const kvs: Kv[] = [
     ['general.architecture', 'str', arch],
-    ['general.name', 'str', name],
+    ['general.name', 'str', o.name ?? 'rwkvc export'],
     ['general.file_type', 'u32', FILE_TYPE[weights]],
     ['general.alignment', 'u32', ALIGN],
     [`${arch}.context_length`, 'u32', 1048576],
@@ -174,9 +202,9 @@ export function writeGguf(path: string, cfg: ModelConfig, read: TensorReader, we
     [`${arch}.wkv.head_size`, 'u32', cfg.headSize],
     [`${arch}.time_mix_extra_dim`, 'u32', cfg.loraMix],
     [`${arch}.time_decay_extra_dim`, 'u32', cfg.loraDecay],
-    ...placeholderVocab(cfg.vocabSize),
+    ...vocabEntries(cfg.vocabSize, o.vocab),
   ];
-  const tensors = ggufTensors(cfg, read, weights, onLayer);
+  const tensors = ggufTensors(cfg, read, weights, o.onLayer);
 
   const h = new Bytes();
   h.u32(0x46554747); // "GGUF"

@@ -17,10 +17,11 @@ export function barSpec(title: string, yTitle: string, bars: Bar[]): TopLevelSpe
     data: { values: bars },
     mark: { type: 'bar', tooltip: true },
     encoding: {
-      x: { field: 'group', type: 'nominal', title: null },
-      xOffset: { field: 'series' },
+      // groups and series in the order the bars come (not alphabetical), legend labels whole
+      x: { field: 'group', type: 'nominal', title: null, sort: null },
+      xOffset: { field: 'series', sort: null },
       y: { field: 'value', type: 'quantitative', title: yTitle },
-      color: { field: 'series', type: 'nominal', title: null, legend: { orient: 'bottom' } },
+      color: { field: 'series', type: 'nominal', title: null, sort: null, legend: { orient: 'bottom', columns: 2, labelLimit: 0 } },
     },
   };
 }

@@ -208,6 +208,26 @@ function formatResult(r: Record<string, unknown>): string {
   return lines.join('\n');
 }
 
+type SweepSummary = { model: string; results: ReturnType<typeof wasmReport>[]; prefillByLength: Point[]; decodeByContext: Point[] };
+
+/** The sweep's charts: decode per format and thread count (with the peers), its share of the bandwidth roofline, prefill and decode by length. */
+export async function sweepSvg(s: SweepSummary): Promise<string> {
+  const decodeBars: Bar[] = [], fracBars: Bar[] = [];
+  for (const r of s.results) {
+    const { weights: w, threads: t } = r;
+    decodeBars.push({ group: w, series: `rwkvc ${t}T`, value: r.decode.tokensPerSecond });
+    if (r.peer && 'decode' in r.peer) decodeBars.push({ group: w, series: `llama.cpp ${t}T (same run)`, value: r.peer.decode.tokensPerSecond });
+    if (r.decode.rwkvCppMsPerToken) decodeBars.push({ group: w, series: `rwkv.cpp ${t}T (recorded elsewhere)`, value: 1000 / r.decode.rwkvCppMsPerToken });
+    fracBars.push({ group: w, series: `${t}T`, value: 100 * r.decode.bandwidthFraction });
+  }
+  return renderSvg(concatSpec([
+    barSpec(`decode tokens/s, ${s.model}`, 'tokens/s', decodeBars),
+    barSpec('decode: share of the measured bandwidth roofline', '% of roofline', fracBars),
+    lineSpec('prefill tokens/s by prompt length', 'prompt tokens', 'tokens/s', s.prefillByLength),
+    lineSpec('decode tokens/s by context length', 'tokens already in context', 'tokens/s', s.decodeByContext),
+  ]));
+}
+
 async function sweep(ctx: Ctx, file: string, maxThreads: number, decode: number, prefill: number, repeat: number, json: boolean) {
   const threadList = [...new Set([1, maxThreads])];
   const compute = new Map<number, number>();
@@ -220,16 +240,7 @@ async function sweep(ctx: Ctx, file: string, maxThreads: number, decode: number,
       compute.set(t, Math.max(compute.get(t)!, m.compute.rooflineGflops));
       runs.push({ w, m });
     }
-  const results = [];
-  const decodeBars: Bar[] = [], fracBars: Bar[] = [];
-  for (const { w, m } of runs) {
-    const t = m.threads, r = wasmReport(ctx, w, repeat, m, compute.get(t));
-    results.push(r);
-    decodeBars.push({ group: w, series: `rwkvc ${t}T`, value: r.decode.tokensPerSecond });
-    if (r.peer && 'decode' in r.peer) decodeBars.push({ group: w, series: `llama.cpp ${t}T (measured)`, value: r.peer.decode.tokensPerSecond });
-    if (r.decode.rwkvCppMsPerToken) decodeBars.push({ group: w, series: `rwkv.cpp ${t}T (recorded)`, value: 1000 / r.decode.rwkvCppMsPerToken });
-    fracBars.push({ group: w, series: `${t}T`, value: 100 * r.decode.bandwidthFraction });
-  }
+  const results = runs.map(({ w, m }) => wasmReport(ctx, w, repeat, m, compute.get(m.threads)));
   // prefill speed against prompt length, and decode speed against context length (constant: RWKV's state is fixed-size)
   const { loadWasmTarget } = await import('../targets/wasm/runtime.ts');
   const plan = await planFor(ctx, 'f32', prefill);
@@ -253,15 +264,9 @@ async function sweep(ctx: Ctx, file: string, maxThreads: number, decode: number,
     ctxPts.push({ x: Math.max(target, 1), y: 1000 / times[8], series: `f32 ${maxThreads}T` });
   }
   m.dispose();
-  const svg = await renderSvg(concatSpec([
-    barSpec(`decode tokens/s, ${ctx.preset ?? 'model'}`, 'tokens/s', decodeBars),
-    barSpec('decode: share of the measured bandwidth roofline', '% of roofline', fracBars),
-    lineSpec('prefill tokens/s by prompt length', 'prompt tokens', 'tokens/s', prefillPts),
-    lineSpec('decode tokens/s by context length', 'tokens already in context', 'tokens/s', ctxPts),
-  ]));
+  const summary = { model: ctx.preset ?? ctx.model.path, results, prefillByLength: prefillPts, decodeByContext: ctxPts, plot: file };
   mkdirSync(dirname(resolve(file)), { recursive: true });
-  writeFileSync(file, svg);
-  const summary = { results, prefillByLength: prefillPts, decodeByContext: ctxPts, plot: file };
+  writeFileSync(file, await sweepSvg(summary));
   ctx.progress.stop();
   if (json) process.stdout.write(JSON.stringify(summary, null, 1) + '\n');
   else {

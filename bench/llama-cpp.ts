@@ -20,7 +20,7 @@ import { writeGguf, type GgufWeights } from '../runtime/checkpoint/gguf-write.ts
 export const GGUF_WEIGHTS: Record<WeightDType, GgufWeights> = { f32: 'f32', bf16: 'bf16', f16: 'f16', int8: 'q8_0' };
 
 export interface PeerSession {
-  /** e.g. "llama.cpp v0.4.0 (node-llama-cpp 3.21.1), CPU: AVX2 F16C FMA" */
+  /** e.g. "llama.cpp v0.4.0 (node-llama-cpp 3.21.1; SSE3 SSSE3 AVX AVX2 F16C FMA …)": the CPU features ggml was built with */
   name: string;
   weights: string;
   /** Decode `n` tokens from a fresh state; the time of each, ms. */

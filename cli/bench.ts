@@ -69,8 +69,8 @@ async function openPeer(ctx: Ctx, weights: WeightDType, threads: number) {
   if (ctx.peer === 'none' || ctx.peerSkipped) return undefined;
   const { GGUF_WEIGHTS, ggufFor, openLlamaCpp } = await import('../bench/llama-cpp.ts');
   const g = GGUF_WEIGHTS[weights];
-  const b = bar(ctx, `GGUF ${g} for llama.cpp`), progressOf = (d: number, n: number) => b('layers', d, n);
-  const gguf = ggufFor(ctx.model.path, ctx.model.config, ctx.model.read, g, resolve('out', 'cache'), (d, n) => progressOf(d, n));
+  const progress = bar(ctx, `GGUF ${g} for llama.cpp`);
+  const gguf = ggufFor(ctx.model.path, ctx.model.config, ctx.model.read, g, resolve('out', 'cache'), (d, n) => progress('layers', d, n));
   const s = await openLlamaCpp(gguf, g, threads, ctx.model.config.vocabSize);
   if ('unavailable' in s) {
     ctx.peerSkipped = s.unavailable;
@@ -111,15 +111,13 @@ function wasmReport(ctx: Ctx, weights: WeightDType, repeat: number, r: WasmResul
     },
     limits: { bandwidthGBs: limits.bandwidthGBs, computeGFLOPs: limits.computeGflops },
     // measured in the same rounds as ours: speedup > 1 means rwkvc is faster
-    ...(r.peer ? {
-      peer: {
-        name: r.peer.name, weights: r.peer.weights,
-        decode: { tokensPerSecond: r.peer.decode.tokensPerS, msPerToken: r.peer.decode.msPerToken, tokens: r.peer.decode.tokens },
-        prefill: { tokensPerSecond: r.peer.prefill.tokensPerS },
-        decodeSpeedup: r.peer.decode.msPerToken / r.decode.msPerToken,
-        prefillSpeedup: r.prefill.tokensPerS / r.peer.prefill.tokensPerS,
-      },
-    } : ctx.peerSkipped ? { peer: { skipped: ctx.peerSkipped } } : {}) as { peer?: PeerReport },
+    peer: (r.peer ? {
+      name: r.peer.name, weights: r.peer.weights,
+      decode: { tokensPerSecond: r.peer.decode.tokensPerS, msPerToken: r.peer.decode.msPerToken, tokens: r.peer.decode.tokens },
+      prefill: { tokensPerSecond: r.peer.prefill.tokensPerS },
+      decodeSpeedup: r.peer.decode.msPerToken / r.decode.msPerToken,
+      prefillSpeedup: r.prefill.tokensPerS / r.peer.prefill.tokensPerS,
+    } : ctx.peerSkipped ? { skipped: ctx.peerSkipped } : undefined) as PeerReport | undefined,
   };
 }
 
@@ -201,8 +199,8 @@ function formatResult(r: Record<string, unknown>): string {
   lines.push(`prefill: ${p.tokensPerSecond.toFixed(1)} tok/s for ${p.tokens} tokens` +
     (p.computeFraction !== undefined ? `, matmuls ${p.matmulGFLOPs.toFixed(1)} GFLOP/s = ${(100 * p.computeFraction).toFixed(0)}% of the measured ${l!.computeGFLOPs.toFixed(1)} GFLOP/s` : '') +
     (p.rwkvCppTokensPerSecond ? `; rwkv.cpp ${p.rwkvCppTokensPerSecond} tok/s → ${p.ratioVsRwkvCpp.toFixed(2)}×` : ''));
-  const peer = r.peer as { name: string; weights: string; decode: Record<string, number>; prefill: Record<string, number>; decodeSpeedup: number; prefillSpeedup: number; skipped?: string } | undefined;
-  if (peer?.skipped) lines.push(`peer:    none (${peer.skipped})`);
+  const peer = r.peer as PeerReport | undefined;
+  if (peer && 'skipped' in peer) lines.push(`peer:    none (${peer.skipped})`);
   else if (peer) lines.push(`peer:    ${peer.name}, ${peer.weights}, same rounds: decode ${peer.decode.msPerToken.toFixed(2)} ms/token → rwkvc ${peer.decodeSpeedup.toFixed(2)}×; ` +
     `prefill ${peer.prefill.tokensPerSecond.toFixed(1)} tok/s → rwkvc ${peer.prefillSpeedup.toFixed(2)}×`);
   return lines.join('\n');

@@ -1,5 +1,6 @@
 /**
- * Node only: a checkpoint file as a ByteSource of positioned reads on an open file descriptor.
+ * Node only: a checkpoint file as a ByteSource of positioned reads on an open file descriptor, and
+ * writing a file whole or not at all.
  * Checkpoints can be tens of GB, so nothing reads a whole file: readers parse headers with small reads
  * and fetch each tensor's bytes only when asked. The readers themselves are portable (source.ts).
  */
@@ -54,4 +55,27 @@ function readFd(fd: number, offset: number, length: number): Uint8Array {
 
 export function closeFile(f: OpenFile): void {
   f.close();
+}
+
+/**
+ * Write `parts` one after another to a temporary file renamed to `path` at the end, so a failed write
+ * (disk full, a bad value found half-way) never leaves a half file under `path`.
+ */
+export function writeFileAtomic(path: string, parts: Iterable<Uint8Array>): void {
+  const tmp = `${path}.tmp-${process.pid}`;
+  let fd: number | undefined;
+  try {
+    fd = fs.openSync(tmp, 'w');
+    // writeSync may write less than asked (and refuses > 2 GiB at once): loop in 1 GiB pieces
+    for (const b of parts)
+      for (let done = 0; done < b.byteLength; ) done += fs.writeSync(fd, b, done, Math.min(CHUNK, b.byteLength - done));
+    fs.closeSync(fd);
+    fd = undefined;
+    fs.renameSync(tmp, path);
+  } catch (e) {
+    if (fd !== undefined) fs.closeSync(fd);
+    fs.rmSync(tmp, { force: true });
+    const code = (e as NodeJS.ErrnoException).code;
+    throw typeof code === 'string' ? inputError(path, undefined, `cannot write: ${code}`) : e;
+  }
 }

@@ -11,11 +11,10 @@
  *   [5][C][D], the five ddlerp μ vectors are stacked into one time_mix_lerp_fused [w, k, v, r, g],
  *   and [1, 1, C] vectors lose their unit dimensions. No layer rescaling (rescale_every_n_layers 0).
  */
-import * as fs from 'node:fs';
 import type { ModelConfig } from '../../kernels/config.ts';
 import { f32ToF16, toBf16, toF16, toInt8, INT8_BLOCK } from '../../kernels/dtype.ts';
 import { inputError } from './errors.ts';
-import { writeAll } from './safetensors-write.ts';
+import { writeFileAtomic } from './fileio.ts';
 
 /** Storage of the 2-D and 3-D matrices (vectors stay F32, as in llama.cpp's converter). */
 export type GgufWeights = 'f32' | 'f16' | 'bf16' | 'q8_0';
@@ -181,7 +180,7 @@ export interface GgufOptions {
 
 /**
  * Write `cfg`'s tensors (official names, via `read`) as a GGUF file at `path`, matrices in `weights`.
- * Written to a temporary file renamed at the end, as writeSafetensors does.
+ * Written whole or not at all (writeFileAtomic).
  */
 export function writeGguf(path: string, cfg: ModelConfig, read: TensorReader, weights: GgufWeights, o: GgufOptions = {}): void {
   if (o.vocab && o.vocab.vocabSize > cfg.vocabSize)
@@ -229,23 +228,9 @@ export function writeGguf(path: string, cfg: ModelConfig, read: TensorReader, we
   }
   const head = h.bytes();
 
-  const tmp = `${path}.tmp-${process.pid}`;
-  let fd: number | undefined;
-  try {
-    fd = fs.openSync(tmp, 'w');
-    writeAll(fd, head);
-    writeAll(fd, new Uint8Array(pad(head.length)));
-    for (const t of tensors) {
-      writeAll(fd, t.data);
-      writeAll(fd, new Uint8Array(pad(t.data.length)));
-    }
-    fs.closeSync(fd);
-    fd = undefined;
-    fs.renameSync(tmp, path);
-  } catch (e) {
-    if (fd !== undefined) fs.closeSync(fd);
-    fs.rmSync(tmp, { force: true });
-    const code = (e as NodeJS.ErrnoException).code;
-    throw typeof code === 'string' ? inputError(path, undefined, `cannot write: ${code}`) : e;
-  }
+  writeFileAtomic(path, (function* () {
+    yield head;
+    yield new Uint8Array(pad(head.length));
+    for (const t of tensors) { yield t.data; yield new Uint8Array(pad(t.data.length)); }
+  })());
 }

@@ -1,8 +1,8 @@
 /**
  * Node only: writing safetensors files (the format is described in safetensors.ts).
  */
-import * as fs from 'node:fs';
 import { inputError } from './errors.ts';
+import { writeFileAtomic } from './fileio.ts';
 import { DTYPE_BYTES, numelOf, shapeStr, type StoredDType } from './dtypes.ts';
 import { TO_ST } from './safetensors.ts';
 
@@ -42,27 +42,5 @@ export function writeSafetensors(path: string, tensors: TensorToWrite[], metadat
   const head = new Uint8Array(8);
   new DataView(head.buffer).setBigUint64(0, BigInt(jsonBytes.byteLength), true);
 
-  const tmp = `${path}.tmp-${process.pid}`;
-  let fd: number | undefined;
-  try {
-    fd = fs.openSync(tmp, 'w');
-    writeAll(fd, head);
-    writeAll(fd, jsonBytes);
-    for (const t of tensors) writeAll(fd, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
-    fs.closeSync(fd);
-    fd = undefined;
-    fs.renameSync(tmp, path);
-  } catch (e) {
-    if (fd !== undefined) fs.closeSync(fd);
-    fs.rmSync(tmp, { force: true });
-    const code = (e as NodeJS.ErrnoException).code;
-    throw typeof code === 'string' ? inputError(path, undefined, `cannot write: ${code}`) : e;
-  }
-}
-
-/** writeSync may write less than asked (and refuses > 2 GiB at once): loop in 1 GiB pieces. */
-export function writeAll(fd: number, bytes: Uint8Array): void {
-  for (let done = 0; done < bytes.byteLength; ) {
-    done += fs.writeSync(fd, bytes, done, Math.min(1 << 30, bytes.byteLength - done));
-  }
+  writeFileAtomic(path, [head, jsonBytes, ...tensors.map((t) => new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength))]);
 }

@@ -95,6 +95,14 @@ describe('GGUF export', () => {
   });
 });
 
+describe('GGUF export errors', () => {
+  it('an unwritable path is one error naming it', () => {
+    const m = openModel(join(FIX, 'finch-tiny', 'model.safetensors'));
+    const path = join(dir, 'no-such-dir', 'x.gguf');
+    expect(() => writeGguf(path, m.config, m.read, 'f16')).toThrow(/no-such-dir\/x\.gguf: cannot write: ENOENT/);
+  });
+});
+
 const llama = await import('node-llama-cpp').catch((e: Error) => {
   console.log(`skipping the llama.cpp checks: node-llama-cpp does not load (${e.message.split('\n')[0]})`);
   return null;

@@ -11,7 +11,7 @@ import { Command, Option } from 'commander';
 import { MultiBar, Presets, type SingleBar } from 'cli-progress';
 import { compileGraph } from '../compiler/index.ts';
 import type { KernelPlan, WeightDType } from '../kernels/plan.ts';
-import { UserError } from '../runtime/errors.ts';
+import { UserError } from '../kernels/errors.ts';
 import { buildGraph, weightProvider } from '../runtime/load.ts';
 import { openModel, type OpenModel } from '../runtime/model.ts';
 import { PRESETS } from '../runtime/presets.ts';

@@ -1,7 +1,7 @@
 /** `--config`: a preset name, a JSON config file, or a checkpoint whose shapes give the config. */
 import { existsSync, readFileSync } from 'node:fs';
 import type { ModelConfig } from '../kernels/config.ts';
-import { UserError } from '../runtime/errors.ts';
+import { UserError } from '../kernels/errors.ts';
 import { openModel } from '../runtime/model.ts';
 import { PRESETS } from '../runtime/presets.ts';
 

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { Command } from 'commander';
 import type { KernelPlan, WeightDType } from '../kernels/plan.ts';
 import { INT8_BLOCK } from '../kernels/dtype.ts';
-import { UserError } from '../runtime/errors.ts';
+import { UserError } from '../kernels/errors.ts';
 
 const BYTES: Record<WeightDType, number> = { f32: 4, bf16: 2, f16: 2, int8: 1 + 2 / INT8_BLOCK };
 

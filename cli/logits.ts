@@ -1,7 +1,7 @@
 import { count } from './args.ts';
 import { Command, Option } from 'commander';
 import { writeSafetensors } from '../runtime/checkpoint/index.ts';
-import { UserError } from '../runtime/errors.ts';
+import { UserError } from '../kernels/errors.ts';
 import { initialState, openModel } from '../runtime/model.ts';
 import { parseMode, runTokens } from '../runtime/run-tokens.ts';
 import { loadTargetForModel, TARGETS } from '../runtime/load.ts';

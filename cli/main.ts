@@ -3,7 +3,7 @@
  * and turns a UserError into one line on stderr and exit code 2 (anything else is a bug: stack trace).
  */
 import { Command } from 'commander';
-import { UserError } from '../runtime/errors.ts';
+import { UserError } from '../kernels/errors.ts';
 import { logitsCommand } from './logits.ts';
 import { compileCommand } from './compile.ts';
 import { inspectCommand } from './inspect.ts';

@@ -2,7 +2,7 @@ import { count, int } from './args.ts';
 import { Command, Option } from 'commander';
 import { SingleBar, Presets } from 'cli-progress';
 import type { ModelConfig } from '../kernels/config.ts';
-import { UserError } from '../runtime/errors.ts';
+import { UserError } from '../kernels/errors.ts';
 import { PRESETS } from '../runtime/presets.ts';
 import { writeRandomModel } from '../runtime/random-model.ts';
 

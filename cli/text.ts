@@ -2,7 +2,7 @@ import { count, int, num } from './args.ts';
 import { Command, Option } from 'commander';
 import { SingleBar, Presets } from 'cli-progress';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { UserError } from '../runtime/errors.ts';
+import { UserError } from '../kernels/errors.ts';
 import { load, TARGETS } from '../runtime/load.ts';
 import { loadWorldTokenizer } from '../runtime/tokenizer.ts';
 import type { WeightDType } from '../kernels/plan.ts';

@@ -28,8 +28,8 @@ import type { ModelConfig } from '../kernels/config.ts';
 import type { KernelPlan, WeightDType } from '../kernels/plan.ts';
 import { compileWasm } from '../targets/wasm/codegen.ts';
 import { emitWgsl } from '../targets/wgsl/codegen.ts';
-import { DEFAULT_LIMITS } from '../targets/wgsl/lower.ts';
-import { UserError } from '../runtime/errors.ts';
+import { DEFAULT_LIMITS } from '../targets/gpu/lower.ts';
+import { UserError } from '../kernels/errors.ts';
 import { buildGraph } from '../runtime/load.ts';
 import { PRESETS } from '../runtime/presets.ts';
 import { compileGraph } from './index.ts';
@@ -75,7 +75,7 @@ const PLATFORM = {
 const RUNTIME_ROOTS = [
   PLATFORM.node, PLATFORM.web,
   'runtime/package/model.ts', 'runtime/package/wasm.ts', 'runtime/package/wgsl.ts', 'runtime/session.ts', 'runtime/sampler.ts',
-  'runtime/world-tokenizer.ts', 'runtime/state-file.ts', 'runtime/errors.ts', 'runtime/checkpoint/reader.ts',
+  'runtime/world-tokenizer.ts', 'runtime/state-file.ts', 'kernels/errors.ts', 'runtime/checkpoint/reader.ts',
   'kernels/weights.ts', 'kernels/dtype.ts', 'targets/backend.ts',
 ];
 
@@ -423,11 +423,11 @@ function entryStructure(name: string, cls: string, config: ModelConfig, weights:
       },
       { kind: StructureKind.ImportDeclaration, moduleSpecifier: './runtime/package/wasm.ts', namedImports: ['loadWasmModel'] },
       { kind: StructureKind.ImportDeclaration, moduleSpecifier: './runtime/package/wgsl.ts', namedImports: ['loadWgslModel'] },
-      { kind: StructureKind.ImportDeclaration, moduleSpecifier: './runtime/errors.ts', namedImports: ['UserError'] },
+      { kind: StructureKind.ImportDeclaration, moduleSpecifier: './kernels/errors.ts', namedImports: ['UserError'] },
       { kind: StructureKind.ImportDeclaration, moduleSpecifier: './runtime/world-tokenizer.ts', namedImports: [{ name: 'WorldTokenizer', isTypeOnly: true }] },
       { kind: StructureKind.ImportDeclaration, moduleSpecifier: PLATFORM.specifier, namedImports: ['platform'] },
       { kind: StructureKind.ExportDeclaration, moduleSpecifier: './runtime/session.ts', namedExports: [{ name: 'GenerateOptions', isTypeOnly: true }, { name: 'StateSnapshot', isTypeOnly: true }] },
-      { kind: StructureKind.ExportDeclaration, moduleSpecifier: './runtime/errors.ts', namedExports: ['UserError'] },
+      { kind: StructureKind.ExportDeclaration, moduleSpecifier: './kernels/errors.ts', namedExports: ['UserError'] },
       { kind: StructureKind.ExportDeclaration, moduleSpecifier: './runtime/package/model.ts', namedExports: [{ name: 'BackendInfo', isTypeOnly: true }] },
       {
         kind: StructureKind.VariableStatement, isExported: true, declarationKind: VariableDeclarationKind.Const,

@@ -11,8 +11,9 @@ import { refKey } from '../ir/node.ts';
 import { fusedKernel, isFused } from '../ir/fused.ts';
 import { printNode } from '../ir/print.ts';
 import { fmtLoc } from '../ir/types.ts';
-import { UserError } from '../runtime/errors.ts';
+import { UserError } from '../kernels/errors.ts';
 import { planMemory } from './memory.ts';
+import { kernelBuffers } from '../kernels/program.ts';
 
 function weightName(n: NodeOf<'weight'>): string {
   const a = n.attrs;
@@ -118,22 +119,7 @@ function bufferRole(n: Node, name: string, isOutput: boolean): BufferDecl['role'
   return isOutput ? 'output' : 'activation';
 }
 
-/** Every buffer name a kernel reads or writes, in order. */
-export function kernelBuffers(k: Kernel): string[] {
-  switch (k.kind) {
-    case 'embed': return [k.tokens, k.out];
-    case 'layernorm': return [k.x, k.out];
-    case 'token_shift': return [k.x, k.shiftIn, k.shiftOut, ...k.outs];
-    case 'linear': return k.groups.flatMap((g) => [g.x, ...exprLoads(g.prologue), ...exprLoads(g.epilogue), g.y]);
-    case 'wkv': return [k.r, k.k, k.v, ...(k.decay.kind === 'lora' ? [k.decay.z] : [k.decay.w]), ...(k.gate ? [k.gate] : []), k.state, k.out];
-  }
-}
 
-function exprLoads(e: import('../kernels/plan.ts').Expr | undefined): string[] {
-  if (!e) return [];
-  if (e.op === 'load') return [e.buf];
-  return 'args' in e ? e.args.flatMap(exprLoads) : [];
-}
 
 export function lowerPlan(g: Graph, config: ModelConfig, chunk: number, batch = 0, model = g.name): KernelPlan {
   return {

@@ -6,7 +6,7 @@
  */
 import type { BufferDecl, Kernel } from '../kernels/plan.ts';
 import { numel } from '../ir/types.ts';
-import { kernelBuffers } from './lower.ts';
+import { kernelBuffers } from '../kernels/program.ts';
 
 const ALIGN = 256; // enough for WebGPU's minStorageBufferOffsetAlignment and SIMD loads
 

@@ -6,7 +6,7 @@ import type { WeightDType } from '../kernels/plan.ts';
 import type { Graph } from '../ir/node.ts';
 import { printGraph } from '../ir/print.ts';
 import { verifyGraph } from '../ir/verify.ts';
-import { UserError } from '../runtime/errors.ts';
+import { UserError } from '../kernels/errors.ts';
 import { rewrite, type Rule } from './rewrite.ts';
 import { canonicalize, constantFold } from './passes/canonicalize.ts';
 import { foldLn0 } from './passes/fold-ln0.ts';

@@ -4,7 +4,7 @@
  * that takes a Builder and Tensors and returns Tensors.
  */
 import { fileURLToPath } from 'node:url';
-import { UserError } from '../runtime/errors.ts';
+import { UserError } from '../kernels/errors.ts';
 import type { BinaryOp, Graph, GraphOutput, Node, NodeAttrs, OpName, Ref, UnaryOp, WkvAttrs } from './node.ts';
 import { inferTypes } from './infer.ts';
 import { fmtLoc, type DType, type Shape, type SrcLoc, type TensorType } from './types.ts';

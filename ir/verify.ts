@@ -2,7 +2,7 @@
  * The IR verifier: topological order, references in range, and every node's types as inferTypes
  * computes them. Errors name the DSL source line of the offending node.
  */
-import { UserError } from '../runtime/errors.ts';
+import { UserError } from '../kernels/errors.ts';
 import { inferTypes } from './infer.ts';
 import type { Graph } from './node.ts';
 import { printNode } from './print.ts';

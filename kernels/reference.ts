@@ -2,8 +2,9 @@
  * Reference semantics of every kernel kind: plain loops, f64 accumulation. The interpreter runs a
  * KernelPlan with these, and every target's kernels are tested against them.
  */
+import { evalExpr } from './expr.ts';
 import type {
-  EmbedKernel, Expr, Kernel, LayerNormKernel, LinearKernel, TokenShiftKernel, WkvKernel,
+  EmbedKernel, Kernel, LayerNormKernel, LinearKernel, TokenShiftKernel, WkvKernel,
 } from './plan.ts';
 
 export type Arr = Float64Array | Float32Array;
@@ -89,26 +90,6 @@ function tokenShift(k: TokenShiftKernel, env: KernelEnv): void {
   env.buf(k.shiftOut).set(k.batch ? a : a.subarray((T - 1) * C, T * C));
 }
 
-/** Evaluate an elementwise expression; `at(buf)` reads a buffer at the current position. */
-export function evalExpr(e: Expr, acc: number, x: number, at: (buf: string) => number): number {
-  const a = (i: number) => evalExpr((e as { args: Expr[] }).args[i], acc, x, at);
-  switch (e.op) {
-    case 'acc': return acc;
-    case 'x': return x;
-    case 'load': return at(e.buf);
-    case 'const': return e.value;
-    case 'add': return a(0) + a(1);
-    case 'sub': return a(0) - a(1);
-    case 'mul': return a(0) * a(1);
-    case 'neg': return -a(0);
-    case 'tanh': return Math.tanh(a(0));
-    case 'exp': return Math.exp(a(0));
-    case 'sigmoid': return 1 / (1 + Math.exp(-a(0)));
-    case 'silu': { const v = a(0); return v / (1 + Math.exp(-v)); }
-    case 'relu': return Math.max(a(0), 0);
-    case 'square': { const v = a(0); return v * v; }
-  }
-}
 
 function linear(k: LinearKernel, env: KernelEnv): void {
   const T = env.T;

@@ -9,7 +9,7 @@ import { dirname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Graph } from '../ir/node.ts';
 import type { ModelConfig } from '../kernels/config.ts';
-import { UserError } from './errors.ts';
+import { UserError } from '../kernels/errors.ts';
 import { initialState, openModel, type OpenModel } from './model.ts';
 import type { LoadTarget, TargetModel, WeightProvider } from '../targets/backend.ts';
 import { loadRefTarget } from '../targets/ref/runtime.ts';

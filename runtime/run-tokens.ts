@@ -4,7 +4,7 @@
  * All three must give the same logits and state.
  */
 import type { TargetModel } from '../targets/backend.ts';
-import { UserError } from './errors.ts';
+import { UserError } from '../kernels/errors.ts';
 
 export type Mode = { kind: 'step' } | { kind: 'seq' } | { kind: 'chunks'; size: number };
 

@@ -5,7 +5,7 @@
  * logits first; top-p's cutoff is taken on the untempered softmax and tokens below it (and outside top-k)
  * are dropped; temperature then reshapes what is left (p^(1/T), i.e. softmax of logits/T).
  */
-import { UserError } from './errors.ts';
+import { UserError } from '../kernels/errors.ts';
 import { END_OF_TEXT } from './world-tokenizer.ts';
 
 export interface SamplingOptions {

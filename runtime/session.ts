@@ -8,7 +8,7 @@
  */
 import type { ModelConfig } from '../kernels/config.ts';
 import type { StateTensors, TargetModel } from '../targets/backend.ts';
-import { UserError } from './errors.ts';
+import { UserError } from '../kernels/errors.ts';
 import { createRng, sample, StopMatcher, TokenHistory, type SamplingOptions } from './sampler.ts';
 import { decodeState, encodeState } from './state-file.ts';
 import type { WorldTokenizer } from './world-tokenizer.ts';

@@ -5,7 +5,7 @@
  */
 import type { ModelConfig } from '../kernels/config.ts';
 import type { StateTensors } from '../targets/backend.ts';
-import { UserError } from './errors.ts';
+import { UserError } from '../kernels/errors.ts';
 
 export const STATE_FORMAT = 'rwkvc-state';
 export const STATE_VERSION = 1;

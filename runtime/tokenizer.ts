@@ -3,7 +3,7 @@
  * vocabulary file by path. Browser code imports world-tokenizer.ts and passes the file's text or bytes.
  */
 import { readFileSync } from 'node:fs';
-import { inputError } from './errors.ts';
+import { inputError } from '../kernels/errors.ts';
 import { parseWorldVocabBytes, type WorldTokenizer } from './world-tokenizer.ts';
 
 export * from './world-tokenizer.ts';

@@ -9,7 +9,7 @@
  * Portable (Node and browsers): build one from the file's text with `parseWorldVocab`; Node code reads
  * the file with `loadWorldTokenizer` (tokenizer.ts).
  */
-import { UserError, inputError } from './errors.ts';
+import { UserError, inputError } from '../kernels/errors.ts';
 
 /** The end-of-text token: never produced by `encode`, decodes to the empty string. */
 export const END_OF_TEXT = 0;

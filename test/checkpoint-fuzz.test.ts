@@ -7,7 +7,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
-import { UserError } from '../runtime/errors.ts';
+import { UserError } from '../kernels/errors.ts';
 import { inferConfig, openCheckpoint, validateCheckpoint, writeSafetensors, type Checkpoint } from '../runtime/checkpoint/index.ts';
 import { DTYPE_BYTES } from '../runtime/checkpoint/dtypes.ts';
 import { closeFile, openFile } from '../runtime/checkpoint/fileio.ts';

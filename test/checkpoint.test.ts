@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { UserError } from '../runtime/errors.ts';
+import { UserError } from '../kernels/errors.ts';
 import {
   expectedTensors, hfToOfficial, inferConfig, openCheckpoint, validateCheckpoint, writeSafetensors,
   type Checkpoint, type ModelConfig, type TensorToWrite,

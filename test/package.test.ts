@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { emitPackage, type EmittedPackage } from '../compiler/emit-package.ts';
 import type { KernelPlan } from '../kernels/plan.ts';
 import { openModel } from '../runtime/model.ts';
-import { UserError } from '../runtime/errors.ts';
+import { UserError } from '../kernels/errors.ts';
 import { FIXTURES, maxAbsDiff, readGolden } from './helpers/golden.ts';
 import { acquireTestGpu } from './helpers/gpu.ts';
 

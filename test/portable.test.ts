@@ -10,7 +10,7 @@ import { build } from 'esbuild';
 import { describe, expect, it } from 'vitest';
 import { openCheckpoint } from '../runtime/checkpoint/index.ts';
 import { openCheckpointBytes } from '../runtime/checkpoint/reader.ts';
-import { UserError } from '../runtime/errors.ts';
+import { UserError } from '../kernels/errors.ts';
 import { parseWorldVocab, parseWorldVocabBytes } from '../runtime/world-tokenizer.ts';
 
 const ROOT = join(import.meta.dirname, '..');
@@ -23,7 +23,7 @@ export const PORTABLE = [
   'runtime/session.ts',
   'runtime/sampler.ts',
   'runtime/state-file.ts',
-  'runtime/errors.ts',
+  'kernels/errors.ts',
   'runtime/package/model.ts',
   'runtime/package/platform-web.ts',
   'kernels/weights.ts',

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { UserError } from '../runtime/errors.ts';
+import { UserError } from '../kernels/errors.ts';
 import { StopMatcher, TokenHistory, argmax, createRng, sample, type SamplingOptions } from '../runtime/sampler.ts';
 
 /** Logits whose softmax is exactly `probs`. */

@@ -20,14 +20,15 @@ import { dequantize } from '../kernels/dtype.ts';
 import type { BufferDecl, Dim, Expr, Kernel, KernelPlan, Program, WeightDType } from '../kernels/plan.ts';
 import { runKernel } from '../kernels/reference.ts';
 import { materializeWeight } from '../kernels/weights.ts';
-import { UserError } from '../runtime/errors.ts';
+import { UserError } from '../kernels/errors.ts';
 import { openModel } from '../runtime/model.ts';
 import { parseMode, runTokens } from '../runtime/run-tokens.ts';
 import { loadPlanTarget } from '../targets/plan/runtime.ts';
 import { benchWgsl } from '../targets/wgsl/bench.ts';
 import { emitWgsl } from '../targets/wgsl/codegen.ts';
-import { f32Literal } from '../targets/wgsl/expr.ts';
-import type { Limits } from '../targets/wgsl/lower.ts';
+import { f32Literal } from '../targets/gpu/cprint.ts';
+import { WGSL } from '../targets/wgsl/dialect.ts';
+import type { Limits } from '../targets/gpu/lower.ts';
 import { loadWgslTarget, type WgslModel, type WgslOptions } from '../targets/wgsl/runtime.ts';
 import { compareRun, FIXTURES, FIXTURE_NAMES, maxAbsDiff, readGolden } from './helpers/golden.ts';
 import { compilationMessages, acquireTestGpu } from './helpers/gpu.ts';
@@ -309,11 +310,11 @@ describe.skipIf(!gpu)(`WGSL kernels vs the reference${skip ? ` (skipped: ${skip}
     });
 
     it('f32 literals: rounding, signs and non-finite constants', () => {
-      expect(f32Literal(0.1)).toBe(`${Math.fround(0.1)}f`);
-      expect(f32Literal(-2)).toBe('(-2f)');
-      expect(f32Literal(1e-7)).toBe(`${Math.fround(1e-7)}f`);
-      expect(f32Literal(Infinity)).toBe('bitcast<f32>(0x7f800000u)');
-      expect(f32Literal(NaN)).toBe('bitcast<f32>(0x7fc00000u)');
+      expect(f32Literal(WGSL, 0.1)).toBe(`${Math.fround(0.1)}f`);
+      expect(f32Literal(WGSL, -2)).toBe('(-2f)');
+      expect(f32Literal(WGSL, 1e-7)).toBe(`${Math.fround(1e-7)}f`);
+      expect(f32Literal(WGSL, Infinity)).toBe('bitcast<f32>(0x7f800000u)');
+      expect(f32Literal(WGSL, NaN)).toBe('bitcast<f32>(0x7fc00000u)');
     });
   });
 

@@ -4,7 +4,7 @@
  * only when asked, so a source over a file (fileio.ts, Node only) never holds the whole file. This
  * module and the readers are portable: no `node:` imports, no Buffer; they run in a browser too.
  */
-import { UserError } from '../errors.ts';
+import { UserError } from '../../kernels/errors.ts';
 import { inputError } from './errors.ts';
 
 export interface ByteSource {

@@ -10,7 +10,7 @@ import type { KernelPlan } from '../../kernels/plan.ts';
 import { materializeWeight } from '../../kernels/weights.ts';
 import type { TargetModel, WeightProvider } from '../../targets/backend.ts';
 import { inferConfig, openCheckpointBytes, validateCheckpoint, type Checkpoint } from '../checkpoint/reader.ts';
-import { inputError, UserError } from '../errors.ts';
+import { inputError, UserError } from '../../kernels/errors.ts';
 import { Session } from '../session.ts';
 import { parseWorldVocabBytes, type WorldTokenizer } from '../world-tokenizer.ts';
 import type { Platform } from './platform.ts';

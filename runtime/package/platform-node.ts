@@ -1,7 +1,7 @@
 /** The generated package's host functions in Node (see platform.ts): files by path, lazily read checkpoints. */
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { inputError } from '../errors.ts';
+import { inputError } from '../../kernels/errors.ts';
 import { openFile } from '../checkpoint/fileio.ts';
 import { openCheckpointSource } from '../checkpoint/reader.ts';
 import type { Platform } from './platform.ts';

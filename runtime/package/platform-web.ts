@@ -3,7 +3,7 @@
  * files are URLs, fetched. A checkpoint the user already has in memory (a File read with
  * `arrayBuffer()`) is passed to `load` as bytes and never comes here.
  */
-import { inputError } from '../errors.ts';
+import { inputError } from '../../kernels/errors.ts';
 import { bytesSource } from '../checkpoint/source.ts';
 import { openCheckpointSource } from '../checkpoint/reader.ts';
 import type { Platform } from './platform.ts';

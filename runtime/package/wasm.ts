@@ -6,7 +6,7 @@
  */
 import { loadWasmArtifact } from '../../targets/wasm/runtime.ts';
 import type { WasmLayout } from '../../targets/wasm/layout.ts';
-import { UserError } from '../errors.ts';
+import { UserError } from '../../kernels/errors.ts';
 import type { TargetLoader } from './model.ts';
 
 export const loadWasmModel: TargetLoader = async (assets, weightsFor, o) => {

@@ -8,9 +8,9 @@
 import type { KernelPlan } from '../../kernels/plan.ts';
 import type { TargetModel } from '../../targets/backend.ts';
 import { acquireGpu } from '../../targets/wgsl/device.ts';
-import type { Limits } from '../../targets/wgsl/lower.ts';
+import type { Limits } from '../../targets/gpu/lower.ts';
 import { loadWgslTarget } from '../../targets/wgsl/runtime.ts';
-import { UserError } from '../errors.ts';
+import { UserError } from '../../kernels/errors.ts';
 import type { TargetLoader } from './model.ts';
 
 /** `<weights>/wgsl.json`: the plan, and its shaders rendered for `limits` (the device's are capped to them). */

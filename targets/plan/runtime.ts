@@ -6,8 +6,8 @@ import type { LoadTarget, StateTensors, TargetModel } from '../backend.ts';
 import type { BufferDecl, KernelPlan, Program } from '../../kernels/plan.ts';
 import { runKernel } from '../../kernels/reference.ts';
 import { dequantize } from '../../kernels/dtype.ts';
+import { elems } from '../../kernels/program.ts';
 
-const elems = (b: BufferDecl, T: number) => b.shape.reduce<number>((n, d) => n * (d === 'T' ? T : d), 1);
 
 export const loadPlanTarget: LoadTarget = async (plan, weights) => {
   // Weights are read as the values the chosen storage dtype represents, so a bf16/int8 plan is exact

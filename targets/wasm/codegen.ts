@@ -14,6 +14,7 @@ import { DEFAULT_SCHEDULE, panelBytes, type LinearSchedule, type PanelWeight } f
 import { align, PAGE, type BufferLayout, type PackedWeightLayout, type ProgramLayout, type WasmLayout } from './layout.ts';
 import { mathlib } from './mathlib.ts';
 import { assemble, i32 } from './wat.ts';
+import { checkRowFormat, elems } from '../../kernels/program.ts';
 
 export interface WasmArtifact {
   /** Plain SIMD128: runs everywhere. */
@@ -35,7 +36,6 @@ export interface CompileOptions {
   schedule?: Partial<LinearSchedule>;
 }
 
-const elems = (b: BufferDecl, T: number) => b.shape.reduce<number>((n, d) => n * (d === 'T' ? T : d), 1);
 /** Row width: everything after a leading T (or after the first of ≥ 2 dims); a 1-D buffer is one row. */
 const widthOf = (b: BufferDecl) => (b.shape.length >= 2 ? b.shape.slice(1).reduce<number>((n, d) => n * (d === 'T' ? 1 : d), 1) : elems(b, 1));
 
@@ -96,8 +96,7 @@ function weightUses(plan: KernelPlan) {
       }
     }
   for (const [key, p] of panels)
-    if (p.decl.dtype === 'int8' && p.I % INT8_BLOCK)
-      throw new Error(`weight '${key}': int8 needs rows that are a multiple of ${INT8_BLOCK} long, got ${p.I}`);
+    checkRowFormat(key, p.decl.dtype, p.I);
   return { panels, raws, tables16 };
 }
 

@@ -10,6 +10,7 @@ import { PROGRAM_ID } from './abi.ts';
 import { memoryBytes, PAGE, threadScratch, type WasmLayout } from './layout.ts';
 import { packWeight } from './pack.ts';
 import { startTeam, teamThreads, type Team } from './team.ts';
+import { elems } from '../../kernels/program.ts';
 
 /** What the runtime needs of a compiled plan (codegen's WasmArtifact has this shape). */
 export interface WasmArtifactFiles {
@@ -66,7 +67,6 @@ export interface WasmTargetModel extends TargetModel {
   profile(reset?: boolean): WasmProfile | null;
 }
 
-const elems = (b: BufferDecl, T: number) => b.shape.reduce<number>((n, d) => n * (d === 'T' ? T : d), 1);
 
 export const loadWasmTarget: LoadTarget = async (plan, weights, opts) => {
   const { compileWasm } = await import('./codegen.ts');

@@ -10,16 +10,18 @@
 import Handlebars from 'handlebars';
 import { readFileSync } from 'node:fs';
 import type { KernelPlan } from '../../kernels/plan.ts';
-import { EXPR_HELPERS, printExpr, type Printed } from './expr.ts';
-import { wgslArrayElem, type WFormat } from './formats.ts';
-import { lowerPlan, planPrograms, type Limits, DEFAULT_LIMITS } from './lower.ts';
+import { printExpr, type Printed } from '../gpu/cprint.ts';
+import { WGSL } from './dialect.ts';
+import { wgslArrayElem, type WFormat } from '../gpu/formats.ts';
+import { lowerPlan, type Limits, DEFAULT_LIMITS } from '../gpu/lower.ts';
+import { planPrograms } from '../../kernels/program.ts';
 import {
   MM, TS_CHUNK, WG, keyString, paramFields, weightBindings, type ShaderKey,
-} from './shaders.ts';
+} from '../gpu/keys.ts';
 
 const hb = Handlebars.create();
 const compile = (name: string) =>
-  hb.compile(readFileSync(new URL(`../../kernels/${name}.wgsl.hbs`, import.meta.url), 'utf8'), { noEscape: true, strict: true });
+  hb.compile(readFileSync(new URL(`./templates/${name}.wgsl.hbs`, import.meta.url), 'utf8'), { noEscape: true, strict: true });
 for (const partial of ['header', 'weights', 'reduce', 'linear_groups']) hb.registerPartial(partial, compile(partial));
 
 const TEMPLATES = {
@@ -73,7 +75,7 @@ export function renderShader(key: ShaderKey): string {
       const sd = key.lora ? S * key.lora.dim : 0;
       return TEMPLATES.token_shift({
         ...common,
-        helpers: key.lora ? [EXPR_HELPERS.tanh_f32] : [],
+        helpers: key.lora ? [WGSL.helpers.tanh_f32] : [],
         bindings: f32Bindings(key.lora ? ['vecs', 'lora_a', 'lora_b'] : ['vecs']),
         packDoc: `[${pack.join(', ')}]`,
         ln: key.ln,
@@ -111,17 +113,17 @@ export function renderShader(key: ShaderKey): string {
       const helpers = new Set<string>();
       const groups = key.groups.map((g, i) => {
         const pro = g.prologue
-          ? printExpr(g.prologue, { x: `mem[p.g${i}_x + xi]`, load: (k) => `mem[p.g${i}_pl${k} + xi]` }, 'pv')
+          ? printExpr(WGSL, g.prologue, { x: `mem[p.g${i}_x + xi]`, load: (k) => `mem[p.g${i}_pl${k} + xi]` }, 'pv')
           : ({ lines: [], value: `mem[p.g${i}_x + xi]`, helpers: [] } satisfies Printed);
         const epi = g.epilogue
-          ? printExpr(g.epilogue, { acc: 'acc', load: (k) => `mem[p.g${i}_el${k} + yi]` }, 'ev')
+          ? printExpr(WGSL, g.epilogue, { acc: 'acc', load: (k) => `mem[p.g${i}_el${k} + yi]` }, 'ev')
           : ({ lines: [], value: 'acc', helpers: [] } satisfies Printed);
         for (const h of [...pro.helpers, ...epi.helpers]) helpers.add(h);
         return { g: i, fmt: g.fmt, lanes: g.lanes ?? 0, pro, epi, branch: i === 0 ? 'if' : '} else if' };
       });
       const view = {
         ...common,
-        helpers: [...helpers].sort().map((h) => EXPR_HELPERS[h]),
+        helpers: [...helpers].sort().map((h) => WGSL.helpers[h]),
         bindings: key.groups.map((g, i) => ({ binding: 3 + i, name: `w${i}`, elem: wgslArrayElem(g.fmt) })),
         weights: accessors(key.groups.map((g) => g.fmt)),
         groups,
@@ -167,7 +169,7 @@ export interface EmittedShader {
 export function emitWgsl(plan: KernelPlan, limits: Limits = DEFAULT_LIMITS): EmittedShader[] {
   const byKey = new Map<string, EmittedShader>();
   for (const program of planPrograms(plan)) {
-    for (const step of lowerPlan(plan, program, limits).steps) {
+    for (const step of lowerPlan(plan, program, limits, { device: 'WebGPU device' }).steps) {
       if (step.kind !== 'dispatch') continue;
       const k = keyString(step.key);
       let e = byKey.get(k);

@@ -20,7 +20,7 @@
  * its event loop is empty (Dawn keeps a process alive only while something still references the object that
  * `create()` returned; see https://issues.chromium.org/issues/387965810). Do not keep `gpu` around after it.
  */
-import { UserError } from '../../runtime/errors.ts';
+import { UserError } from '../../kernels/errors.ts';
 
 /** Where Chromium builds keep SwiftShader's Vulkan ICD (Debian/Ubuntu chromium, Google Chrome). */
 export const SWIFTSHADER_ICD_CANDIDATES = [

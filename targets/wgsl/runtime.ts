@@ -9,15 +9,16 @@
  * writing the state are copies of mem's state region.
  */
 import type { KernelPlan, Program } from '../../kernels/plan.ts';
-import { UserError } from '../../runtime/errors.ts';
+import { elems } from '../../kernels/program.ts';
+import { UserError } from '../../kernels/errors.ts';
 import type { LoadTarget, StateTensors, TargetModel, TargetOptions, WeightProvider } from '../backend.ts';
 import { acquireGpu, type AcquiredGpu } from './device.ts';
-import { decodeRow } from './formats.ts';
+import { decodeRow } from '../gpu/formats.ts';
 import { WeightUploads } from './uploads.ts';
 import {
-  DEFAULT_LIMITS, elems, lowerPlan, type DispatchStep, type HostEmbedStep, type Limits, type LoweredProgram,
-} from './lower.ts';
-import { keyString, packParams, weightBindings, type ShaderKey } from './shaders.ts';
+  DEFAULT_LIMITS, lowerPlan, type DispatchStep, type HostEmbedStep, type Limits, type LoweredProgram,
+} from '../gpu/lower.ts';
+import { keyString, packParams, weightBindings, type ShaderKey } from '../gpu/keys.ts';
 
 // WebGPU's flag values (the same in every implementation); spelled out so the runtime does not depend
 // on the GPUBufferUsage / GPUMapMode globals, which Dawn for Node only installs on request.
@@ -91,7 +92,7 @@ async function load(
   plan: KernelPlan, weights: WeightProvider, opts: WgslOptions, device: GPUDevice, acquired: AcquiredGpu | null,
 ): Promise<WgslModel> {
   const limits = effectiveLimits(device, opts.limits);
-  const lowerOpts = { embedOnHost: opts.embedOnHost };
+  const lowerOpts = { embedOnHost: opts.embedOnHost, device: 'WebGPU device' };
   const names: ProgramName[] = plan.batch ? ['decode', 'prefill', 'batch'] : ['decode', 'prefill'];
   const lowered = Object.fromEntries(names.map((n) => [n, lowerPlan(plan, plan[n]!, limits, lowerOpts)])) as Partial<Record<ProgramName, LoweredProgram>>;
   const layout = lowered.decode!.layout;

@@ -5,10 +5,10 @@
  */
 import { dequantize } from '../../kernels/dtype.ts';
 import type { KernelPlan, WeightDecl } from '../../kernels/plan.ts';
-import { UserError } from '../../runtime/errors.ts';
+import { UserError } from '../../kernels/errors.ts';
 import type { WeightProvider } from '../backend.ts';
-import { encodeRows } from './formats.ts';
-import { weightRefId, type HostEmbedStep, type WeightRef } from './lower.ts';
+import { encodeRows } from '../gpu/formats.ts';
+import { weightRefId, type HostEmbedStep, type WeightRef } from '../gpu/lower.ts';
 
 const STORAGE = 0x80; // GPUBufferUsage.STORAGE
 

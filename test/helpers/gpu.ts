@@ -3,7 +3,7 @@
  * import this file too, so Node (Dawn) and Chromium run the very same code.
  */
 import { acquireGpu, type AcquiredGpu, type AcquireGpuOptions } from '../../targets/wgsl/device.ts';
-import { UserError } from '../../runtime/errors.ts';
+import { UserError } from '../../kernels/errors.ts';
 
 /** y[i] = a * x[i] + b: the smoke-test shader. */
 export const SAXPY_WGSL = /* wgsl */ `

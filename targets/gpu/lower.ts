@@ -13,13 +13,13 @@
  * Anything a device cannot do raises a UserError that names the limit and the tensor or kernel.
  */
 import type { BufferDecl, Kernel, KernelPlan, Program, WeightDecl } from '../../kernels/plan.ts';
-import { INT8_BLOCK } from '../../kernels/dtype.ts';
-import { UserError } from '../../runtime/errors.ts';
-import { normalizeExpr } from './expr.ts';
+import { UserError } from '../../kernels/errors.ts';
+import { normalizeExpr } from '../../kernels/expr.ts';
+import { checkRowFormat, elems, planPrograms } from '../../kernels/program.ts';
 import { int8ScaleWord, matrixBytes, rowStride, type WFormat } from './formats.ts';
 import {
   MM, WG, invocations, matvecLanes, weightBindings, workgroupBytes, type LinearGroupKey, type ShaderKey,
-} from './shaders.ts';
+} from './keys.ts';
 
 /** The device limits lowering depends on. */
 export interface Limits {
@@ -31,7 +31,7 @@ export interface Limits {
   maxComputeWorkgroupsPerDimension: number;
 }
 
-/** WebGPU's default limits (what any adapter grants without asking). */
+/** The default limits (WebGPU's: what any adapter grants without asking). */
 export const DEFAULT_LIMITS: Limits = {
   maxStorageBufferBindingSize: 128 << 20,
   maxBufferSize: 256 << 20,
@@ -93,9 +93,6 @@ export interface LoweredProgram {
   output: BufferDecl | null;
 }
 
-export function elems(b: BufferDecl, T: number): number {
-  return b.shape.reduce<number>((n, d) => n * (d === 'T' ? T : d), 1);
-}
 
 const align64 = (n: number) => Math.ceil(n / 64) * 64; // 256 bytes: copies and readbacks stay aligned
 const MiB = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
@@ -105,12 +102,8 @@ export function bindingMax(limits: Limits): number {
   return Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize);
 }
 
-/** The programs a plan holds (the batch program only when it was compiled with one). */
-export function planPrograms(plan: KernelPlan): Program[] {
-  return [plan.decode, plan.prefill, ...(plan.batch ? [plan.batch] : [])];
-}
 
-export function layoutMemory(plan: KernelPlan, limits: Limits): MemLayout {
+export function layoutMemory(plan: KernelPlan, limits: Limits, dev = 'device'): MemLayout {
   const programs = planPrograms(plan);
   let at = 0;
   // The model's own state (decode and prefill share it), then the batch program's per-call state rows.
@@ -151,7 +144,7 @@ export function layoutMemory(plan: KernelPlan, limits: Limits): MemLayout {
   if (bytes > bindingMax(limits)) {
     const limit = limits.maxStorageBufferBindingSize <= limits.maxBufferSize ? 'maxStorageBufferBindingSize' : 'maxBufferSize';
     throw new UserError(
-      `WebGPU device limit ${limit} = ${bindingMax(limits)} bytes is too small for this model's f32 memory: ` +
+      `${dev} limit ${limit} = ${bindingMax(limits)} bytes is too small for this model's f32 memory: ` +
         `state ${MiB((stateElems + batchStateElems) * 4)} + logits ${MiB(outputElems * 4)} + activations ${MiB(arenaElems * 4)} = ${bytes} bytes ` +
         `in one binding (use a smaller prefill chunk or batch, or a device with a larger limit)`,
     );
@@ -160,12 +153,15 @@ export function layoutMemory(plan: KernelPlan, limits: Limits): MemLayout {
 }
 
 export interface LowerOptions {
+  /** How limit errors name the device ('WebGPU device', 'CUDA device'). */
+  device?: string;
   /** Keep the embedding on the host even when it fits a binding. */
   embedOnHost?: boolean;
 }
 
 export function lowerPlan(plan: KernelPlan, program: Program, limits: Limits, opts: LowerOptions = {}): LoweredProgram {
-  const layout = layoutMemory(plan, limits);
+  const dev = opts.device ?? 'device';
+  const layout = layoutMemory(plan, limits, dev);
   const decls = new Map(program.buffers.map((b) => [b.name, b]));
   const offsets = new Map<string, number>();
   let output: BufferDecl | null = null;
@@ -179,13 +175,13 @@ export function lowerPlan(plan: KernelPlan, program: Program, limits: Limits, op
   }
   // Token rows go in a grid dimension (token_shift, layernorm, embed, matmul tiles).
   if (program.maxT > limits.maxComputeWorkgroupsPerDimension)
-    throw new UserError(`WebGPU device limit maxComputeWorkgroupsPerDimension = ${limits.maxComputeWorkgroupsPerDimension} is smaller than the program's ${program.maxT} tokens per call (use a smaller chunk)`);
+    throw new UserError(`${dev} limit maxComputeWorkgroupsPerDimension = ${limits.maxComputeWorkgroupsPerDimension} is smaller than the program's ${program.maxT} tokens per call (use a smaller chunk)`);
   const weights = new Map(plan.weights.map((w) => [w.name, w]));
-  const ctx = new Ctx(program, decls, offsets, weights, limits);
+  const ctx = new Ctx(program, decls, offsets, weights, limits, dev);
   const steps: Step[] = [];
   for (const k of program.kernels) {
     for (const s of lowerKernel(k, ctx, opts)) {
-      if (s.kind === 'dispatch') checkShaderLimits(s, limits);
+      if (s.kind === 'dispatch') checkShaderLimits(s, limits, dev);
       steps.push(s);
     }
   }
@@ -200,6 +196,7 @@ class Ctx {
     readonly offsets: Map<string, number>,
     readonly weights: Map<string, WeightDecl>,
     readonly limits: Limits,
+    readonly dev: string,
   ) {}
 
   off(name: string): number {
@@ -231,7 +228,7 @@ class Ctx {
     const bytes = parts.reduce((n, p) => n + this.numel(p) * 4, 0);
     if (bytes > bindingMax(this.limits))
       throw new UserError(
-        `WebGPU device limit maxStorageBufferBindingSize = ${bindingMax(this.limits)} bytes is too small for ` +
+        `${this.dev} limit maxStorageBufferBindingSize = ${bindingMax(this.limits)} bytes is too small for ` +
           `kernel ${kernel}: its f32 weights ${parts.join(', ')} take ${bytes} bytes in one binding`,
       );
     return { kind: 'pack', parts };
@@ -339,8 +336,7 @@ function lowerLinear(k: Extract<Kernel, { kind: 'linear' }>, ctx: Ctx): Step[] {
     const [O, I] = w.shape;
     if (ctx.width(g.x) !== I) throw new Error(`${k.name}: ${g.x} is ${ctx.width(g.x)} wide, ${g.w} takes ${I}`);
     if (ctx.width(g.y) !== O) throw new Error(`${k.name}: ${g.y} is ${ctx.width(g.y)} wide, ${g.w} gives ${O}`);
-    if (w.dtype === 'int8' && I % INT8_BLOCK)
-      throw new UserError(`weight ${g.w}: int8 needs rows that are a multiple of ${INT8_BLOCK} long, got ${I}`);
+    checkRowFormat(g.w, w.dtype, I);
     const pro = g.prologue ? normalizeExpr(g.prologue) : null;
     const epi = g.epilogue ? normalizeExpr(g.epilogue) : null;
     // The epilogue may read y's own elements (a residual written in place): each one is read and then
@@ -352,7 +348,7 @@ function lowerLinear(k: Extract<Kernel, { kind: 'linear' }>, ctx: Ctx): Step[] {
     const maxRows = Math.floor(bindingMax(lim) / matrixBytes(w.dtype, 1, I));
     if (maxRows < 1)
       throw new UserError(
-        `WebGPU device limit maxStorageBufferBindingSize = ${bindingMax(lim)} bytes is too small for weight ${g.w}: ` +
+        `${ctx.dev} limit maxStorageBufferBindingSize = ${bindingMax(lim)} bytes is too small for weight ${g.w}: ` +
           `one row (${I} ${w.dtype} values) takes ${matrixBytes(w.dtype, 1, I)} bytes`,
       );
     for (let row0 = 0; row0 < O; row0 += maxRows) {
@@ -374,7 +370,7 @@ function lowerLinear(k: Extract<Kernel, { kind: 'linear' }>, ctx: Ctx): Step[] {
 
   const perDispatch = lim.maxStorageBuffersPerShaderStage - 1; // one storage binding is mem
   if (perDispatch < 1)
-    throw new UserError(`WebGPU device limit maxStorageBuffersPerShaderStage = ${lim.maxStorageBuffersPerShaderStage} is too small for kernel ${k.name} (needs 2)`);
+    throw new UserError(`${ctx.dev} limit maxStorageBuffersPerShaderStage = ${lim.maxStorageBuffersPerShaderStage} is too small for kernel ${k.name} (needs 2)`);
   const steps: Step[] = [];
   for (let first = 0; first < pieces.length; first += perDispatch) {
     const batch = pieces.slice(first, first + perDispatch);
@@ -398,7 +394,7 @@ function lowerLinear(k: Extract<Kernel, { kind: 'linear' }>, ctx: Ctx): Step[] {
       grid = () => (total <= maxWG ? [total, 1, 1] : [maxWG, Math.ceil(total / maxWG), 1]);
     } else {
       if (total > maxWG || Math.ceil(ctx.program.maxT / MM.BT) > maxWG)
-        throw new UserError(`WebGPU device limit maxComputeWorkgroupsPerDimension = ${maxWG} is too small for kernel ${k.name} (${total} output tiles)`);
+        throw new UserError(`${ctx.dev} limit maxComputeWorkgroupsPerDimension = ${maxWG} is too small for kernel ${k.name} (${total} output tiles)`);
       grid = (T) => [total, Math.ceil((k.rows === 'last' ? 1 : T) / MM.BT), 1];
     }
     steps.push({
@@ -420,16 +416,16 @@ function noOverlap(ctx: Ctx, kernel: string, outs: string[], ins: string[]): voi
     for (const i of ins) {
       const [b0, b1] = ctx.region(i);
       if (a0 < b1 && b0 < a1)
-        throw new Error(`${kernel}: output ${o} overlaps input ${i} in memory (the WGSL kernels need them apart)`);
+        throw new Error(`${kernel}: output ${o} overlaps input ${i} in memory (the GPU kernels need them apart)`);
     }
   }
 }
 
 /** Per-shader limits: workgroup memory, invocations, storage bindings. */
-function checkShaderLimits(s: DispatchStep, lim: Limits): void {
+function checkShaderLimits(s: DispatchStep, lim: Limits, dev: string): void {
   const need = (limit: keyof Limits, value: number, what: string) => {
     if (value > lim[limit])
-      throw new UserError(`WebGPU device limit ${limit} = ${lim[limit]} is too small for kernel ${s.kernel}: it needs ${value} (${what})`);
+      throw new UserError(`${dev} limit ${limit} = ${lim[limit]} is too small for kernel ${s.kernel}: it needs ${value} (${what})`);
   };
   need('maxComputeWorkgroupStorageSize', workgroupBytes(s.key), 'bytes of workgroup memory');
   need('maxComputeInvocationsPerWorkgroup', invocations(s.key), 'invocations per workgroup');

@@ -128,6 +128,8 @@ export const PRELUDE_ACCESSORS = [
   'float ld_f32(const float* p)', // mem (coherent: mem is read and written by the same launch)
   'void st_f32(float* p, float v)',
   'float ldg_f32(const float* p)', // weights (read-only for the whole launch)
+  'uint32_t ldg_u8(const void* p)', // one byte, zero-extended
+  'uint32_t ldg_u16(const void* p)', // 2 bytes, 2-byte aligned, zero-extended
   'uint32_t ldg_u32(const void* p)',
   'uint2 ldg_u2(const void* p)', // 8 bytes, 8-byte aligned
   'uint4 ldg_u4(const void* p)', // 16 bytes, 16-byte aligned

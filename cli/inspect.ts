@@ -7,7 +7,7 @@ import { UserError } from '../kernels/errors.ts';
 
 const BYTES: Record<WeightDType, number> = { f32: 4, bf16: 2, f16: 2, int8: 1 + 2 / INT8_BLOCK };
 
-export interface PlanSummary {
+interface PlanSummary {
   model: string;
   config: KernelPlan['config'];
   decodeKernels: number;
@@ -64,7 +64,7 @@ export function formatSummary(s: PlanSummary, withGroups = true): string {
   return lines.join('\n');
 }
 
-export function readPlan(dir: string): KernelPlan {
+function readPlan(dir: string): KernelPlan {
   const file = existsSync(dir) && statSync(dir).isDirectory() ? join(dir, 'plan.json') : dir;
   if (!existsSync(file)) throw new UserError(`${file}: no plan here (make one with rwkvc compile … -o ${dir})`);
   let plan: KernelPlan;

@@ -15,5 +15,3 @@ export function compileGraph(g: Graph, config: ModelConfig, o: CompileOptions & 
   const { graph, timings } = runPipeline(g, o, hooks);
   return { plan: lowerPlan(graph, config, o.chunk ?? 128, o.batch ?? 0), graph, timings };
 }
-
-export type { CompileOptions, PipelineHooks };

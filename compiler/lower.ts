@@ -29,7 +29,7 @@ function layerOf(g: Graph, n: Node): number | null {
   return null;
 }
 
-export function weightDecls(g: Graph): WeightDecl[] {
+function weightDecls(g: Graph): WeightDecl[] {
   const seen = new Map<string, WeightDecl>();
   for (const n of g.nodes) {
     if (n.op !== 'weight') continue;
@@ -47,7 +47,7 @@ export function weightDecls(g: Graph): WeightDecl[] {
  * batch: the program decodes maxT independent sequences, one token each: state buffers get a leading
  * row per sequence, the recurrent kernels read their own row, and the head computes every row.
  */
-export function lowerProgram(g: Graph, maxT: number, batch = false): Program {
+function lowerProgram(g: Graph, maxT: number, batch = false): Program {
   // Names: state inputs and graph outputs keep their names; other activations get a{id}.
   const outName = new Map<string, string>();
   for (const o of g.outputs) outName.set(refKey(o.ref), o.name);

@@ -1,6 +1,5 @@
 /** Small questions fusion rules ask of the old graph. */
 import type { Node, NodeOf, OpName, Ref } from '../ir/node.ts';
-import { sameShape } from '../ir/types.ts';
 import type { RewriteCtx } from './rewrite.ts';
 
 export const r0 = (n: Node): Ref => ({ id: n.id, out: 0 });
@@ -18,15 +17,10 @@ export function onlyUser(ctx: RewriteCtx, r: Ref): Node | undefined {
   return us.length === 1 && !isOutput && us[0].inputs.filter((i) => i.id === r.id && i.out === r.out).length === 1 ? us[0] : undefined;
 }
 
-export const producer = (ctx: RewriteCtx, r: Ref): Node => ctx.producer(r);
-
 /** For a binary node using `r`, the other operand. */
 export function otherOperand(n: Node, r: Ref): Ref {
   return n.inputs[0].id === r.id && n.inputs[0].out === r.out ? n.inputs[1] : n.inputs[0];
 }
-
-export const typeOf = (ctx: RewriteCtx, r: Ref) => ctx.producer(r).types[r.out];
-export const sameType = (ctx: RewriteCtx, a: Ref, b: Ref) => sameShape(typeOf(ctx, a).shape, typeOf(ctx, b).shape);
 
 /** A new weight node viewing an old one transposed in its last two axes (the kernel layout). */
 export function transposedWeight(ctx: RewriteCtx, w: NodeOf<'weight'>): Ref {

@@ -109,7 +109,7 @@ export function rewrite(g: Graph, rules: Rule[]): Graph {
 }
 
 /** Keep the nodes some output reaches, renumbered in their order. */
-export function deadCodeElimination(g: Graph): Graph {
+function deadCodeElimination(g: Graph): Graph {
   const live = new Set<number>();
   const stack = g.outputs.map((o) => o.ref.id);
   while (stack.length) {

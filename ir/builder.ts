@@ -119,4 +119,3 @@ export class Builder {
   }
 }
 
-export type { WkvAttrs };

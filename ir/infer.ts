@@ -18,7 +18,7 @@ function expectRank(what: string, t: TensorType, rank: number): void {
 }
 
 /** Elementwise broadcasting: one shape must be a suffix of the other (a [C] vector against [T, C]). */
-export function broadcast(a: Shape, b: Shape): Shape {
+function broadcast(a: Shape, b: Shape): Shape {
   const [long, short] = a.length >= b.length ? [a, b] : [b, a];
   const tail = long.slice(long.length - short.length);
   if (!sameShape(tail, short)) fail(`shapes ${fmtShape(a)} and ${fmtShape(b)} do not broadcast`);

@@ -14,8 +14,6 @@ export interface Ref {
 
 export type UnaryOp = 'neg' | 'tanh' | 'exp' | 'sigmoid' | 'silu' | 'relu' | 'square';
 export type BinaryOp = 'add' | 'sub' | 'mul';
-export const UNARY: readonly UnaryOp[] = ['neg', 'tanh', 'exp', 'sigmoid', 'silu', 'relu', 'square'];
-export const BINARY: readonly BinaryOp[] = ['add', 'sub', 'mul'];
 
 /** Attributes of the recurrence family (RWKV6.md §2 and §5): Finch and QRWKV6 are the same op. */
 export interface WkvAttrs {
@@ -98,5 +96,4 @@ export interface Graph {
   readonly outputs: readonly GraphOutput[];
 }
 
-export const ref = (id: number, out = 0): Ref => ({ id, out });
 export const refKey = (r: Ref): string => `${r.id}.${r.out}`;

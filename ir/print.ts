@@ -5,7 +5,7 @@ import { fmtLoc, fmtType } from './types.ts';
 
 const fmtRef = (g: Graph, r: Ref) => (g.nodes[r.id]?.types.length > 1 ? `%${r.id}#${r.out}` : `%${r.id}`);
 
-export function fmtExpr(e: Expr): string {
+function fmtExpr(e: Expr): string {
   switch (e.op) {
     case 'acc': return 'acc';
     case 'x': return 'x';

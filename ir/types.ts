@@ -1,6 +1,5 @@
 /** Element types, shapes with a symbolic token dimension, and source locations. */
 export type DType = 'f32' | 'f16' | 'bf16' | 'i32';
-export const DTYPES: readonly DType[] = ['f32', 'f16', 'bf16', 'i32'];
 
 /** A dimension is a size, or 'T': the number of tokens of the call, bound at run time. */
 export type Dim = number | 'T';

@@ -81,7 +81,7 @@ export class TokenHistory {
 }
 
 /** Rejects options a user could mistype (they come from CLI flags and config files). */
-export function checkSamplingOptions(opts: SamplingOptions): void {
+function checkSamplingOptions(opts: SamplingOptions): void {
   const bad = (what: string, v: unknown, want: string): never => {
     throw new UserError(`sampling: ${what} must be ${want}, got ${v}`);
   };

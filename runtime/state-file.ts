@@ -7,11 +7,11 @@ import type { ModelConfig } from '../kernels/config.ts';
 import type { StateTensors } from '../targets/backend.ts';
 import { UserError } from '../kernels/errors.ts';
 
-export const STATE_FORMAT = 'rwkvc-state';
-export const STATE_VERSION = 1;
+const STATE_FORMAT = 'rwkvc-state';
+const STATE_VERSION = 1;
 
 /** FNV-1a over the config's canonical JSON: stable across machines, no crypto module needed in browsers. */
-export function configHash(cfg: ModelConfig): string {
+function configHash(cfg: ModelConfig): string {
   const keys = Object.keys(cfg).sort() as (keyof ModelConfig)[];
   const text = JSON.stringify(keys.map((k) => [k, cfg[k]]));
   let h = 0x811c9dc5;

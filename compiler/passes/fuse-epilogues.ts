@@ -14,7 +14,7 @@ import { locsOf } from '../rewrite.ts';
 import { sameShape } from '../../ir/types.ts';
 
 /** Longest chain of matmuls from the inputs to each node. */
-export function matmulDepth(g: Graph): number[] {
+function matmulDepth(g: Graph): number[] {
   const depth: number[] = [];
   for (const n of g.nodes) depth[n.id] = Math.max(0, ...n.inputs.map((r) => depth[r.id])) + (n.op === 'matmul' ? 1 : 0);
   return depth;

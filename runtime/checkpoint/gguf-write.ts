@@ -134,7 +134,7 @@ type Kv = [string, 'u32' | 'f32' | 'str', number | string] | [string, 'strs', st
  * Token bytes as llama.cpp's RWKV tokenizer reads them back (llama_unescape_rwkv_token): what its
  * converter writes, Python's bytes repr without the b'…' (\t \n \r \\ and \xNN escapes; printable ASCII as is).
  */
-export function escapeTokenBytes(b: Uint8Array): string {
+function escapeTokenBytes(b: Uint8Array): string {
   let s = '';
   for (const c of b) {
     if (c === 9) s += '\\t';

@@ -13,7 +13,6 @@ import { readSafetensorsHeader } from './safetensors.ts';
 import { bytesSource, latin1, readAt, type ByteSource } from './source.ts';
 
 export type { StoredDType, TensorInfo } from './dtypes.ts';
-export { bytesSource, type ByteSource } from './source.ts';
 export { expectedTensors, inferConfig, validateCheckpoint, type ModelConfig } from './config.ts';
 
 export interface Checkpoint {

@@ -87,7 +87,7 @@ export async function buildSimLibrary(cu: string, o: SimBuildOptions = {}): Prom
     writeFileSync(cuPath, cu);
     writeFileSync(wrapper, `#include "${cuPath}"\n${kernels.map((k) => `RWKVC_SIM_KERNEL(${k})`).join('\n')}\n`);
     try {
-      await compile(cxx, [...flags, '-shared', wrapper, obj, '-lpthread'], lib);
+      await compile(cxx, [...flags, '-shared', '-Wl,-Bsymbolic', wrapper, obj, '-lpthread'], lib);
     } finally {
       rmSync(cuPath, { force: true });
       rmSync(wrapper, { force: true });

@@ -269,6 +269,16 @@ using half2 = __half2;
 inline float ld_f32(const float* p) { rwkvc_sim::on_read(p, 4, 4); return *p; }
 inline void st_f32(float* p, float v) { rwkvc_sim::on_write(p, 4, 4); *p = v; }
 inline float ldg_f32(const float* p) { rwkvc_sim::on_read(p, 4, 4); return *p; }
+inline uint32_t ldg_u8(const void* p) {
+  rwkvc_sim::on_read(p, 1, 1);
+  return *static_cast<const unsigned char*>(p);
+}
+inline uint32_t ldg_u16(const void* p) {
+  rwkvc_sim::on_read(p, 2, 2);
+  unsigned short v;
+  std::memcpy(&v, p, 2);
+  return v;
+}
 inline uint32_t ldg_u32(const void* p) {
   rwkvc_sim::on_read(p, 4, 4);
   uint32_t v;

@@ -19,6 +19,7 @@ import { matrixBytes, type WFormat } from '../gpu/formats.ts';
 import { MM, WG, packParams, paramFields, weightBindings, type ShaderKey } from '../gpu/keys.ts';
 import { lowerPlan, weightRefId, type Limits, type WeightRef, type DispatchStep } from '../gpu/lower.ts';
 import { CUDA } from './dialect.ts';
+import { compilePtxSync } from './nvcc.ts';
 import {
   artifactFiles, type CudaArtifact, type CudaFunction, type CudaProgram, type CudaWeight, type Grid, type GridDim,
   type LaunchStep,
@@ -43,6 +44,8 @@ export interface CudaExtra {
   vec?: number[];
   /** wkv: the chunked-parallel form with chunks of this many tokens (prefill). */
   chunk?: number;
+  /** token_shift with LoRA: the row width C (its xxx row is staged in static shared memory). */
+  row?: number;
 }
 export type CudaKey = ShaderKey & { cuda?: CudaExtra };
 
@@ -86,10 +89,10 @@ export function blockOf(key: CudaKey): [number, number, number] {
 /** The parameter struct's C type of each field. */
 const ctype = (t: 'u32' | 'f32') => (t === 'u32' ? 'unsigned' : 'float');
 
-interface Rendered { name: string; key: CudaKey; code: string; sharedBytes: number }
+export interface Rendered { name: string; key: CudaKey; code: string; sharedBytes: number }
 
 /** Render one kernel key to CUDA text (a struct and an extern "C" function named `name`). */
-export function renderKernel(key: CudaKey, name: string, sharedBytes = 0): string {
+export function renderKernel(key: CudaKey, name: string): string {
   const base = key as ShaderKey;
   const common = {
     name,
@@ -118,7 +121,7 @@ export function renderKernel(key: CudaKey, name: string, sharedBytes = 0): strin
         dim: key.lora?.dim ?? 0,
         dim4: !!key.lora && key.lora.dim % 4 === 0,
         sd: key.lora ? S * key.lora.dim : 0,
-        sharedBytes,
+        row: key.cuda?.row ?? 0,
         outs: Array.from({ length: S }, (_, s) => ({ s, mix: mix0 + s })),
       });
     }
@@ -211,6 +214,13 @@ function cudaKey(step: DispatchStep, program: Program, plan: KernelPlan): CudaKe
     });
     return { ...key, cuda: { vec } };
   }
+  if (key.kind === 'token_shift' && key.lora) {
+    const C = step.params.c;
+    const bytes = (C + 8 + key.outs * key.lora.dim) * 4;
+    if (bytes > SMEM_DEFAULT)
+      throw new UserError(`CUDA: ${step.kernel} stages a row of ${C} floats in shared memory (${bytes} bytes with its LoRA), above ${SMEM_DEFAULT}`);
+    return { ...key, cuda: { row: C } };
+  }
   if (key.kind === 'wkv' && !key.batch && program === plan.prefill && program.maxT > 1)
     return { ...key, cuda: { chunk: wkvChunk(key.headSize) } };
   return key;
@@ -240,15 +250,17 @@ function paramWords(key: ShaderKey, values: Record<string, number>): number[] {
   return Array.from(new Uint32Array(packParams(key, values)).subarray(0, n));
 }
 
-/** Dynamic shared bytes a kernel needs for the steps that launch it (token_shift's xxx row: C floats). */
-function dynamicShared(key: CudaKey, steps: DispatchStep[]): number {
-  if (key.kind !== 'token_shift' || !key.lora) return 0;
-  const C = Math.max(...steps.map((s) => s.params.c));
-  const bytes = C * 4;
-  const stat = (8 + key.outs * key.lora.dim) * 4;
-  if (bytes + stat > SMEM_DEFAULT)
-    throw new UserError(`CUDA: token_shift's LoRA stages a row of ${C} floats in shared memory (${bytes + stat} bytes), above ${SMEM_DEFAULT}`);
-  return bytes;
+/** Name and render each key (function i is `k<i>_<kind>`). */
+export function renderAll(keys: CudaKey[]): Rendered[] {
+  return keys.map((key, i) => {
+    const name = `k${i}_${key.kind === 'wkv' && key.cuda?.chunk ? 'wkv_chunked' : key.kind}`;
+    return { name, key, sharedBytes: 0, code: renderKernel(key, name) };
+  });
+}
+
+/** The prelude and the rendered functions as one translation unit. */
+export function translationUnit(model: string, rendered: Rendered[]): string {
+  return [TEMPLATES.prelude({ model }), ...rendered.map((r) => r.code)].join('');
 }
 
 export interface CudaEmitOptions extends EmitOptions {
@@ -260,7 +272,6 @@ export function emitCuda(plan: KernelPlan, opts: CudaEmitOptions = {}): CudaArti
   const limits: Limits = { ...CUDA_LIMITS, ...(opts.limits as Partial<Limits> | undefined) };
   const fnIndex = new Map<string, number>();
   const fnKeys: CudaKey[] = [];
-  const fnSteps: DispatchStep[][] = [];
   const fnKernels: string[][] = [];
   const weights: CudaWeight[] = [];
   const weightIndex = new Map<string, number>();
@@ -302,10 +313,8 @@ export function emitCuda(plan: KernelPlan, opts: CudaEmitOptions = {}): CudaArti
       if (fn === undefined) {
         fnIndex.set(ks, (fn = fnKeys.length));
         fnKeys.push(key);
-        fnSteps.push([]);
         fnKernels.push([]);
       }
-      fnSteps[fn].push(s);
       const base = s.kernel.replace(/\[\d+\]$/, '');
       if (!fnKernels[fn].includes(base)) fnKernels[fn].push(base);
       steps.push({
@@ -323,11 +332,7 @@ export function emitCuda(plan: KernelPlan, opts: CudaEmitOptions = {}): CudaArti
       output: out ? { offset: lowered.offsets.get(out.name)!, cols: out.shape[out.shape.length - 1] as number, rows: out.shape.length > 1 ? out.shape[0] : 1 } : null,
     };
   }
-  const rendered: Rendered[] = fnKeys.map((key, i) => {
-    const name = `k${i}_${key.kind === 'wkv' && key.cuda?.chunk ? 'wkv_chunked' : key.kind}`;
-    const sharedBytes = dynamicShared(key, fnSteps[i]);
-    return { name, key, sharedBytes, code: renderKernel(key, name, sharedBytes) };
-  });
+  const rendered = renderAll(fnKeys);
   const functions: CudaFunction[] = rendered.map((r) => {
     const fields = paramFields(r.key);
     return {
@@ -335,24 +340,19 @@ export function emitCuda(plan: KernelPlan, opts: CudaEmitOptions = {}): CudaArti
       weightArgs: weightBindings(r.key), block: blockOf(r.key), sharedBytes: r.sharedBytes,
     };
   });
-  const cu = [TEMPLATES.prelude({ model: plan.model }), ...rendered.map((r) => r.code)].join('');
+  const cu = translationUnit(plan.model, rendered);
   const artifact: CudaArtifact = {
     format: 'rwkvc-cuda', version: 1, plan, cu, functions,
     programs: programs as CudaArtifact['programs'], layout: layout!, weights,
   };
   if (opts.ptx?.length) {
     // Node-only and optional: only when asked for (rwkvc compile --target cuda).
-    const ptx = ptxFor(cu, opts.ptx);
+    const ptx = compilePtxSync(cu, opts.ptx);
     if (ptx) artifact.ptx = ptx;
   }
   return artifact;
 }
 
-let ptxFor: (cu: string, archs: string[]) => Record<string, string> | null = () => null;
-/** Install the PTX compiler emitCuda uses when asked for PTX (targets/cuda/nvcc.ts does it). */
-export function setPtxCompiler(f: typeof ptxFor): void {
-  ptxFor = f;
-}
 
 /** Every kernel function as text, with the plan kernels it serves. */
 export function printCuda(a: CudaArtifact, plan: KernelPlan): KernelSource[] {

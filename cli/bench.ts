@@ -6,13 +6,14 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { dirname, resolve } from 'node:path';
-import { count } from './args.ts';
+import { count, targetOption } from './args.ts';
+import { loadPlan } from '../driver/targets.ts';
 import { Command, Option } from 'commander';
 import { MultiBar, Presets, type SingleBar } from 'cli-progress';
 import { compileGraph } from '../compiler/index.ts';
 import type { KernelPlan, WeightDType } from '../kernels/plan.ts';
 import { UserError } from '../kernels/errors.ts';
-import { buildGraph, weightProvider } from '../runtime/load.ts';
+import { buildGraph, DEFAULT_DSL, weightProvider } from '../driver/load.ts';
 import { openModel, type OpenModel } from '../runtime/model.ts';
 import { PRESETS } from '../runtime/presets.ts';
 import { writeRandomModel } from '../runtime/random-model.ts';
@@ -122,7 +123,7 @@ function wasmReport(ctx: Ctx, weights: WeightDType, repeat: number, r: WasmResul
 }
 
 async function benchWgslOnce(ctx: Ctx, weights: WeightDType, decode: number, prefill: number) {
-  const { benchWgsl } = await import('../targets/wgsl/bench.ts');
+  const { benchWgsl } = await import('../bench/wgsl-bench.ts');
   const plan = await planFor(ctx, weights, prefill);
   const r = await benchWgsl({ plan, weights: weightProvider(plan, ctx.model, bar(ctx, `load ${weights}`)), decodeSteps: decode, prefillTokens: prefill });
   return {
@@ -136,7 +137,7 @@ async function benchWgslOnce(ctx: Ctx, weights: WeightDType, decode: number, pre
 export function benchCommand(): Command {
   return new Command('bench')
     .description('Measure decode and prefill speed of a target against limits measured in the same run')
-    .addOption(new Option('--target <target>', 'what to measure').choices(['wasm', 'wgsl']).default('wasm'))
+    .addOption(targetOption('wasm', 'what to measure', (t) => t.name === 'wasm' || t.name === 'wgsl'))
     .option('--preset <name>', `a model shape with seeded random weights: ${Object.keys(PRESETS).join(', ')}`, 'bench-0.1b')
     .option('--model <path>', 'a checkpoint instead of a preset')
     .addOption(new Option('--weights <dtype>', 'weight storage').choices(DTYPES).default('f32'))
@@ -147,7 +148,7 @@ export function benchCommand(): Command {
     .addOption(new Option('--peer <name>', 'another implementation measured in the same rounds (wasm): llama.cpp on a GGUF export of the same checkpoint, same weight format').choices(['llama.cpp', 'none']).default('llama.cpp'))
     .option('--json', 'print one JSON object')
     .option('--plot <file.svg>', 'sweep weight formats × threads, prompt lengths and context lengths; write the charts')
-    .option('--dsl <file>', 'model description', resolve(import.meta.dirname, '..', 'examples', 'finch.ts'))
+    .option('--dsl <file>', 'model description (default: examples/finch.ts of this package)', DEFAULT_DSL)
     .addHelpText('after', `
 Examples:
   rwkvc bench --target wasm --preset bench-0.1b --json
@@ -240,9 +241,8 @@ async function sweep(ctx: Ctx, file: string, maxThreads: number, decode: number,
     }
   const results = runs.map(({ w, m }) => wasmReport(ctx, w, repeat, m, compute.get(m.threads)));
   // prefill speed against prompt length, and decode speed against context length (constant: RWKV's state is fixed-size)
-  const { loadWasmTarget } = await import('../targets/wasm/runtime.ts');
   const plan = await planFor(ctx, 'f32', prefill);
-  const m = await loadWasmTarget(plan, weightProvider(plan, ctx.model, bar(ctx, 'load f32')), { threads: maxThreads });
+  const m = await loadPlan('wasm', plan, weightProvider(plan, ctx.model, bar(ctx, 'load f32')), { threads: maxThreads });
   const prefillPts: Point[] = [], ctxPts: Point[] = [];
   const V = plan.config.vocabSize;
   const toks = (n: number) => Int32Array.from({ length: n }, (_, i) => (i * 7919) % V);

@@ -7,9 +7,9 @@ import { PASSES } from '../compiler/pipeline.ts';
 import { printGraph } from '../ir/print.ts';
 import type { WeightDType } from '../kernels/plan.ts';
 import { resolveConfig } from './config-arg.ts';
-import { buildGraph } from '../runtime/load.ts';
+import { buildGraph } from '../driver/load.ts';
 import { summarizePlan, formatSummary } from './inspect.ts';
-import { emitPackage } from '../compiler/emit-package.ts';
+import { emitPackage } from '../driver/emit-package.ts';
 
 const list = (v: string, prev: string[] = []) => [...prev, ...v.split(',')];
 

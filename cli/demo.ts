@@ -10,13 +10,13 @@ import { Command } from 'commander';
 import { compileGraph } from '../compiler/index.ts';
 import type { ModelConfig } from '../kernels/config.ts';
 import { materializeWeight } from '../kernels/weights.ts';
-import { buildGraph } from '../runtime/load.ts';
+import { buildGraph } from '../driver/load.ts';
 import { openModel } from '../runtime/model.ts';
 import { runTokens } from '../runtime/run-tokens.ts';
 import { writeRandomModel } from '../runtime/random-model.ts';
 import type { TargetModel } from '../targets/backend.ts';
-import { loadRefTarget } from '../targets/ref/runtime.ts';
-import { loadPlanTarget } from '../targets/plan/runtime.ts';
+import { getTarget, planTargets } from '../targets/registry.ts';
+import { loadPlan } from '../driver/targets.ts';
 import { summarizePlan } from './inspect.ts';
 
 const DEMO: ModelConfig = { nLayer: 4, nEmbd: 256, headSize: 64, nHead: 4, dimFfn: 896, vocabSize: 1024, loraMix: 32, loraDecay: 64 };
@@ -49,33 +49,27 @@ export function demoCommand(): Command {
       const weights = (d: Parameters<typeof materializeWeight>[0]) => materializeWeight(d, model.read);
       const provider = (d: { source: Parameters<typeof materializeWeight>[0] }) => weights(d.source);
 
-      // emit each target's kernels
+      // emit each compiled target's artifact
       const emitted: string[] = [];
-      try {
-        const { compileWasm } = await import('../targets/wasm/codegen.ts');
-        const art = compileWasm(plan);
-        mkdirSync(join(out, 'wasm'), { recursive: true });
-        writeFileSync(join(out, 'wasm', 'model.wasm'), art.wasm);
-        if (art.wasmRelaxed) writeFileSync(join(out, 'wasm', 'model.relaxed.wasm'), art.wasmRelaxed);
-        emitted.push(`wasm: ${(art.wasm.length / 1024).toFixed(0)} KiB module${art.wasmRelaxed ? ' (+ relaxed-SIMD variant)' : ''} → ${join(out, 'wasm')}`);
-      } catch (e) {
-        emitted.push(`wasm: not emitted (${(e as Error).message.split('\n')[0]})`);
-      }
-      try {
-        const { emitWgsl } = await import('../targets/wgsl/codegen.ts');
-        const shaders = emitWgsl(plan);
-        mkdirSync(join(out, 'wgsl'), { recursive: true });
-        shaders.forEach((sh, i) => writeFileSync(join(out, 'wgsl', `${String(i).padStart(2, '0')}.wgsl`), `// ${sh.key}\n${sh.code}`));
-        emitted.push(`wgsl: ${shaders.length} shaders → ${join(out, 'wgsl')}`);
-      } catch (e) {
-        emitted.push(`wgsl: not emitted (${(e as Error).message.split('\n')[0]})`);
+      for (const t of planTargets().filter((t) => !t.hidden && t.name !== 'plan')) {
+        try {
+          const codegen = await t.codegen!();
+          const art = codegen.emit(plan);
+          const files = codegen.files(art);
+          const kernels = codegen.print(art, plan).length;
+          mkdirSync(join(out, t.name), { recursive: true });
+          for (const [f, data] of Object.entries(files)) writeFileSync(join(out, t.name, f), data);
+          emitted.push(`${t.name}: ${kernels} kernels → ${join(out, t.name)}`);
+        } catch (e) {
+          emitted.push(`${t.name}: not emitted (${(e as Error).message.split('\n')[0]})`);
+        }
       }
       say(`3. kernels: ${emitted.join('; ')}`);
 
       // run each target on the same tokens and compare with the reference interpreter
       const tokens = Int32Array.from({ length: 24 }, (_, i) => (i * 37 + 11) % DEMO.vocabSize);
       const V = DEMO.vocabSize;
-      const ref = loadRefTarget(graph, model.read);
+      const ref = (await getTarget('ref').graph!())(graph, model.read);
       const refLogits = await runTokens(ref, tokens, { kind: 'seq' }, V);
       const rows: Row[] = [];
       const measure = async (name: string, load: () => Promise<TargetModel>, kernels: string) => {
@@ -95,9 +89,7 @@ export function demoCommand(): Command {
       };
       const perLayer = `${s.decodeKernelsPerLayer}/layer`;
       rows.push({ target: 'ref', kernels: `${graph.nodes.length} IR ops`, maxDiff: '0 (reference)', tokPerS: '–', note: 'unfused graph, f64' });
-      await measure('plan', () => loadPlanTarget(plan, provider), perLayer);
-      await measure('wasm', async () => (await import('../targets/wasm/runtime.ts')).loadWasmTarget(plan, provider), perLayer);
-      await measure('wgsl', async () => (await import('../targets/wgsl/runtime.ts')).loadWgslTarget(plan, provider), perLayer);
+      for (const t of planTargets().filter((t) => !t.hidden)) await measure(t.name, () => loadPlan(t.name, plan, provider), perLayer);
       model.close();
 
       say('4. results (logits of 24 tokens vs the reference interpreter; decode tokens/s of this tiny model):\n');

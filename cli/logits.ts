@@ -1,10 +1,10 @@
-import { count } from './args.ts';
+import { count, targetOption } from './args.ts';
 import { Command, Option } from 'commander';
 import { writeSafetensors } from '../runtime/checkpoint/index.ts';
 import { UserError } from '../kernels/errors.ts';
 import { initialState, openModel } from '../runtime/model.ts';
 import { parseMode, runTokens } from '../runtime/run-tokens.ts';
-import { loadTargetForModel, TARGETS } from '../runtime/load.ts';
+import { DEFAULT_DSL, loadTargetForModel } from '../driver/load.ts';
 
 export function parseTokens(s: string, vocab: number): Int32Array {
   const ids = s.split(',').map((x) => x.trim());
@@ -22,10 +22,10 @@ export function logitsCommand(): Command {
     .requiredOption('--model <path>', 'checkpoint (.pth or .safetensors, official or Hugging Face names)')
     .requiredOption('--tokens <ids>', 'comma-separated token ids, e.g. 5,17,3')
     .option('--mode <mode>', 'step | seq | chunks:N', 'seq')
-    .addOption(new Option('--target <target>', 'what runs it').choices(TARGETS).default('ref'))
+    .addOption(targetOption('ref'))
     .option('--weights <dtype>', 'weight storage for compiled targets: f32|bf16|f16|int8', 'f32')
     .option('--threads <n>', 'worker threads (wasm)', count)
-    .option('--dsl <file>', 'model description', 'examples/finch.ts')
+    .option('--dsl <file>', 'model description (default: examples/finch.ts of this package)', DEFAULT_DSL)
     .requiredOption('--out <file>', 'output .safetensors: logits [T, V], state.{l}.att_shift/wkv/ffn_shift')
     .addHelpText('after', '\nExample:\n  rwkvc logits --model model.pth --tokens 5,17,3 --mode chunks:2 --target plan --out out.safetensors')
     .action(async (o) => {

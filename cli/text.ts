@@ -1,9 +1,9 @@
-import { count, int, num } from './args.ts';
+import { count, int, num, targetOption } from './args.ts';
 import { Command, Option } from 'commander';
 import { SingleBar, Presets } from 'cli-progress';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { UserError } from '../kernels/errors.ts';
-import { load, TARGETS } from '../runtime/load.ts';
+import { load } from '../driver/load.ts';
 import { loadWorldTokenizer } from '../runtime/tokenizer.ts';
 import type { WeightDType } from '../kernels/plan.ts';
 
@@ -43,7 +43,7 @@ export function runCommand(): Command {
     .requiredOption('--model <path>', 'checkpoint (.pth or .safetensors)')
     .requiredOption('--vocab <file>', 'rwkv_vocab_v20230424.txt')
     .requiredOption('--prompt <text>', 'the prompt')
-    .addOption(new Option('--target <target>', 'what runs it').choices(TARGETS).default('wasm'))
+    .addOption(targetOption('wasm'))
     .addOption(new Option('--weights <dtype>', 'weight storage').choices(['f32', 'bf16', 'f16', 'int8']).default('f32'))
     .option('--threads <n>', 'worker threads (wasm; default all cores)', count)
     .option('--max-tokens <n>', 'most tokens to generate', count, 100)

@@ -55,11 +55,20 @@ export interface OpenedDevice {
 
 /** The run half: needs the artifact only (no compiler), runs in Node and, for some targets, browsers. */
 export interface TargetRuntime<A = unknown> {
+  /** How messages name it ('WASM', 'WebGPU'). */
+  label: string;
   /** An artifact back from its files (the inverse of codegen.files). */
   open(files: ArtifactFiles): A;
+  /** The plan an artifact runs (its weights are what `load` asks the provider for). */
+  plan(artifact: A): KernelPlan;
+  /** Why it cannot run here (no GPU, no driver), or null; asked before `target: 'auto'` tries it. */
+  unavailable?(): Promise<string | null>;
+  /** What runs a loaded model, for display (threads, SIMD variant, the adapter). */
+  describe?(model: TargetModel): { description: string; threads?: number; adapter?: string; notes?: string[] };
   /** GPU targets: open the device first, so codegen can respect its limits. */
   openDevice?(opts: TargetOptions): Promise<OpenedDevice>;
-  load(artifact: A, weights: WeightProvider, opts?: TargetOptions & { device?: OpenedDevice }): Promise<TargetModel>;
+  /** Loads the artifact; an `opened` device becomes the model's (its dispose releases it). */
+  load(artifact: A, weights: WeightProvider, opts?: TargetOptions & { opened?: OpenedDevice; [option: string]: unknown }): Promise<TargetModel>;
 }
 
 export interface Target {

@@ -6,8 +6,8 @@
 import { join, relative } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { emitPackage } from '../compiler/emit-package.ts';
-import { load } from '../runtime/load.ts';
+import { emitPackage } from '../driver/emit-package.ts';
+import { load } from '../driver/load.ts';
 import { openModel } from '../runtime/model.ts';
 import { argmax } from '../runtime/sampler.ts';
 import type { DemoState } from '../examples/browser/main.ts';

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { Project, ts } from 'ts-morph';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { emitPackage, type EmittedPackage } from '../compiler/emit-package.ts';
+import { emitPackage, type EmittedPackage } from '../driver/emit-package.ts';
 import type { KernelPlan } from '../kernels/plan.ts';
 import { openModel } from '../runtime/model.ts';
 import { UserError } from '../kernels/errors.ts';
@@ -44,7 +44,7 @@ describe('rwkvc compile --emit package', () => {
     expect(pkg.className).toBe('FinchModel');
     for (const f of ['package.json', 'README.md', 'plan.json', 'index.js', 'index.d.ts', 'f32/model.wasm', 'f32/layout.json',
       'runtime/session.js', 'runtime/session.d.ts', 'runtime/checkpoint/reader.js', 'runtime/world-tokenizer.js', 'targets/wasm/runtime.js',
-      'targets/wasm/team-worker.js', 'f32/wgsl.json', 'runtime/package/wgsl.js', 'targets/wgsl/runtime.js']) {
+      'targets/wasm/team-worker.js', 'f32/wgsl.json', 'targets/wgsl/runtime.js']) {
       expect(existsSync(join(pkg.dir, f)), f).toBe(true);
     }
     const plan = JSON.parse(readFileSync(join(pkg.dir, 'plan.json'), 'utf8')) as KernelPlan;

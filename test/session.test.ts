@@ -1,7 +1,7 @@
 /** The session API on the fixture model: prefill/decode, state save/restore/fork, state files, batch. */
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { load } from '../runtime/load.ts';
+import { load } from '../driver/load.ts';
 import { Session } from '../runtime/session.ts';
 import { encodeState } from '../runtime/state-file.ts';
 import { FIXTURES, maxAbsDiff, readGolden } from './helpers/golden.ts';

@@ -11,13 +11,13 @@ import { materializeWeight } from '../kernels/weights.ts';
 import type { WeightDType } from '../kernels/plan.ts';
 import { openModel } from '../runtime/model.ts';
 import { parseMode, runTokens } from '../runtime/run-tokens.ts';
-import { loadWasmTarget } from '../targets/wasm/runtime.ts';
+import { loadPlan } from '../driver/targets.ts';
 import { compareRun, FIXTURE_NAMES, FIXTURES, maxAbsDiff, readGolden } from './helpers/golden.ts';
 
 async function runWasm(fixture: string, weights: WeightDType, threads: number, mode: string) {
   const model = openModel(join(FIXTURES, fixture, 'model.pth'));
   const { plan } = compileGraph(finch(model.config), model.config, { weights, logits: 'all', chunk: 6 });
-  const t = await loadWasmTarget(plan, (d) => materializeWeight(d.source, model.read), { threads });
+  const t = await loadPlan('wasm', plan, (d) => materializeWeight(d.source, model.read), { threads });
   const golden = readGolden(fixture);
   const logits = await runTokens(t, golden.tokens, parseMode(mode), model.config.vocabSize);
   const state = await t.readState();

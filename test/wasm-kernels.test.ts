@@ -18,12 +18,14 @@ import { runKernel, type KernelEnv } from '../kernels/reference.ts';
 import { dequantize } from '../kernels/dtype.ts';
 import { compileWasm } from '../targets/wasm/codegen.ts';
 import type { LinearSchedule } from '../targets/wasm/linear.ts';
-import { loadWasmArtifact, readWasmArtifact, writeWasmArtifact, loadWasmTarget } from '../targets/wasm/runtime.ts';
+import { loadWasmArtifact, runtime as wasmRuntime, type WasmTargetModel } from '../targets/wasm/runtime.ts';
+import { codegen as wasmCodegen } from '../targets/wasm/codegen.ts';
+import { loadPlan } from '../driver/targets.ts';
 import { mathlib } from '../targets/wasm/mathlib.ts';
 import { assemble } from '../targets/wasm/wat.ts';
 import { loadPlanTarget } from '../targets/plan/runtime.ts';
 import { modelPlan, randomWeights, rng } from '../bench/model-plan.ts';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -339,7 +341,7 @@ describe('wasm target end to end (compiled Finch, 2 layers)', () => {
   async function compare(dtype: WeightDType, threads: number) {
     const plan = modelPlan({ ...small, dtype });
     const w = randomWeights(plan.config, 5);
-    const m = await loadWasmTarget(plan, w, { threads });
+    const m = await loadPlan('wasm', plan, w, { threads }) as WasmTargetModel;
     const ref = await loadPlanTarget(plan, w);
     const out: Float32Array[] = [];
     try {
@@ -373,8 +375,8 @@ describe('wasm target end to end (compiled Finch, 2 layers)', () => {
     const plan = modelPlan(small);
     const art = compileWasm(plan);
     const dir = mkdtempSync(join(tmpdir(), 'rwkvc-wasm-'));
-    await writeWasmArtifact(dir, art);
-    const back = await readWasmArtifact(dir);
+    const names = Object.entries(wasmCodegen.files(art)).map(([f, data]) => (writeFileSync(join(dir, f), data), f));
+    const back = wasmRuntime.open(Object.fromEntries(names.map((f) => [f, new Uint8Array(readFileSync(join(dir, f)))])));
     expect(back.layout).toEqual(art.layout);
     const w = randomWeights(plan.config, 2);
     const a = await loadWasmArtifact(art, w, { threads: 1 }), b = await loadWasmArtifact(back, w, { threads: 1 });
@@ -395,11 +397,11 @@ describe('wasm relaxed-SIMD variant', () => {
     const { spawnSync } = await import('node:child_process');
     const code = `
       import { modelPlan, randomWeights } from './bench/model-plan.ts';
-      import { loadWasmTarget } from './targets/wasm/runtime.ts';
+      import { loadPlan } from './driver/targets.ts';
       import { loadPlanTarget } from './targets/plan/runtime.ts';
       const plan = modelPlan({ nLayer: 2, nEmbd: 128, dimFfn: 448, vocabSize: 300, prefillT: 8 });
       const w = randomWeights(plan.config, 5);
-      const m = await loadWasmTarget(plan, w, { threads: 2 }), ref = await loadPlanTarget(plan, w);
+      const m = await loadPlan('wasm', plan, w, { threads: 2 }), ref = await loadPlanTarget(plan, w);
       let err = 0, scale = 0;
       for (const [p, t] of [['prefill', [1, 2, 3, 4, 5]], ['decode', [7]]]) {
         const a = await m.run(p, Int32Array.from(t)), b = await ref.run(p, Int32Array.from(t));
@@ -422,7 +424,7 @@ describe('wasm batch program', () => {
     const plan = modelPlan({ nLayer: 2, nEmbd: 128, dimFfn: 448, vocabSize: 300, prefillT: 8, batch: 3 });
     const w = randomWeights(plan.config, 9);
     for (const threads of [1, 2]) {
-      const m = await loadWasmTarget(plan, w, { threads }), ref = await loadPlanTarget(plan, w);
+      const m = await loadPlan('wasm', plan, w, { threads }), ref = await loadPlanTarget(plan, w);
       try {
         // three sequences with different histories
         const states = [];

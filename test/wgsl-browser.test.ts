@@ -1,6 +1,6 @@
 // The WGSL runtime in headless Chromium (WebGPU on SwiftShader): the same targets/wgsl/runtime.ts that the
 // Node tests run, served as transpiled TypeScript, loading a compiled plan with shaders pre-rendered in
-// Node (emitWgsl) and weights fetched as one binary. It must match the plan target computed here, and the
+// Node (the WGSL codegen) and weights fetched as one binary. It must match the plan target computed here, and the
 // page must not need the compiler (codegen.ts, Handlebars, node:fs).
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { Browser } from 'playwright-core';
@@ -8,7 +8,7 @@ import finch from '../examples/finch.ts';
 import { compileGraph } from '../compiler/index.ts';
 import { materializeWeight } from '../kernels/weights.ts';
 import { loadPlanTarget } from '../targets/plan/runtime.ts';
-import { emitWgsl } from '../targets/wgsl/codegen.ts';
+import { codegen } from '../targets/wgsl/codegen.ts';
 import { browserSkipReason, launchChromium, openPage, startStaticServer, type StaticServer } from './helpers/browser.ts';
 import { maxAbsDiff } from './helpers/golden.ts';
 import { randomWeights, tinyConfig } from './helpers/models.ts';
@@ -18,14 +18,14 @@ const TOKENS = [5, 17, 200, 3, 99, 42];
 
 const page = `<!doctype html><meta charset="utf-8"><title>wgsl runtime</title>
 <script type="module">
-import { loadWgslTarget } from '/targets/wgsl/runtime.ts';
+import { loadWgslArtifact } from '/targets/wgsl/runtime.ts';
 window.result = (async () => {
   const get = (p) => fetch(p).then((r) => r.ok ? r : Promise.reject(new Error(p + ': ' + r.status)));
   const plan = await (await get('/plan.json')).json();
   const index = await (await get('/index.json')).json();
-  const shaders = await (await get('/shaders.json')).json();
+  const artifact = await (await get('/wgsl.json')).json();
   const bin = new Float32Array(await (await get('/weights.bin')).arrayBuffer());
-  const model = await loadWgslTarget(plan, (d) => bin.subarray(index[d.name], index[d.name] + d.shape.reduce((a, b) => a * b, 1)), { shaders });
+  const model = await loadWgslArtifact(artifact, (d) => bin.subarray(index[d.name], index[d.name] + d.shape.reduce((a, b) => a * b, 1)));
   const tokens = ${JSON.stringify(TOKENS)};
   const prefill = await model.run('prefill', Int32Array.from(tokens.slice(0, 5)));
   const decode = await model.run('decode', Int32Array.from(tokens.slice(5)));
@@ -54,13 +54,13 @@ describe.skipIf(!!skip)(`WGSL runtime in headless Chromium${skip ? ` (skipped: $
     plan.weights.forEach((d, i) => { index[d.name] = at; at += values[i].length; });
     const bin = new Float32Array(at);
     plan.weights.forEach((d, i) => bin.set(values[i], index[d.name]));
-    const shaders = Object.fromEntries(emitWgsl(plan).map((s) => [s.key, s.code]));
+    const artifact = codegen.emit(plan);
     server = await startStaticServer({
       pages: {
         '/index.html': page,
         '/plan.json': JSON.stringify(plan),
         '/index.json': JSON.stringify(index),
-        '/shaders.json': JSON.stringify(shaders),
+        '/wgsl.json': JSON.stringify(artifact),
         '/weights.bin': new Uint8Array(bin.buffer),
       },
     });

@@ -24,12 +24,18 @@ import { UserError } from '../kernels/errors.ts';
 import { openModel } from '../runtime/model.ts';
 import { parseMode, runTokens } from '../runtime/run-tokens.ts';
 import { loadPlanTarget } from '../targets/plan/runtime.ts';
-import { benchWgsl } from '../targets/wgsl/bench.ts';
+import { benchWgsl } from '../bench/wgsl-bench.ts';
 import { emitWgsl } from '../targets/wgsl/codegen.ts';
 import { f32Literal } from '../targets/gpu/cprint.ts';
 import { WGSL } from '../targets/wgsl/dialect.ts';
 import type { Limits } from '../targets/gpu/lower.ts';
-import { loadWgslTarget, type WgslModel, type WgslOptions } from '../targets/wgsl/runtime.ts';
+import type { WgslModel, WgslOptions } from '../targets/wgsl/runtime.ts';
+import { loadPlan, type PlanLoadOptions } from '../driver/targets.ts';
+import type { WeightProvider } from '../targets/backend.ts';
+
+/** A plan on the WGSL target through the driver (codegen for the device's limits, then the runtime). */
+const loadWgslTarget = (plan: KernelPlan, w: WeightProvider, o: WgslOptions = {}) =>
+  loadPlan('wgsl', plan, w, o as PlanLoadOptions) as Promise<WgslModel>;
 import { compareRun, FIXTURES, FIXTURE_NAMES, maxAbsDiff, readGolden } from './helpers/golden.ts';
 import { compilationMessages, acquireTestGpu } from './helpers/gpu.ts';
 import { randomWeights, tinyConfig } from './helpers/models.ts';

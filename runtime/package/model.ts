@@ -1,35 +1,31 @@
 /**
- * The runtime of a generated package (compiler/emit-package.ts): a compiled model's files plus a
+ * The runtime of a generated package (driver/emit-package.ts): a compiled model's files plus a
  * checkpoint become a running model, with no compiler. Portable: the host functions (platform.ts)
- * and the targets' loaders (wasm.ts, wgsl.ts) are handed in by the generated entry module, which wraps
- * the result in a class named after the model. `target: 'auto'` picks WebGPU when `navigator.gpu` gives
- * an adapter, else WASM.
+ * and the packaged targets' runtimes (targets/<name>/runtime.ts, in the registry's order) are handed in
+ * by the generated entry module, which wraps the result in a class named after the model.
+ * `target: 'auto'` takes the first target that can run here (WebGPU when `navigator.gpu` gives an
+ * adapter, else WASM).
  */
 import type { ModelConfig } from '../../kernels/config.ts';
 import type { KernelPlan } from '../../kernels/plan.ts';
 import { materializeWeight } from '../../kernels/weights.ts';
 import type { TargetModel, WeightProvider } from '../../targets/backend.ts';
+import type { ArtifactFiles, TargetRuntime } from '../../targets/target.ts';
 import { inferConfig, openCheckpointBytes, validateCheckpoint, type Checkpoint } from '../checkpoint/reader.ts';
 import { inputError, UserError } from '../../kernels/errors.ts';
 import { Session } from '../session.ts';
 import { parseWorldVocabBytes, type WorldTokenizer } from '../world-tokenizer.ts';
 import type { Platform } from './platform.ts';
 
-/** One compiled weight storage: its files, as URLs resolved against the entry module. */
-export interface VariantFiles {
-  wasm: URL;
-  wasmRelaxed?: URL;
-  layout: URL;
-  /** The WGSL target: plan and pre-rendered shaders (wgsl.json). */
-  wgsl?: URL;
-}
+/** One compiled weight storage: per target, its artifact's files as URLs resolved against the entry module. */
+export type VariantFiles = Record<string, Record<string, URL>>;
 
-/** Which target runs the model: 'auto' = WebGPU when `navigator.gpu` gives an adapter, else WASM. */
-export type PackageTarget = 'auto' | 'wgsl' | 'wasm';
+/** Which target runs the model: 'auto' = the first of the package's targets that can run here. */
+export type PackageTarget = string;
 
 /** What ran a loaded model, for display. */
 export interface BackendInfo {
-  target: 'wasm' | 'wgsl';
+  target: string;
   /** e.g. "WASM relaxed-SIMD, 4 threads" or the WebGPU adapter "google / swiftshader / SwiftShader Device (software)". */
   description: string;
   /** WASM threads running. */
@@ -50,7 +46,7 @@ export interface PackageDescription {
 }
 
 export interface PackageLoadOptions {
-  /** 'auto' (default): WebGPU when `navigator.gpu` gives an adapter (and the package has WGSL), else WASM. */
+  /** 'auto' (default): the first of the package's targets that can run here (WebGPU when `navigator.gpu` gives an adapter, else WASM). */
   target?: PackageTarget;
   /** WASM worker threads (default: every core). */
   threads?: number;
@@ -64,19 +60,8 @@ export interface PackageLoadOptions {
   onProgress?: (phase: string, done: number, total: number) => void;
 }
 
-/** The compiled files of one variant, read. */
-export interface CompiledAssets {
-  wasm: Uint8Array<ArrayBuffer>;
-  wasmRelaxed?: Uint8Array<ArrayBuffer>;
-  layout: unknown;
-}
-
-/** A target's loader: the compiled files, and weights for the plan they hold, to a running model. */
-export type TargetLoader<A = CompiledAssets> = (
-  assets: A,
-  weightsFor: (plan: KernelPlan) => WeightProvider,
-  o: { threads?: number; relaxed?: boolean },
-) => Promise<TargetModel>;
+/** The packaged targets' runtimes by name, in the order 'auto' tries them (the registry's). */
+export type TargetRuntimes = Record<string, () => Promise<TargetRuntime>>;
 
 /** A checkpoint's shapes must be those the package was compiled for; then every tensor is checked. */
 export function checkCheckpoint(ckpt: Checkpoint, config: ModelConfig, pkgName: string): void {
@@ -111,7 +96,7 @@ export class SharedModel {
     readonly config: ModelConfig,
     readonly tokenizer: WorldTokenizer | undefined,
     readonly weights: string,
-    readonly backend: BackendInfo = describeBackend(target, []),
+    readonly backend: BackendInfo,
   ) {}
 
   get disposed(): boolean {
@@ -140,89 +125,64 @@ export class SharedModel {
   }
 }
 
-const utf8 = new TextDecoder();
 
-/** The targets' loaders the entry hands in (a bare function: WASM only). */
-export interface TargetLoaders {
-  wasm: TargetLoader;
-  /** Takes the parsed wgsl.json. */
-  wgsl?: TargetLoader<unknown>;
-}
-
-/** What ran: WASM threads and SIMD variant, or the WebGPU adapter (see wasm.ts / wgsl.ts). */
-export function describeBackend(target: TargetModel, notes: string[]): BackendInfo {
-  if (target.target === 'wgsl') {
-    const adapter = (target as { adapter?: string }).adapter ?? 'WebGPU';
-    return { target: 'wgsl', description: `WebGPU: ${adapter}`, adapter, notes };
-  }
-  const w = target as { threads?: number; variant?: string; threadNote?: string };
-  const threads = w.threads ?? 1;
-  return {
-    target: 'wasm',
-    description: `WASM ${w.variant === 'relaxed' ? 'relaxed-SIMD (FMA)' : 'SIMD'}, ${threads} thread${threads === 1 ? '' : 's'}`,
-    threads,
-    notes: w.threadNote ? [...notes, w.threadNote] : notes,
-  };
-}
-
-/** For 'auto': why WebGPU is not used here, or null when an adapter is there. */
-async function noWebGpu(): Promise<string | null> {
-  const gpu = (globalThis as { navigator?: { gpu?: { requestAdapter(): Promise<unknown> } } }).navigator?.gpu;
-  if (!gpu) return 'no WebGPU here (navigator.gpu is missing)';
-  const adapter = await gpu.requestAdapter().catch(() => null);
-  return adapter ? null : 'WebGPU gave no adapter';
-}
-
-/** Read the package's files for the chosen weights, the vocabulary and the checkpoint, and load the target. */
+/** Read the package's files for the chosen weights, the vocabulary and the checkpoint, and load a target. */
 export async function loadShared(
   platform: Platform,
   pkg: PackageDescription,
   checkpoint: Uint8Array | ArrayBuffer | string,
   o: PackageLoadOptions,
-  loaders: TargetLoader | TargetLoaders,
+  runtimes: TargetRuntimes,
 ): Promise<SharedModel> {
-  const { wasm: loader, wgsl: wgslLoader } = typeof loaders === 'function' ? { wasm: loaders, wgsl: undefined } : loaders;
-  const want = o.target ?? 'auto';
-  if (want !== 'auto' && want !== 'wgsl' && want !== 'wasm') throw new UserError(`${pkg.name}: target '${String(want)}' is not one of auto, wgsl, wasm`);
   const names = Object.keys(pkg.variants);
   const weights = o.weights ?? names[0]!;
   if (!Object.hasOwn(pkg.variants, weights)) {
     throw new UserError(`${pkg.name}: weights '${weights}' were not compiled into this package (it has ${names.join(', ')})`);
   }
   const files = pkg.variants[weights]!;
-  const hasWgsl = !!(files.wgsl && wgslLoader);
-  if (want === 'wgsl' && !hasWgsl) throw new UserError(`${pkg.name}: the WGSL target was not compiled into this package`);
-  const notes: string[] = [];
-  const whyNot = want === 'auto' ? (hasWgsl ? await noWebGpu() : 'this package has no WGSL target') : null;
-  const useWgsl = want === 'wgsl' || (want === 'auto' && !whyNot);
-  if (whyNot) notes.push(`running WASM: ${whyNot}`);
-  const json = (url: URL) => platform.readAsset(url).then((b) => JSON.parse(utf8.decode(b)) as unknown);
-  const readWasm = async (): Promise<CompiledAssets> => {
-    const [wasm, wasmRelaxed, layout] = await Promise.all([
-      platform.readAsset(files.wasm), files.wasmRelaxed ? platform.readAsset(files.wasmRelaxed) : undefined, json(files.layout),
-    ]);
-    return { wasm, wasmRelaxed, layout };
-  };
-  const [assets, tokenizer] = await Promise.all([useWgsl ? json(files.wgsl!) : readWasm(), loadVocab(platform, o.vocab)]);
-  const ckpt = typeof checkpoint === 'string' ? await platform.openCheckpoint(checkpoint) : openCheckpointBytes('checkpoint', checkpoint);
+  const targets = Object.keys(runtimes).filter((t) => files[t]);
+  const want = o.target ?? 'auto';
+  if (want !== 'auto' && !targets.includes(want))
+    throw new UserError(`${pkg.name}: target '${String(want)}' is not one of auto, ${targets.join(', ')} (those compiled into this package)`);
+  const readFiles = async (target: string): Promise<ArtifactFiles> => Object.fromEntries(await Promise.all(
+    Object.entries(files[target]!).map(async ([f, url]) => [f, await platform.readAsset(url)] as const)));
+
+  const [tokenizer, ckpt] = await Promise.all([
+    loadVocab(platform, o.vocab),
+    typeof checkpoint === 'string' ? platform.openCheckpoint(checkpoint) : openCheckpointBytes('checkpoint', checkpoint),
+  ]);
   try {
     checkCheckpoint(ckpt, pkg.config, pkg.name);
     if (tokenizer && tokenizer.vocabSize > pkg.config.vocabSize) {
       throw new UserError(`vocabulary: ${tokenizer.vocabSize} token ids, but the model has ${pkg.config.vocabSize}`);
     }
-    const weightsFor = (plan: KernelPlan) => checkpointWeights(plan, ckpt, o.onProgress);
-    const wasmOptions = { threads: o.threads, relaxed: o.relaxed };
-    let target: TargetModel | undefined;
-    if (useWgsl) {
+    // 'auto': each target in turn, skipping those that cannot run here; why one was passed over becomes a note
+    const skipped: string[] = [];
+    const order = want === 'auto' ? targets : [want];
+    for (const [i, name] of order.entries()) {
+      const rt = await runtimes[name]!();
+      const last = i === order.length - 1;
+      const why = want === 'auto' && !last ? await rt.unavailable?.() : null;
+      if (why) { skipped.push(why); continue; }
       try {
-        target = await wgslLoader!(assets, weightsFor, {});
+        const art = rt.open(await readFiles(name));
+        const opened = await rt.openDevice?.({ threads: o.threads });
+        let model: TargetModel;
+        try {
+          model = await rt.load(art, checkpointWeights(rt.plan(art), ckpt, o.onProgress), { threads: o.threads, relaxed: o.relaxed, opened });
+        } catch (e) {
+          opened?.release();
+          throw e;
+        }
+        const d = rt.describe?.(model) ?? { description: rt.label };
+        const notes = [...skipped.map((w) => `running ${rt.label}: ${w}`), ...(d.notes ?? [])];
+        return new SharedModel(model, pkg.config, tokenizer, weights, { target: name, ...d, notes });
       } catch (e) {
-        if (want === 'wgsl') throw e;
-        notes.push(`running WASM: WebGPU failed: ${(e as Error).message}`);
+        if (want !== 'auto' || last) throw e;
+        skipped.push(`${rt.label} failed: ${(e as Error).message}`);
       }
     }
-    target ??= await loader(useWgsl ? await readWasm() : (assets as CompiledAssets), weightsFor, wasmOptions);
-    return new SharedModel(target, pkg.config, tokenizer, weights, describeBackend(target, notes));
+    throw new UserError(`${pkg.name}: no target to run on`);
   } finally {
     ckpt.close();
   }

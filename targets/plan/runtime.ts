@@ -3,11 +3,28 @@
  * (f64 activations). It is the oracle every other target is tested against.
  */
 import type { LoadTarget, StateTensors, TargetModel } from '../backend.ts';
+import type { TargetRuntime } from '../target.ts';
+import { UserError } from '../../kernels/errors.ts';
+import { checkCall, vocabOf } from '../model-base.ts';
 import type { BufferDecl, KernelPlan, Program } from '../../kernels/plan.ts';
 import { runKernel } from '../../kernels/reference.ts';
 import { dequantize } from '../../kernels/dtype.ts';
 import { elems } from '../../kernels/program.ts';
 
+
+/** The `plan` target's run half: the artifact is the plan (plan.json). */
+export const runtime: TargetRuntime<KernelPlan> = {
+  label: 'the reference kernels',
+  plan: (plan) => plan,
+  open(files) {
+    const text = files['plan.json'];
+    let plan: Partial<KernelPlan> | null = null;
+    try { plan = JSON.parse(typeof text === 'string' ? text : new TextDecoder().decode(text)); } catch { /* below */ }
+    if (!plan || plan.format !== 'rwkvc-plan' || plan.version !== 1) throw new UserError('plan.json is not an rwkvc kernel plan (v1)');
+    return plan as KernelPlan;
+  },
+  load: (plan, weights) => loadPlanTarget(plan, weights),
+};
 
 export const loadPlanTarget: LoadTarget = async (plan, weights) => {
   // Weights are read as the values the chosen storage dtype represents, so a bf16/int8 plan is exact
@@ -16,6 +33,7 @@ export const loadPlanTarget: LoadTarget = async (plan, weights) => {
     const v = weights(d);
     return [d.name, dequantize(v, d.shape[d.shape.length - 1], d.dtype)] as const;
   }));
+  const vocab = vocabOf(plan);
   const state = new Map<string, Float64Array>();
   for (const b of plan.decode.buffers)
     if (b.role === 'state') state.set(b.name, new Float64Array(elems(b, 1)));
@@ -45,10 +63,13 @@ export const loadPlanTarget: LoadTarget = async (plan, weights) => {
     target: 'plan',
     plan,
     maxTokens: plan.prefill.maxT,
-    run: async (program, tokens) => exec(program === 'decode' ? plan.decode : plan.prefill, tokens, state),
+    run: async (program, tokens) => {
+      checkCall(plan, program, tokens, vocab);
+      return exec(program === 'decode' ? plan.decode : plan.prefill, tokens, state);
+    },
     async runBatch(tokens, states) {
-      const p = plan.batch;
-      if (!p) throw new Error('this plan was compiled without a batch program');
+      checkCall(plan, 'batch', tokens, vocab);
+      const p = plan.batch!;
       const B = tokens.length;
       // sequence b's state is row b of each batch state buffer
       const batchState = new Map([...state.keys()].map((name) => {

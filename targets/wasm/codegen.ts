@@ -14,7 +14,8 @@ import { DEFAULT_SCHEDULE, panelBytes, type LinearSchedule, type PanelWeight } f
 import { align, PAGE, type BufferLayout, type PackedWeightLayout, type ProgramLayout, type WasmLayout } from './layout.ts';
 import { mathlib } from './mathlib.ts';
 import { assemble, i32 } from './wat.ts';
-import { checkRowFormat, elems } from '../../kernels/program.ts';
+import { checkRowFormat, elems, planPrograms } from '../../kernels/program.ts';
+import type { TargetCodegen } from '../target.ts';
 
 export interface WasmArtifact {
   /** Plain SIMD128: runs everywhere. */
@@ -114,12 +115,29 @@ export function compileWasm(plan: KernelPlan, opts: CompileOptions = {}): WasmAr
   return art;
 }
 
-/** The WAT text of a plan (what --emit kernels shows). */
-export function emitWat(plan: KernelPlan, relaxed = false, opts: CompileOptions = {}): string {
-  return build(plan, !!opts.profile, { ...DEFAULT_SCHEDULE, ...opts.schedule }).render(relaxed);
-}
+/** The WASM target's compile half (targets/target.ts). */
+export const codegen: TargetCodegen<WasmArtifact> = {
+  emit: (plan, opts = {}) => compileWasm(plan, opts as CompileOptions),
+  print(_art, plan) {
+    // the module's kernel functions, each with the plan kernels that call it (one phase of a kernel each)
+    const b = build(plan, false, DEFAULT_SCHEDULE);
+    b.render(false);
+    const src = new Map(planPrograms(plan).flatMap((p) => p.kernels.map((k) => [k.name, k] as const)));
+    return b.listing().map((f) => ({
+      kernels: f.kernels,
+      src: [...new Set(f.kernels.flatMap((k) => src.get(k)?.src ?? []))],
+      title: `${f.name}: ${[...new Set(f.kernels.map((k) => src.get(k)?.kind))].join(', ')} phase (WAT, f32x4 SIMD)`,
+      code: f.text,
+    }));
+  },
+  files: (art) => ({
+    'model.wasm': art.wasm,
+    ...(art.wasmRelaxed ? { 'model.relaxed.wasm': art.wasmRelaxed } : {}),
+    'layout.json': JSON.stringify(art.layout),
+  }),
+};
 
-function build(plan: KernelPlan, profile: boolean, schedule: LinearSchedule): { layout: WasmLayout; render: (relaxed: boolean) => string } {
+function build(plan: KernelPlan, profile: boolean, schedule: LinearSchedule) {
   checkPlan(plan);
   const uses = weightUses(plan);
   const mem = new Alloc(CONTROL_BYTES);
@@ -220,9 +238,12 @@ function build(plan: KernelPlan, profile: boolean, schedule: LinearSchedule): { 
   };
 
   const phaseNames: string[][] = programs.map(() => []);
+  /** The kernel functions of the last render: WAT text and the plan kernels that call each. */
+  let listing: { name: string; text: string; kernels: string[] }[] = [];
   const render = (relaxed: boolean) => {
     const funcs = new Map<string, string>(); // body text → function name
     const defs: string[] = [];
+    listing = [];
     const progs = programs.map((p, pi) => {
       const bufs = new Map<string, BufferLayout>([...(pi === 2 ? batchState : state), ...io[pi], ...acts[pi].m]);
       const decl = new Map(p.buffers.map((b) => [b.name, b]));
@@ -249,7 +270,10 @@ function build(plan: KernelPlan, profile: boolean, schedule: LinearSchedule): { 
             name = `$k${funcs.size}`;
             funcs.set(text, name);
             defs.push(`(func ${name} ${text}`);
+            listing.push({ name, text: `(func ${name} ${text}`, kernels: [] });
           }
+          const fn = listing.find((f) => f.name === name)!;
+          if (!fn.kernels.includes(k.name)) fn.kernels.push(k.name);
           calls.push(`  ;; ${k.name}\n  (call ${name} (local.get $tid) (local.get $nth) (local.get $T) ${ph.params.values.map(i32).join(' ')})` +
             (ph.barrier === false ? '' : '\n  (call $barrier (local.get $nth))'));
           if (profile) calls.push(`  (if (i32.eqz (local.get $tid)) (then (call $mark ${i32(phaseNames[pi].length)})))`);
@@ -283,7 +307,7 @@ ${programs.map((_, pi) => `  (if (i32.eq (local.get $prog) (i32.const ${pi})) (t
     batchState: [...batchState.values()],
     decodeWeightBytes: decodeBytes(plan.decode, weights, new Map([...uses.raws, ...uses.tables16])),
   };
-  return { layout, render };
+  return { layout, render, listing: () => listing };
 }
 
 /** Shared scratch bytes a kernel needs (sized for maxT). */

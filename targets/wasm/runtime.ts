@@ -4,7 +4,10 @@
  * starts from a plan) imports the compiler, lazily; `loadWasmArtifact` needs nothing but the files, and
  * runs in Node and in browsers (the artifact file helpers import node: modules only when called).
  */
-import type { LoadTarget, StateTensors, TargetModel, TargetOptions, WeightProvider } from '../backend.ts';
+import type { StateTensors, TargetModel, TargetOptions, WeightProvider } from '../backend.ts';
+import type { ArtifactFiles, TargetRuntime } from '../target.ts';
+import { UserError } from '../../kernels/errors.ts';
+import { callQueue, checkCall, checkStateWrite, packBatchStates, unpackBatchStates, vocabOf, type ProgramName } from '../model-base.ts';
 import type { BufferDecl, KernelPlan } from '../../kernels/plan.ts';
 import { PROGRAM_ID } from './abi.ts';
 import { memoryBytes, PAGE, threadScratch, type WasmLayout } from './layout.ts';
@@ -68,10 +71,36 @@ export interface WasmTargetModel extends TargetModel {
 }
 
 
-export const loadWasmTarget: LoadTarget = async (plan, weights, opts) => {
-  const { compileWasm } = await import('./codegen.ts');
-  return loadWasmArtifact(compileWasm(plan), weights, opts);
+/** The WASM target's run half (targets/target.ts): the artifact is model.wasm, model.relaxed.wasm, layout.json. */
+export const runtime: TargetRuntime<WasmArtifactFiles> = {
+  label: 'WASM',
+  open: openWasmArtifact,
+  plan: (art) => art.layout.plan,
+  describe(model) {
+    const w = model as WasmTargetModel;
+    return {
+      description: `WASM ${w.variant === 'relaxed' ? 'relaxed-SIMD (FMA)' : 'SIMD'}, ${w.threads} thread${w.threads === 1 ? '' : 's'}`,
+      threads: w.threads,
+      notes: w.threadNote ? [w.threadNote] : [],
+    };
+  },
+  load: (art, weights, opts) => loadWasmArtifact(art, weights, opts as WasmTargetOptions),
 };
+
+/** An artifact from its files (what codegen's `files` wrote). */
+export function openWasmArtifact(files: ArtifactFiles): WasmArtifactFiles {
+  const bytes = (name: string) => {
+    const f = files[name];
+    return f === undefined ? undefined : typeof f === 'string' ? new TextEncoder().encode(f) : new Uint8Array(f);
+  };
+  const text = files['layout.json'];
+  let layout: WasmLayout | null = null;
+  try { layout = JSON.parse(typeof text === 'string' ? text : new TextDecoder().decode(text)); } catch { /* below */ }
+  const wasm = bytes('model.wasm');
+  if (!layout || layout.format !== 'rwkvc-wasm' || layout.version !== 1 || !layout.plan || !wasm)
+    throw new UserError('layout.json and model.wasm are not an rwkvc WASM artifact (v1)');
+  return { wasm, wasmRelaxed: bytes('model.relaxed.wasm'), layout };
+}
 
 export async function loadWasmArtifact(art: WasmArtifactFiles, weights: WeightProvider, opts: WasmTargetOptions = {}): Promise<WasmTargetModel> {
   const { layout } = art;
@@ -120,19 +149,14 @@ export async function loadWasmArtifact(art: WasmArtifactFiles, weights: WeightPr
   };
   const team: Team = await startTeam(module, memory, threads, (tid) => threadScratch(layout, tid), mark);
 
-  const vocab = (() => {
-    const emb = plan.decode.kernels.find((k) => k.kind === 'embed');
-    return emb && emb.kind === 'embed' ? decls.get(emb.table)?.shape[0] ?? Infinity : Infinity;
-  })();
+  const vocab = vocabOf(plan);
   const where = (program: 'decode' | 'prefill' | 'batch', name: string) => layout.programs[program]!.buffers.find((b) => b.name === name)!;
 
   /** Write the tokens; returns what reads the logits after the team ran. */
   function prepare(program: 'decode' | 'prefill' | 'batch', tokens: Int32Array): () => Float32Array {
-    const pl = layout.programs[program], prog = plan[program];
-    if (!pl || !prog) throw new Error(`this plan was compiled without a ${program} program`);
+    checkCall(plan, program, tokens, vocab);
+    const pl = layout.programs[program]!, prog = plan[program]!;
     const T = tokens.length;
-    if (T < 1 || T > pl.maxT) throw new Error(`${program} takes 1..${pl.maxT} tokens, got ${T}`);
-    for (const t of tokens) if (!(t >= 0 && t < vocab)) throw new Error(`token id ${t} is outside the vocabulary (0..${vocab - 1})`);
     new Int32Array(buf, where(program, pl.tokens).offset, T).set(tokens);
     if (!prof || prof.program !== program) prof = { program: program as 'decode', ms: new Map(), calls: 0 };
     prof.calls++;
@@ -150,13 +174,8 @@ export async function loadWasmArtifact(art: WasmArtifactFiles, weights: WeightPr
   }
 
   // Web Worker teams run asynchronously: calls and state access go one at a time, in order.
-  let tail: Promise<unknown> = Promise.resolve();
-  const serial = <R>(f: () => R | Promise<R>): Promise<R> => {
-    if (team.sync) return (async () => f())();
-    const r = tail.then(f);
-    tail = r.catch(() => undefined);
-    return r;
-  };
+  const queue = callQueue();
+  const serial = <R>(f: () => R | Promise<R>): Promise<R> => (team.sync ? (async () => f())() : queue(f));
   const runAsync = async (program: 'decode' | 'prefill' | 'batch', tokens: Int32Array): Promise<Float32Array> => {
     if (team.sync) return runSync(program, tokens);
     const read = prepare(program, tokens);
@@ -181,21 +200,10 @@ export async function loadWasmArtifact(art: WasmArtifactFiles, weights: WeightPr
     run: (program, tokens) => serial(() => runAsync(program, tokens)),
     runBatch: layout.programs.batch && layout.batchState ? (tokens, states) => serial(async () => {
       // sequence b's state is row b of each batch state buffer
-      const B = tokens.length, bs = layout.batchState!;
-      if (states.length !== B) throw new Error(`runBatch: ${B} tokens but ${states.length} states`);
-      for (const b of bs) {
-        const per = b.elems / layout.programs.batch!.maxT, all = new Float32Array(buf, b.offset, B * per);
-        states.forEach((s, i) => {
-          const v = s[b.name];
-          if (v && v.length !== per) throw new Error(`state '${b.name}' has ${per} values, got ${v.length}`);
-          if (v) all.set(v, i * per); else all.fill(0, i * per, (i + 1) * per);
-        });
-      }
+      const slots = layout.batchState!.map((b) => ({ name: b.name, per: b.elems / layout.programs.batch!.maxT, offset: b.offset }));
+      packBatchStates(tokens, states, slots, (s, b, v) => new Float32Array(buf, s.offset + b * s.per * 4, s.per).set(v));
       const logits = await runAsync('batch', tokens);
-      const out = states.map((_, i) => Object.fromEntries(bs.map((b) => {
-        const per = b.elems / layout.programs.batch!.maxT;
-        return [b.name, new Float32Array(buf, b.offset + i * per * 4, per).slice()];
-      })) as StateTensors);
+      const out = unpackBatchStates(tokens.length, slots, (s, b) => new Float32Array(buf, s.offset + b * s.per * 4, s.per).slice());
       return { logits, states: out };
     }) : undefined,
     readState: () => serial(() => {
@@ -207,31 +215,12 @@ export async function loadWasmArtifact(art: WasmArtifactFiles, weights: WeightPr
       for (const b of layout.state) {
         const v = s[b.name];
         if (!v) continue;
-        if (v.length !== b.elems) throw new Error(`state '${b.name}' has ${b.elems} values, got ${v.length}`);
+        checkStateWrite(b.name, b.elems, v);
         new Float32Array(buf, b.offset, b.elems).set(v);
       }
     }),
     dispose: () => { void team.dispose(); },
   };
-}
-
-/** Write an artifact as `<dir>/model.wasm`, `<dir>/model.relaxed.wasm` and `<dir>/layout.json`. */
-export async function writeWasmArtifact(dir: string, art: WasmArtifactFiles): Promise<void> {
-  const [{ writeFile, mkdir }, { join }] = await Promise.all([import('node:fs/promises'), import('node:path')]); // Node only
-  await mkdir(dir, { recursive: true });
-  await writeFile(join(dir, 'model.wasm'), art.wasm);
-  if (art.wasmRelaxed) await writeFile(join(dir, 'model.relaxed.wasm'), art.wasmRelaxed);
-  await writeFile(join(dir, 'layout.json'), JSON.stringify(art.layout));
-}
-
-export async function readWasmArtifact(dir: string): Promise<WasmArtifactFiles> {
-  const [{ readFile }, { join }] = await Promise.all([import('node:fs/promises'), import('node:path')]); // Node only
-  const layout = JSON.parse(await readFile(join(dir, 'layout.json'), 'utf8')) as WasmLayout;
-  if (layout.format !== 'rwkvc-wasm' || layout.version !== 1) throw new Error(`${dir}/layout.json is not an rwkvc WASM layout (v1)`);
-  const wasm = new Uint8Array(await readFile(join(dir, 'model.wasm')));
-  let wasmRelaxed: Uint8Array<ArrayBuffer> | undefined;
-  try { wasmRelaxed = new Uint8Array(await readFile(join(dir, 'model.relaxed.wasm'))); } catch { /* optional */ }
-  return { wasm, wasmRelaxed, layout };
 }
 
 /**

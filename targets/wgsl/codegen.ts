@@ -13,7 +13,9 @@ import type { KernelPlan } from '../../kernels/plan.ts';
 import { printExpr, type Printed } from '../gpu/cprint.ts';
 import { WGSL } from './dialect.ts';
 import { wgslArrayElem, type WFormat } from '../gpu/formats.ts';
-import { lowerPlan, type Limits, DEFAULT_LIMITS } from '../gpu/lower.ts';
+import { lowerPlan, type Limits, type LowerOptions, DEFAULT_LIMITS } from '../gpu/lower.ts';
+import type { KernelSource, TargetCodegen } from '../target.ts';
+import type { WgslArtifact } from './artifact.ts';
 import { planPrograms } from '../../kernels/program.ts';
 import {
   MM, TS_CHUNK, WG, keyString, paramFields, weightBindings, type ShaderKey,
@@ -164,12 +166,12 @@ export interface EmittedShader {
 
 /**
  * Every distinct shader of a plan, for the given device limits (splitting depends on them): what
- * `--emit kernels` prints and what a browser runtime can be handed pre-rendered.
+ * `--emit kernels` prints and what the runtime is handed pre-rendered.
  */
-export function emitWgsl(plan: KernelPlan, limits: Limits = DEFAULT_LIMITS): EmittedShader[] {
+export function emitWgsl(plan: KernelPlan, limits: Limits = DEFAULT_LIMITS, lowering: LowerOptions = {}): EmittedShader[] {
   const byKey = new Map<string, EmittedShader>();
   for (const program of planPrograms(plan)) {
-    for (const step of lowerPlan(plan, program, limits, { device: 'WebGPU device' }).steps) {
+    for (const step of lowerPlan(plan, program, limits, { ...lowering, device: 'WebGPU device' }).steps) {
       if (step.kind !== 'dispatch') continue;
       const k = keyString(step.key);
       let e = byKey.get(k);
@@ -179,3 +181,27 @@ export function emitWgsl(plan: KernelPlan, limits: Limits = DEFAULT_LIMITS): Emi
   }
   return [...byKey.values()];
 }
+
+/** The WGSL target's compile half: the plan's shaders rendered for the device's limits (capped by `limits`). */
+export const codegen: TargetCodegen<WgslArtifact> = {
+  emit(plan, opts = {}) {
+    const limits = { ...DEFAULT_LIMITS };
+    for (const k of Object.keys(limits) as (keyof Limits)[]) {
+      const v = (opts.limits as Partial<Limits> | undefined)?.[k];
+      if (v !== undefined) limits[k] = v;
+    }
+    const lowering: LowerOptions = opts.embedOnHost ? { embedOnHost: true } : {};
+    const shaders = Object.fromEntries(emitWgsl(plan, limits, lowering).map((s) => [s.key, s.code]));
+    return { format: 'rwkvc-wgsl', version: 1, limits, lowering, plan, shaders };
+  },
+  print(art, plan) {
+    const src = new Map(planPrograms(plan).flatMap((p) => p.kernels.map((k) => [k.name, k.src] as const)));
+    return emitWgsl(plan, art.limits, art.lowering).map((s): KernelSource => ({
+      kernels: s.kernels,
+      src: [...new Set(s.kernels.flatMap((k) => src.get(k.replace(/\[\d+\]$/, '')) ?? []))],
+      title: s.code.split('\n')[0].replace(/^\/\/\s*/, ''),
+      code: s.code,
+    }));
+  },
+  files: (art) => ({ 'wgsl.json': JSON.stringify(art) }),
+};

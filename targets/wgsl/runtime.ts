@@ -11,7 +11,10 @@
 import type { KernelPlan, Program } from '../../kernels/plan.ts';
 import { elems } from '../../kernels/program.ts';
 import { UserError } from '../../kernels/errors.ts';
-import type { LoadTarget, StateTensors, TargetModel, TargetOptions, WeightProvider } from '../backend.ts';
+import type { StateTensors, TargetModel, TargetOptions, WeightProvider } from '../backend.ts';
+import type { OpenedDevice, TargetRuntime } from '../target.ts';
+import { callQueue, checkCall, checkStateWrite, packBatchStates, unpackBatchStates, vocabOf, type ProgramName } from '../model-base.ts';
+import { openWgslArtifact, type WgslArtifact } from './artifact.ts';
 import { acquireGpu, type AcquiredGpu } from './device.ts';
 import { decodeRow } from '../gpu/formats.ts';
 import { WeightUploads } from './uploads.ts';
@@ -33,7 +36,7 @@ export interface WgslOptions extends TargetOptions {
   limits?: Partial<Limits>;
   /** Gather embedding rows on the host even when the table fits one binding. */
   embedOnHost?: boolean;
-  /** Pre-rendered WGSL by pipeline key (codegen's emitWgsl); keys not found are rendered here (Node). */
+  /** WGSL by pipeline key (the artifact's). */
   shaders?: Record<string, string>;
 }
 
@@ -66,8 +69,6 @@ export interface WgslModel extends TargetModel {
   readBuffer(program: ProgramName, name: string, T: number): Promise<Float32Array>;
 }
 
-/** The plan's programs; 'batch' only when the plan has one. */
-export type ProgramName = 'decode' | 'prefill' | 'batch';
 
 interface ProgramRt {
   program: Program;
@@ -77,16 +78,54 @@ interface ProgramRt {
   staging: Map<HostEmbedStep, GPUBuffer>;
 }
 
-export const loadWgslTarget = (async (plan: KernelPlan, weights: WeightProvider, opts: WgslOptions = {}): Promise<WgslModel> => {
+/** Load a rendered artifact (codegen.ts) on a device: the one way a WGSL model starts. */
+export async function loadWgslArtifact(art: WgslArtifact, weights: WeightProvider, opts: WgslOptions = {}): Promise<WgslModel> {
   let acquired: AcquiredGpu | null = null;
   if (!opts.device) acquired = await acquireGpu();
+  const o = { ...opts, shaders: { ...art.shaders, ...opts.shaders }, limits: capLimits(art.limits, opts.limits), embedOnHost: art.lowering.embedOnHost };
   try {
-    return await load(plan, weights, opts, opts.device ?? acquired!.device, acquired);
+    return await load(art.plan, weights, o, opts.device ?? acquired!.device, acquired);
   } catch (e) {
     acquired?.release();
     throw e;
   }
-}) satisfies LoadTarget;
+}
+
+const capLimits = (a: Limits, b: Partial<Limits> = {}): Partial<Limits> =>
+  Object.fromEntries(Object.entries(a).map(([k, v]) => [k, Math.min(v, b[k as keyof Limits] ?? Infinity)]));
+
+/** The WGSL target's run half (targets/target.ts). */
+export const runtime: TargetRuntime<WgslArtifact> = {
+  label: 'WebGPU',
+  open: openWgslArtifact,
+  plan: (art) => art.plan,
+  /** In a page: is there an adapter? (In Node, Dawn is tried only when asked for by name.) */
+  async unavailable() {
+    const gpu = (globalThis as { navigator?: { gpu?: { requestAdapter(): Promise<unknown> } } }).navigator?.gpu;
+    if (!gpu) return 'no WebGPU here (navigator.gpu is missing)';
+    const adapter = await gpu.requestAdapter().catch(() => null);
+    return adapter ? null : 'WebGPU gave no adapter';
+  },
+  describe(model) {
+    const adapter = (model as { adapter?: string }).adapter ?? 'WebGPU';
+    return { description: `WebGPU: ${adapter}`, adapter };
+  },
+  async openDevice(opts) {
+    const own = (opts as WgslOptions).device;
+    if (own) return { limits: { ...effectiveLimits(own) }, description: 'the caller\'s WebGPU device', release() {}, gpu: { device: own } as AcquiredGpu };
+    const gpu = await acquireGpu();
+    const i = gpu.info;
+    const adapter = [i.vendor, i.architecture, i.description].filter(Boolean).join(' / ') || 'unknown adapter';
+    return { limits: { ...effectiveLimits(gpu.device) }, description: `${adapter}${i.isSoftware ? ' (software)' : ''}`, release: () => gpu.release(), gpu };
+  },
+  async load(art, weights, opts = {}) {
+    const opened = opts.opened as (OpenedDevice & { gpu: AcquiredGpu }) | undefined;
+    const model = await loadWgslArtifact(art, weights, { ...(opts as WgslOptions), device: opened?.gpu.device ?? (opts as WgslOptions).device });
+    if (!opened) return model;
+    const release = model.dispose;
+    return Object.assign(model, { adapter: opened.description, dispose() { release(); opened.release(); } });
+  },
+};
 
 async function load(
   plan: KernelPlan, weights: WeightProvider, opts: WgslOptions, device: GPUDevice, acquired: AcquiredGpu | null,
@@ -109,11 +148,11 @@ async function load(
     // Shaders and pipelines, one per distinct key.
     const keys = new Map<string, ShaderKey>();
     for (const l of Object.values(lowered)) for (const s of l!.steps) if (s.kind === 'dispatch') keys.set(keyString(s.key), s.key);
-    const render = [...keys.keys()].some((k) => !opts.shaders?.[k]) ? (await import('./codegen.ts')).renderShader : null;
     const shaders: ShaderInfo[] = [];
     const pipelines = new Map<string, Promise<GPUComputePipeline>>();
     for (const [k, key] of keys) {
-      const code = opts.shaders?.[k] ?? render!(key);
+      const code = opts.shaders?.[k];
+      if (code === undefined) throw new Error(`the WGSL artifact has no shader for pipeline key ${k} (rendered for other limits?)`);
       const module = device.createShaderModule({ code, label: key.kind });
       const messages = [...(await module.getCompilationInfo()).messages].map((m) => `${m.lineNum}:${m.linePos} ${m.type}: ${m.message}`);
       shaders.push({ key: k, code, messages });
@@ -166,17 +205,10 @@ async function load(
   });
   const { shaders, mem, runUniform, readback, programs } = gpu;
 
-  // Calls run one at a time (they share mem and the readback buffer).
-  let tail: Promise<unknown> = Promise.resolve();
-  const serial = <R>(f: () => Promise<R>): Promise<R> => {
-    const r = tail.then(f);
-    tail = r.catch(() => undefined);
-    return r;
-  };
+  const serial = callQueue(); // calls share mem and the readback buffer
   const zero = (): RunStats => ({ dispatches: 0, commandBuffers: 0, copies: 0 });
   const stats = { last: zero(), total: { ...zero(), runs: 0 } };
-  const embedRows = plan.weights.find((w) => plan.decode.kernels.some((k) => k.kind === 'embed' && k.table === w.name))?.shape[0];
-  const vocab = embedRows ?? plan.config.vocabSize;
+  const vocab = vocabOf(plan);
 
   const writeMem = (offset: number, v: Float32Array) => device.queue.writeBuffer(mem, offset * 4, v.buffer, v.byteOffset, v.byteLength);
   const readRegion = async (offset: number, n: number): Promise<Float32Array> => {
@@ -199,11 +231,9 @@ async function load(
 
   /** One call of a program: one command buffer, logits copied back. Callers hold `serial`. */
   const exec = async (which: ProgramName, tokens: Int32Array): Promise<Float32Array> => {
+    checkCall(plan, which, tokens, vocab);
     const P = program(which);
     const T = tokens.length;
-    if (!(T >= 1 && T <= P.program.maxT)) throw new UserError(`the ${which} program takes 1..${P.program.maxT} tokens, got ${T}`);
-    for (const t of tokens)
-      if (!(t >= 0 && t < vocab)) throw new UserError(`token id ${t} is outside the vocabulary (0..${vocab - 1})`);
     const q = device.queue;
     q.writeBuffer(runUniform, 0, new Uint32Array([T, 0, 0, 0]));
     q.writeBuffer(mem, layout.tokens * 4, Float32Array.from(tokens));
@@ -254,24 +284,15 @@ async function load(
 
   /** B sequences, one token each: sequence b's state goes in (and comes back) as row b of the batch state. */
   const runBatch = (tokens: Int32Array, states: StateTensors[]) => serial(async () => {
-    const B = tokens.length;
-    if (states.length !== B) throw new UserError(`runBatch: ${B} tokens but ${states.length} states`);
     program('batch');
-    for (const [name, r] of layout.batchState) {
-      const per = r.elems / plan.batch!.maxT;
-      states.forEach((s, b) => {
-        const v = s[name];
-        if (!v || v.length !== per) throw new UserError(`runBatch: state ${name} of sequence ${b}: expected ${per} values, got ${v?.length ?? 'none'}`);
-        writeMem(r.offset + b * per, v);
-      });
-    }
+    const slots = [...layout.batchState].map(([name, r]) => ({ name, per: r.elems / plan.batch!.maxT, offset: r.offset }));
+    packBatchStates(tokens, states, slots, (s, b, v) => writeMem(s.offset + b * s.per, v));
     const logits = await exec('batch', tokens);
     const all = await readRegion(layout.stateElems, layout.batchStateElems);
-    const out = states.map(() => ({}) as StateTensors);
-    for (const [name, r] of layout.batchState) {
-      const per = r.elems / plan.batch!.maxT, at = r.offset - layout.stateElems;
-      out.forEach((o, b) => (o[name] = all.slice(at + b * per, at + (b + 1) * per)));
-    }
+    const out = unpackBatchStates(tokens.length, slots, (s, b) => {
+      const at = s.offset - layout.stateElems + b * s.per;
+      return all.slice(at, at + s.per);
+    });
     return { logits, states: out };
   });
 
@@ -296,7 +317,7 @@ async function load(
       for (const [name, v] of Object.entries(state)) {
         const r = layout.state.get(name);
         if (!r) continue;
-        if (v.length !== r.elems) throw new UserError(`state ${name}: expected ${r.elems} values, got ${v.length}`);
+        checkStateWrite(name, r.elems, v);
         writeMem(r.offset, v);
       }
     }),

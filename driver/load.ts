@@ -1,5 +1,5 @@
 /**
- * Loading models in Node, with the compiler: build the graph from a DSL file, compile it, load the
+ * Loading models in Node, with the compiler (the driver layer): build the graph from a DSL file, compile it, load the
  * target, and (`load`) wrap it in a Session with a tokenizer. This is the one place `--target`
  * becomes a running model. A generated package does the same from a precompiled artifact, without
  * the compiler, through runtime/session.ts alone.
@@ -10,17 +10,15 @@ import { pathToFileURL } from 'node:url';
 import type { Graph } from '../ir/node.ts';
 import type { ModelConfig } from '../kernels/config.ts';
 import { UserError } from '../kernels/errors.ts';
-import { initialState, openModel, type OpenModel } from './model.ts';
-import type { LoadTarget, TargetModel, WeightProvider } from '../targets/backend.ts';
-import { loadRefTarget } from '../targets/ref/runtime.ts';
-import { loadPlanTarget } from '../targets/plan/runtime.ts';
+import { initialState, openModel, type OpenModel } from '../runtime/model.ts';
+import type { TargetModel, WeightProvider } from '../targets/backend.ts';
+import { getTarget } from '../targets/registry.ts';
 import { compileGraph } from '../compiler/index.ts';
 import { materializeWeight } from '../kernels/weights.ts';
 import type { KernelPlan, WeightDType } from '../kernels/plan.ts';
-import { Session } from './session.ts';
-import { loadWorldTokenizer, type WorldTokenizer } from './tokenizer.ts';
-
-export const TARGETS = ['ref', 'plan', 'wasm', 'wgsl'];
+import { Session } from '../runtime/session.ts';
+import { loadWorldTokenizer, type WorldTokenizer } from '../runtime/tokenizer.ts';
+import { loadPlan } from './targets.ts';
 
 export interface TargetChoice {
   dsl: string;
@@ -70,24 +68,16 @@ export function weightProvider(plan: KernelPlan, model: OpenModel, onProgress?: 
   };
 }
 
-/** The compiled targets, loaded on demand so a user of one does not import the others. */
-const COMPILED: Record<string, () => Promise<LoadTarget>> = {
-  plan: async () => loadPlanTarget,
-  wasm: async () => (await import('../targets/wasm/runtime.ts')).loadWasmTarget,
-  wgsl: async () => (await import('../targets/wgsl/runtime.ts')).loadWgslTarget as LoadTarget,
-};
-
 export async function loadTargetForModel(target: string, model: OpenModel, o: TargetChoice): Promise<TargetModel> {
+  const t = getTarget(target);
   const graph = await buildGraph(o.dsl, model.config);
-  if (target === 'ref') return loadRefTarget(graph, model.read);
-  const load = COMPILED[target];
-  if (!load) throw new UserError(`--target: unknown target '${target}' (${TARGETS.join(', ')})`);
+  if (t.graph) return (await t.graph())(graph, model.read);
   const { plan } = compileGraph(graph, model.config, { weights: o.weights as WeightDType, logits: o.logits, batch: o.batch });
-  return (await load())(plan, weightProvider(plan, model, o.onProgress), { threads: o.threads });
+  return loadPlan(target, plan, weightProvider(plan, model, o.onProgress), { threads: o.threads });
 }
 
 export interface LoadOptions {
-  /** 'wasm' (default), 'wgsl', 'plan' (reference kernels) or 'ref' (unfused interpreter). */
+  /** A registered target (targets/registry.ts); default 'wasm'. */
   target?: string;
   /** Storage of the big matrices. Default f32. */
   weights?: WeightDType;
@@ -103,7 +93,7 @@ export interface LoadOptions {
   onProgress?: (phase: string, done: number, total: number) => void;
 }
 
-const DEFAULT_DSL = resolve(import.meta.dirname, '..', 'examples', 'finch.ts');
+export const DEFAULT_DSL = resolve(import.meta.dirname, '..', 'examples', 'finch.ts');
 
 export async function load(checkpoint: string, o: LoadOptions = {}): Promise<Session> {
   const model = openModel(checkpoint);

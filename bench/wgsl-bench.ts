@@ -4,9 +4,10 @@
  * buffers per token are counted by the runtime as it encodes them (WgslModel.stats), not derived from
  * the plan.
  */
-import type { KernelPlan } from '../../kernels/plan.ts';
-import type { WeightProvider } from '../backend.ts';
-import { loadWgslTarget, type WgslOptions } from './runtime.ts';
+import type { KernelPlan } from '../kernels/plan.ts';
+import type { WeightProvider } from '../targets/backend.ts';
+import type { WgslModel, WgslOptions } from '../targets/wgsl/runtime.ts';
+import { loadPlan } from '../driver/targets.ts';
 
 export interface WgslBenchOptions {
   plan: KernelPlan;
@@ -36,7 +37,7 @@ export interface WgslBenchResult {
 
 export async function benchWgsl(o: WgslBenchOptions): Promise<WgslBenchResult> {
   const t0 = performance.now();
-  const model = await loadWgslTarget(o.plan, o.weights, { ...o.target, ...(o.device ? { device: o.device } : {}) });
+  const model = await loadPlan('wgsl', o.plan, o.weights, { ...o.target, ...(o.device ? { device: o.device } : {}) }) as WgslModel;
   const loadMs = performance.now() - t0;
   try {
     const vocab = o.plan.config.vocabSize;

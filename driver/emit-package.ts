@@ -10,7 +10,7 @@
  *   plan.json      the KernelPlan (logits of the last token, a batch program) of the default weights
  *   <weights>/     per compiled weight storage: the WASM target's kernels (model.wasm,
  *                  model.relaxed.wasm, layout.json) and the WGSL target's plan and pre-rendered
- *                  shaders (wgsl.json); `load(…, { target: 'auto' | 'wgsl' | 'wasm' })`
+ *                  shaders (wgsl.json): each packaged target's artifact files; `load(…, { target: 'auto' | <name> })`
  *   runtime/ kernels/ targets/   the runtime modules the entry needs, transpiled to .js + .d.ts
  *   README.md      usage
  *
@@ -26,13 +26,11 @@ import {
 } from 'ts-morph';
 import type { ModelConfig } from '../kernels/config.ts';
 import type { KernelPlan, WeightDType } from '../kernels/plan.ts';
-import { compileWasm } from '../targets/wasm/codegen.ts';
-import { emitWgsl } from '../targets/wgsl/codegen.ts';
-import { DEFAULT_LIMITS } from '../targets/gpu/lower.ts';
+import { TARGETS } from '../targets/registry.ts';
 import { UserError } from '../kernels/errors.ts';
-import { buildGraph } from '../runtime/load.ts';
+import { buildGraph } from './load.ts';
 import { PRESETS } from '../runtime/presets.ts';
-import { compileGraph } from './index.ts';
+import { compileGraph } from '../compiler/index.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 
@@ -74,9 +72,10 @@ const PLATFORM = {
 /** Modules a user may import directly (`<pkg>/runtime/…`), besides what the entry reaches. */
 const RUNTIME_ROOTS = [
   PLATFORM.node, PLATFORM.web,
-  'runtime/package/model.ts', 'runtime/package/wasm.ts', 'runtime/package/wgsl.ts', 'runtime/session.ts', 'runtime/sampler.ts',
+  'runtime/package/model.ts', 'runtime/session.ts', 'runtime/sampler.ts',
   'runtime/world-tokenizer.ts', 'runtime/state-file.ts', 'kernels/errors.ts', 'runtime/checkpoint/reader.ts',
   'kernels/weights.ts', 'kernels/dtype.ts', 'targets/backend.ts',
+  ...TARGETS.flatMap((t) => (t.packaged ? [t.packaged] : [])),
 ];
 
 /** Folders of the compiler side: a runtime module reaching one of these cannot go in a package. */
@@ -98,47 +97,7 @@ interface TargetFiles {
   files: Record<string, Uint8Array | string>;
 }
 
-function wasmFiles(plan: KernelPlan, dir: string): TargetFiles {
-  const art = compileWasm(plan);
-  const files: TargetFiles['files'] = {
-    [`${dir}/model.wasm`]: art.wasm,
-    [`${dir}/layout.json`]: JSON.stringify(art.layout),
-  };
-  if (art.wasmRelaxed) files[`${dir}/model.relaxed.wasm`] = art.wasmRelaxed;
-  return { files };
-}
-
-/**
- * The WASM runtime module as a package ships it: without what starts from a plan (which imports the
- * code generator, i.e. the compiler) or touches files (the entry reads its files through #platform).
- */
-function trimWasmRuntime(sf: SourceFile): void {
-  if (!sf.getFilePath().endsWith('/targets/wasm/runtime.ts')) return;
-  sf.getVariableStatement('loadWasmTarget')?.remove();
-  for (const f of ['writeWasmArtifact', 'readWasmArtifact', 'loadWasmTarget']) sf.getFunction(f)?.remove();
-  sf.organizeImports();
-}
-
 // WGSL target coupling (with runtime/package/wgsl.ts).
-
-/** `<dir>/wgsl.json`: the plan and every shader it needs at WebGPU's default limits (the runtime caps the device's to them). */
-function wgslFiles(plan: KernelPlan, dir: string): TargetFiles {
-  const shaders = Object.fromEntries(emitWgsl(plan, DEFAULT_LIMITS).map((s) => [s.key, s.code]));
-  return { files: { [`${dir}/wgsl.json`]: JSON.stringify({ format: 'rwkvc-wgsl', version: 1, limits: DEFAULT_LIMITS, plan, shaders }) } };
-}
-
-/** The WGSL runtime as a package ships it: shaders only pre-rendered (rendering them needs the compiler's templates). */
-function trimWgslRuntime(sf: SourceFile): void {
-  if (!sf.getFilePath().endsWith('/targets/wgsl/runtime.ts')) return;
-  const load = sf.getDescendantsOfKind(SyntaxKind.CallExpression).find((c) =>
-    c.getExpression().getKind() === SyntaxKind.ImportKeyword && c.getArguments()[0]?.getText().slice(1, -1) === './codegen.ts');
-  const use = load?.getParentIfKind(SyntaxKind.AwaitExpression)?.getParentIfKind(SyntaxKind.ParenthesizedExpression)
-    ?.getParentIfKind(SyntaxKind.PropertyAccessExpression);
-  if (!use || use.getName() !== 'renderShader') {
-    throw new Error('package: targets/wgsl/runtime.ts no longer loads codegen.ts as `(await import(\'./codegen.ts\')).renderShader`; update trimWgslRuntime');
-  }
-  use.replaceWithText('((key: ShaderKey): string => { throw new Error(`WGSL for ${keyString(key)} was not pre-rendered into this package`); })');
-}
 
 // ---------------------------------------------------------------------------------------------------
 
@@ -165,8 +124,17 @@ export async function emitPackage(o: EmitPackageOptions): Promise<EmittedPackage
   if (!/^[A-Za-z_$][\w$]*$/.test(className)) throw new UserError(`package: '${className}' is not a valid class name`);
 
   const files: Record<string, Uint8Array | string> = { 'plan.json': JSON.stringify(plan, null, 1) };
-  for (const [w, p] of plans) Object.assign(files, wasmFiles(p, w).files, wgslFiles(p, w).files);
-  Object.assign(files, transpileRuntime(name, className, o.config, weights, files));
+  // each packaged target's artifact for each weight storage, at its default limits (a device's are capped to them)
+  const layout: PackageLayout = {};
+  for (const t of TARGETS.filter((t) => t.packaged)) {
+    const codegen = await t.codegen!();
+    for (const [w, p] of plans) {
+      const art = codegen.files(codegen.emit(p));
+      (layout[w] ??= {})[t.name] = Object.keys(art);
+      for (const [f, data] of Object.entries(art)) files[`${w}/${f}`] = data;
+    }
+  }
+  Object.assign(files, transpileRuntime(name, className, o.config, weights, layout));
   files['package.json'] = JSON.stringify(packageJson(name, o.version ?? '0.1.0', plan, className), null, 2) + '\n';
   files['README.md'] = readme(name, className, o.config, weights, plan);
 
@@ -222,8 +190,11 @@ function specifierNodes(sf: SourceFile): Node[] {
   return out;
 }
 
+/** Per weight storage, per packaged target: its artifact's file names (in `<weights>/`). */
+type PackageLayout = Record<string, Record<string, string[]>>;
+
 function transpileRuntime(name: string, className: string, config: ModelConfig, weights: WeightDType[],
-  assets: Record<string, unknown>): Record<string, string> {
+  layout: PackageLayout): Record<string, string> {
   const outDir = join(ROOT, '.package-out'); // virtual: everything is emitted to memory
   const project = new Project({
     skipAddingFilesFromTsConfig: true,
@@ -261,12 +232,10 @@ function transpileRuntime(name: string, className: string, config: ModelConfig, 
     }
     const sf = project.addSourceFileAtPath(path);
     included.set(sf.getFilePath(), sf);
-    trimWasmRuntime(sf);
-    trimWgslRuntime(sf);
     visit(sf);
   }
 
-  const entry = project.createSourceFile(join(ROOT, 'index.ts'), entryStructure(name, className, config, weights, assets), { overwrite: true });
+  const entry = project.createSourceFile(join(ROOT, 'index.ts'), entryStructure(name, className, config, weights, layout), { overwrite: true });
   entry.formatText({ indentSize: 2 });
   visit(entry);
   included.set(entry.getFilePath(), entry);
@@ -293,18 +262,19 @@ function transpileRuntime(name: string, className: string, config: ModelConfig, 
 
 // ------------------------------------------ the entry ------------------------------------------
 
-function entryStructure(name: string, cls: string, config: ModelConfig, weights: WeightDType[], assets: Record<string, unknown>): OptionalKind<SourceFileStructure> {
+function entryStructure(name: string, cls: string, config: ModelConfig, weights: WeightDType[], layout: PackageLayout): OptionalKind<SourceFileStructure> {
   const cfgType = `${cls.replace(/Model$/, '') || cls}Config`;
   const weightsType = `${cls.replace(/Model$/, '') || cls}Weights`;
   const optionsType = `${cls}LoadOptions`;
   const stateType = `${cls}State`;
   const url = (p: string) => `new URL(${JSON.stringify('./' + p)}, import.meta.url)`;
-  const variant = (w: WeightDType) => Writers.object({
-    wasm: url(`${w}/model.wasm`),
-    ...(assets[`${w}/model.relaxed.wasm`] ? { wasmRelaxed: url(`${w}/model.relaxed.wasm`) } : {}),
-    layout: url(`${w}/layout.json`),
-    ...(assets[`${w}/wgsl.json`] ? { wgsl: url(`${w}/wgsl.json`) } : {}),
-  });
+  const variant = (w: WeightDType) => Writers.object(Object.fromEntries(Object.entries(layout[w] ?? {}).map(([t, fs]) =>
+    [t, Writers.object(Object.fromEntries(fs.map((f) => [JSON.stringify(f), url(`${w}/${f}`)])))])));
+  const packaged = TARGETS.filter((t) => t.packaged);
+  const targetType = ['auto', ...packaged.map((t) => t.name)].map((n) => `'${n}'`).join(' | ');
+  // the packaged targets' runtimes, loaded on first use, in the registry's order ('auto' tries them so)
+  const runtimes = Writers.object(Object.fromEntries(packaged.map((t) =>
+    [t.name, `async () => (await import(${JSON.stringify('./' + t.packaged)})).runtime`])));
 
   const klass: OptionalKind<ClassDeclarationStructure> = {
     name: cls,
@@ -345,7 +315,7 @@ function entryStructure(name: string, cls: string, config: ModelConfig, weights:
           { name: 'options', type: optionsType, initializer: '{}' },
         ],
         statements: [
-          'const shared = await loadShared(platform, PACKAGE, checkpoint, options, { wasm: loadWasmModel, wgsl: loadWgslModel });',
+          'const shared = await loadShared(platform, PACKAGE, checkpoint, options, RUNTIMES);',
           `return new ${cls}(shared, shared.session());`,
         ],
       },
@@ -419,10 +389,8 @@ function entryStructure(name: string, cls: string, config: ModelConfig, weights:
       },
       {
         kind: StructureKind.ImportDeclaration, moduleSpecifier: './runtime/package/model.ts',
-        namedImports: ['decodeBatch', 'loadShared', { name: 'BackendInfo', isTypeOnly: true }, { name: 'PackageDescription', isTypeOnly: true }, { name: 'SharedModel', isTypeOnly: true }],
+        namedImports: ['decodeBatch', 'loadShared', { name: 'BackendInfo', isTypeOnly: true }, { name: 'PackageDescription', isTypeOnly: true }, { name: 'SharedModel', isTypeOnly: true }, { name: 'TargetRuntimes', isTypeOnly: true }],
       },
-      { kind: StructureKind.ImportDeclaration, moduleSpecifier: './runtime/package/wasm.ts', namedImports: ['loadWasmModel'] },
-      { kind: StructureKind.ImportDeclaration, moduleSpecifier: './runtime/package/wgsl.ts', namedImports: ['loadWgslModel'] },
       { kind: StructureKind.ImportDeclaration, moduleSpecifier: './kernels/errors.ts', namedImports: ['UserError'] },
       { kind: StructureKind.ImportDeclaration, moduleSpecifier: './runtime/world-tokenizer.ts', namedImports: [{ name: 'WorldTokenizer', isTypeOnly: true }] },
       { kind: StructureKind.ImportDeclaration, moduleSpecifier: PLATFORM.specifier, namedImports: ['platform'] },
@@ -446,7 +414,7 @@ function entryStructure(name: string, cls: string, config: ModelConfig, weights:
       {
         kind: StructureKind.Interface, isExported: true, name: optionsType,
         properties: [
-          { name: 'target', hasQuestionToken: true, type: "'auto' | 'wgsl' | 'wasm'", docs: ["'auto' (default): WebGPU when `navigator.gpu` gives an adapter, else WASM; 'wgsl' (WebGPU) or 'wasm' to choose."] },
+          { name: 'target', hasQuestionToken: true, type: targetType, docs: ["'auto' (default): the first target that can run here, in this order: " + packaged.map((t) => t.name).join(', ') + ' (WebGPU when `navigator.gpu` gives an adapter, else WASM); or one by name.'] },
           { name: 'threads', hasQuestionToken: true, type: 'number', docs: ['WASM worker threads (default: every core; in a browser they need a cross-origin isolated page, else 1).'] },
           { name: 'weights', hasQuestionToken: true, type: weightsType, docs: [`Which compiled weight storage to run (default ${weights[0]}).`] },
           { name: 'vocab', hasQuestionToken: true, type: 'string | Uint8Array', docs: ['The World vocabulary rwkv_vocab_v20230424.txt: a path (Node) or URL (browser), or its bytes. Needed for text.'] },
@@ -464,6 +432,10 @@ function entryStructure(name: string, cls: string, config: ModelConfig, weights:
           { name: 'fromBytes', type: '(bytes: Uint8Array) => Promise<void>', docs: ['Restore a state from toBytes().'] },
           { name: 'reset', type: '() => Promise<void>', docs: ['Back to the zero state.'] },
         ],
+      },
+      {
+        kind: StructureKind.VariableStatement, declarationKind: VariableDeclarationKind.Const,
+        declarations: [{ name: 'RUNTIMES', type: 'TargetRuntimes', initializer: runtimes }],
       },
       {
         kind: StructureKind.VariableStatement, declarationKind: VariableDeclarationKind.Const,

@@ -11,7 +11,7 @@ import { planPrograms } from '../kernels/program.ts';
 import { PRESETS } from '../runtime/presets.ts';
 import { f32Literal, printExpr } from '../targets/gpu/cprint.ts';
 import { packParams, paramFields } from '../targets/gpu/keys.ts';
-import { lowerPlan, weightRefId } from '../targets/gpu/lower.ts';
+import { lowerPlan, weightRefId, type WeightRef } from '../targets/gpu/lower.ts';
 import { artifactFiles, gridAt, openArtifact, paramBytes } from '../targets/cuda/artifact.ts';
 import { CUDA_LIMITS, codegen, emitCuda, fitGrid } from '../targets/cuda/codegen.ts';
 import { CUDA } from '../targets/cuda/dialect.ts';
@@ -89,7 +89,7 @@ describe('CUDA launch table', () => {
         const packed = new Uint8Array(packParams(s.key, s.params)).subarray(0, fn.paramBytes);
         expect(paramBytes(l.params)).toEqual(packed);
         for (const T of [1, program.maxT]) expect(gridAt(l.grid, T), `${s.kernel} T=${T}`).toEqual(s.grid(T));
-        expect(l.weights.map((w) => weightRefId(stripBytes(a.weights[w])))).toEqual(s.weights.map(weightRefId));
+        expect(l.weights.map((w) => weightRefId(stripBytes(a.weights[w]) as WeightRef))).toEqual(s.weights.map(weightRefId));
         expect(a.cu).toContain(`extern "C" __global__ void __launch_bounds__(${fn.block[0]}) ${fn.name}(`);
       });
     }

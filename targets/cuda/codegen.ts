@@ -44,7 +44,7 @@ export interface CudaExtra {
   vec?: number[];
   /** wkv: the chunked-parallel form with chunks of this many tokens (prefill). */
   chunk?: number;
-  /** token_shift with LoRA: the row width C (its xxx row is staged in static shared memory). */
+  /** token_shift: the row width C (its a row, and xxx with LoRA, are staged in static shared memory). */
   row?: number;
 }
 export type CudaKey = ShaderKey & { cuda?: CudaExtra };
@@ -214,11 +214,11 @@ function cudaKey(step: DispatchStep, program: Program, plan: KernelPlan): CudaKe
     });
     return { ...key, cuda: { vec } };
   }
-  if (key.kind === 'token_shift' && key.lora) {
+  if (key.kind === 'token_shift') {
     const C = step.params.c;
-    const bytes = (C + 8 + key.outs * key.lora.dim) * 4;
+    const bytes = ((key.lora ? 2 : 1) * C + 8 + (key.lora ? key.outs * key.lora.dim : 0)) * 4;
     if (bytes > SMEM_DEFAULT)
-      throw new UserError(`CUDA: ${step.kernel} stages a row of ${C} floats in shared memory (${bytes} bytes with its LoRA), above ${SMEM_DEFAULT}`);
+      throw new UserError(`CUDA: ${step.kernel} stages rows of ${C} floats in shared memory (${bytes} bytes), above ${SMEM_DEFAULT}`);
     return { ...key, cuda: { row: C } };
   }
   if (key.kind === 'wkv' && !key.batch && program === plan.prefill && program.maxT > 1)

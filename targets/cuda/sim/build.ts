@@ -73,7 +73,7 @@ export async function buildSimLibrary(cu: string, o: SimBuildOptions = {}): Prom
   mkdirSync(cache, { recursive: true });
   const header = readFileSync(SIM_HEADER, 'utf8');
   const driver = readFileSync(SIM_DRIVER, 'utf8');
-  const flags = ['-std=c++20', `-O${o.opt ?? 2}`, '-fPIC', '-Wno-unknown-pragmas', '-DRWKVC_SIM', '-include', SIM_HEADER];
+  const flags = ['-std=c++20', `-O${o.opt ?? 2}`, '-fPIC', '-Wno-unknown-pragmas', '-fno-gnu-unique', '-fvisibility=hidden', '-DRWKVC_SIM', '-include', SIM_HEADER];
   const kernels = kernelNames(cu);
   if (!kernels.length) throw new Error('the CUDA translation unit defines no extern "C" __global__ kernels');
 

@@ -122,8 +122,10 @@ template <class... A> struct Registrar {
     call_with(reinterpret_cast<void (*)(A...)>(fn), args, std::index_sequence_for<A...>{});
   }
   Registrar(const char* name, void (*f)(A...)) {
-    static const size_t sizes[sizeof...(A) + 1] = {sizeof(A)..., 0};
-    static const size_t aligns[sizeof...(A) + 1] = {alignof(A)..., 0};
+    // Automatic arrays, not statics: a static of an inline template is one object per process
+    // (STB_GNU_UNIQUE), shared with another emulator library whose kernel has the same name and types.
+    const size_t sizes[sizeof...(A) + 1] = {sizeof(A)..., 0};
+    const size_t aligns[sizeof...(A) + 1] = {alignof(A)..., 0};
     register_kernel(name, reinterpret_cast<void*>(f), &Registrar::invoke, int(sizeof...(A)), sizes, aligns);
   }
 };

@@ -96,8 +96,17 @@ static void access(const void* p, size_t n, size_t align, bool write) {
   }
   Alloc* al = find(p, n);
   if (!al) {
-    snprintf(msg, sizeof msg, "%zu-byte %s at %p outside every allocation (thread %u of block %u,%u,%u)", n,
-             write ? "store" : "load", p, cur_tid, blockIdx.x, blockIdx.y, blockIdx.z);
+    // Name the allocation below the address, if any: "<k> bytes past the end of a <size>-byte allocation".
+    char near[96] = "";
+    uintptr_t a = reinterpret_cast<uintptr_t>(p);
+    auto it = g_allocs.upper_bound(a);
+    if (it != g_allocs.begin()) {
+      --it;
+      const Alloc& b = *it->second;
+      snprintf(near, sizeof near, ", offset %zu of a %zu-byte allocation", size_t(a - b.base), b.size);
+    }
+    snprintf(msg, sizeof msg, "%zu-byte %s at %p outside every allocation%s (thread %u of block %u,%u,%u)", n,
+             write ? "store" : "load", p, near, cur_tid, blockIdx.x, blockIdx.y, blockIdx.z);
     trap(msg);
   }
   if (!g_counting) return;

@@ -67,15 +67,15 @@ export function ggufFor(checkpoint: string, cfg: ModelConfig, read: (n: string) 
 }
 
 /** Open llama.cpp on `gguf` with `threads` threads, or say why it is not available. */
-export async function openLlamaCpp(gguf: string, weights: GgufWeights, threads: number, vocabSize: number): Promise<PeerSession | { unavailable: string }> {
+export async function openLlamaCpp(gguf: string, weights: GgufWeights, threads: number, vocabSize: number, gpu: false | 'cuda' = false): Promise<PeerSession | { unavailable: string }> {
   const b = await loadBinding();
   if ('unavailable' in b) return b;
   // a binary that does not run here, or a model llama.cpp refuses (a shape its RWKV-6 graph lacks), is a
   // missing peer, not a failed benchmark
   let llama, model, context;
   try {
-    llama = await b.mod.getLlama({ gpu: false, build: 'never', logLevel: b.mod.LlamaLogLevel.error, maxThreads: threads });
-    model = await llama.loadModel({ modelPath: gguf });
+    llama = await b.mod.getLlama({ gpu, build: 'never', logLevel: b.mod.LlamaLogLevel.error, maxThreads: threads });
+    model = await llama.loadModel({ modelPath: gguf, ...(gpu ? { gpuLayers: 'max' as const } : {}) });
     context = await model.createContext({ contextSize: 2048, batchSize: 512, threads, sequences: 1 });
   } catch (e) {
     await model?.dispose();

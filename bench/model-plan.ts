@@ -39,6 +39,12 @@ export function modelPlan(o: ModelPlanOptions = {}): KernelPlan {
 
 /** Seeded random checkpoint tensors for `cfg`, made once each when first read. */
 export function randomWeights(cfg: ModelConfig, seed = 1): WeightProvider {
+  const read = randomTensors(cfg, seed);
+  return (d) => materializeWeight(d.source, read);
+}
+
+/** The checkpoint tensors behind randomWeights, by official name (e.g. to write them as GGUF). */
+export function randomTensors(cfg: ModelConfig, seed = 1): (name: string) => Float32Array {
   const shapes = expectedTensors(cfg);
   const made = new Map<string, Float32Array>();
   const read = (name: string) => {
@@ -52,7 +58,7 @@ export function randomWeights(cfg: ModelConfig, seed = 1): WeightProvider {
     }
     return v;
   };
-  return (d) => materializeWeight(d.source, read);
+  return read;
 }
 
 export { seededRandom as rng };

@@ -1,0 +1,273 @@
+/**
+ * The CUDA device check (issue 12, item 5), run by bench/cuda/device-check.sh on a machine with an NVIDIA
+ * GPU: the fixture goldens through --target cuda, then one table:
+ *
+ *   - the HBM bandwidth this run measures (a 16-byte-vector copy kernel, 1 GiB each way);
+ *   - decode tok/s of bench-0.1b and finch-1b6 (random weights) in f16 / bf16 / int8, and the fraction of
+ *     the measured bandwidth that is (tok/s × weight bytes one token reads);
+ *   - prefill tok/s at 512 and 4096 tokens (chunk 512);
+ *   - the WKV kernel alone at B 8 × T 4096 × C 4096, head 64 (RWKV-LM's benchmark shape): serial vs
+ *     chunked, with their max |Δ| on these random inputs (realistic decays);
+ *   - llama.cpp's CUDA build (node-llama-cpp) on the same weights as GGUF, and our speed-up per cell.
+ *
+ * `--sim` runs the same code on the CPU emulator with tiny shapes (no bandwidth, no llama.cpp): the check
+ * of this script itself where there is no GPU.
+ */
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import finch from '../../examples/finch.ts';
+import { compileGraph } from '../../compiler/index.ts';
+import type { ModelConfig } from '../../kernels/config.ts';
+import type { WeightDType } from '../../kernels/plan.ts';
+import { materializeWeight } from '../../kernels/weights.ts';
+import { writeGguf } from '../../runtime/checkpoint/gguf-write.ts';
+import { openModel } from '../../runtime/model.ts';
+import { PRESETS } from '../../runtime/presets.ts';
+import { parseMode, runTokens } from '../../runtime/run-tokens.ts';
+import type { StateTensors, WeightProvider } from '../../targets/backend.ts';
+import { gridAt, type CudaArtifact, type LaunchKernelStep } from '../../targets/cuda/artifact.ts';
+import { emitCuda } from '../../targets/cuda/codegen.ts';
+import { ptrArg, u32Arg, type CudaDriver } from '../../targets/cuda/ffi.ts';
+import { compilePtx } from '../../targets/cuda/nvcc.ts';
+import { loadCuda, type CudaModel } from '../../targets/cuda/runtime.ts';
+import { loadCudaSim } from '../../targets/cuda/sim/runtime.ts';
+import { compareRun, FIXTURE_NAMES, FIXTURES, maxAbsDiff, readGolden } from '../../test/helpers/golden.ts';
+import { GGUF_WEIGHTS, openLlamaCpp } from '../llama-cpp.ts';
+import { randomTensors, randomWeights, rng } from '../model-plan.ts';
+
+const SIM = process.argv.includes('--sim');
+const OUT = join(import.meta.dirname, '..', '..', 'out', 'cache', 'cuda-device-check');
+
+const load = (art: CudaArtifact, w: WeightProvider): Promise<CudaModel> => (SIM ? loadCudaSim(art, w) : loadCuda(art, w));
+const emit = (plan: Parameters<typeof emitCuda>[0]) => emitCuda(plan, SIM ? {} : { ptx: ['sm_80'] });
+const log = (s: string) => process.stdout.write(`${s}\n`);
+const fmt = (x: number, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : '—');
+let failed = false;
+
+// ---- 1. goldens ----------------------------------------------------------------------------------------
+async function goldens(): Promise<void> {
+  log('## fixture goldens (--target cuda): max |Δ| against the official logits and state');
+  for (const fixture of FIXTURE_NAMES) {
+    const ckpt = openModel(join(FIXTURES, fixture, 'model.pth'));
+    const { plan } = compileGraph(finch(ckpt.config), ckpt.config, { weights: 'f32', logits: 'all', chunk: 6, batch: 2 });
+    const m = await load(emit(plan), (d) => materializeWeight(d.source, ckpt.read));
+    const golden = readGolden(fixture);
+    const zero = (s: StateTensors) => Object.fromEntries(Object.entries(s).map(([k, v]) => [k, new Float32Array(v.length)]));
+    const row: string[] = [];
+    for (const mode of ['step', 'seq', 'chunks:4']) {
+      await m.writeState(zero(await m.readState()));
+      const logits = await runTokens(m, golden.tokens, parseMode(mode), ckpt.config.vocabSize);
+      const d = compareRun(logits, await m.readState(), golden);
+      const ok = d.logits <= 1e-4 && d.state <= 1e-4;
+      failed ||= !ok;
+      row.push(`${mode} ${d.logits.toExponential(1)}/${d.state.toExponential(1)}${ok ? '' : ' FAIL'}`);
+    }
+    // batch: sequence 0 the golden tokens, sequence 1 the same tokens shifted by one id
+    const own = await m.readState();
+    let st = [zero(own), zero(own)];
+    const V = ckpt.config.vocabSize, N = golden.tokens.length, got = new Float32Array(N * V);
+    for (let t = 0; t < N; t++) {
+      const r = await m.runBatch!(Int32Array.from([golden.tokens[t], (golden.tokens[t] + 1) % V]), st);
+      got.set(r.logits.subarray(0, V), t * V);
+      st = r.states;
+    }
+    const d = compareRun(got, st[0], golden);
+    const ok = d.logits <= 1e-4 && d.state <= 1e-4;
+    failed ||= !ok;
+    row.push(`batch ${d.logits.toExponential(1)}/${d.state.toExponential(1)}${ok ? '' : ' FAIL'}`);
+    log(`${fixture.padEnd(16)} ${row.join('  ')}  (${m.adapter})`);
+    m.dispose();
+    ckpt.close();
+  }
+}
+
+// ---- 2. bandwidth ----------------------------------------------------------------------------------------
+const COPY_CU = `
+extern "C" __global__ void copy16(const uint4* __restrict__ a, uint4* __restrict__ b, unsigned long long n) {
+  for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < n; i += (unsigned long long)gridDim.x * blockDim.x) b[i] = a[i];
+}`;
+async function bandwidth(d: CudaDriver): Promise<number> {
+  const bytes = 1 << 30, n = bytes / 16;
+  const fn = d.getFunction(d.loadModule(await compilePtx(COPY_CU, 'sm_80')), 'copy16');
+  const a = d.alloc(bytes), b = d.alloc(bytes);
+  d.memset(a, 1, bytes);
+  const nArg = new Uint8Array(8);
+  new DataView(nArg.buffer).setBigUint64(0, BigInt(n), true);
+  const launch = () => d.launch(fn, { grid: [132 * 8, 1, 1], block: [512, 1, 1], sharedBytes: 0, args: [ptrArg(a), ptrArg(b), nArg] }, null);
+  launch();
+  d.synchronize(null);
+  const reps = 20, t0 = performance.now();
+  for (let i = 0; i < reps; i++) launch();
+  d.synchronize(null);
+  const s = (performance.now() - t0) / 1000;
+  d.free(a);
+  d.free(b);
+  return (2 * bytes * reps) / s; // read + write
+}
+
+// ---- 3. decode / prefill per model and format ---------------------------------------------------------------
+interface Cell { model: string; fmt: WeightDType; decode: number; bytesPerToken: number; prefill512: number; prefill4096: number; llama?: { decode: number; prefill512: number; prefill4096: number } | string }
+
+/** Bytes of weights one decode token reads: every decode weight buffer, the embedding's one row only. */
+function decodeBytes(art: CudaArtifact): number {
+  const used = new Set(art.programs.decode.steps.flatMap((s) => (s.kind === 'launch' ? s.weights : [])));
+  const embed = art.programs.decode.steps.find((s) => s.kind === 'launch' && art.functions[s.fn].name.includes('embed')) as LaunchKernelStep | undefined;
+  let total = 0;
+  for (const i of used) {
+    const w = art.weights[i];
+    total += embed && i === embed.weights[0] && w.kind === 'rows' ? w.bytes / w.rows : w.bytes;
+  }
+  return total;
+}
+
+async function cell(name: string, cfg: ModelConfig, read: (n: string) => Float32Array, fmt: WeightDType, llama: boolean): Promise<Cell> {
+  const { plan } = compileGraph(finch(cfg), cfg, { weights: fmt, logits: 'last', chunk: SIM ? 8 : 512 });
+  const art = emit(plan);
+  const m = await load(art, (d) => materializeWeight(d.source, read));
+  const r = rng(7), tok = () => Math.floor(r() * cfg.vocabSize);
+  const steps = SIM ? 4 : 128;
+  for (let i = 0; i < 4; i++) await m.run('decode', Int32Array.from([tok()]));
+  let t0 = performance.now();
+  for (let i = 0; i < steps; i++) await m.run('decode', Int32Array.from([tok()]));
+  const decode = steps / ((performance.now() - t0) / 1000);
+  const prefill = async (n: number) => {
+    const tokens = Int32Array.from({ length: n }, tok);
+    await m.run('prefill', tokens.subarray(0, Math.min(n, m.maxTokens))); // warm
+    t0 = performance.now();
+    for (let i = 0; i < n; i += m.maxTokens) await m.run('prefill', tokens.subarray(i, Math.min(n, i + m.maxTokens)));
+    return n / ((performance.now() - t0) / 1000);
+  };
+  const c: Cell = { model: name, fmt, decode, bytesPerToken: decodeBytes(art), prefill512: await prefill(SIM ? 8 : 512), prefill4096: await prefill(SIM ? 16 : 4096) };
+  m.dispose();
+  if (llama) c.llama = await llamaCell(name, cfg, read, fmt);
+  return c;
+}
+
+async function llamaCell(name: string, cfg: ModelConfig, read: (n: string) => Float32Array, fmt: WeightDType): Promise<Cell['llama']> {
+  mkdirSync(OUT, { recursive: true });
+  const gguf = join(OUT, `${name}.${GGUF_WEIGHTS[fmt]}.gguf`);
+  if (!existsSync(gguf)) writeGguf(gguf, cfg, read, GGUF_WEIGHTS[fmt], { name });
+  const peer = await openLlamaCpp(gguf, GGUF_WEIGHTS[fmt], 8, cfg.vocabSize, 'cuda');
+  if ('unavailable' in peer) return peer.unavailable;
+  try {
+    await peer.decodeRound(8);
+    const times = await peer.decodeRound(128);
+    const med = [...times].sort((a, b) => a - b)[times.length >> 1];
+    await peer.prefill(512);
+    return { decode: 1000 / med, prefill512: 512 / ((await peer.prefill(512)) / 1000), prefill4096: 4096 / ((await peer.prefill(4096)) / 1000) };
+  } finally {
+    await peer.dispose();
+  }
+}
+
+// ---- 4. the WKV kernel alone: serial vs chunked ------------------------------------------------------------
+async function wkvAlone(): Promise<{ shape: string; serialMs: number; chunkedMs: number; maxDiff: number }> {
+  const B = SIM ? 2 : 8, T = SIM ? 64 : 4096, C = SIM ? 128 : 4096, N = 64, H = C / N;
+  const cfg: ModelConfig = { ...PRESETS['finch-tiny'], nLayer: 1, nEmbd: C, nHead: H, headSize: N, dimFfn: 64, vocabSize: 64 };
+  const { plan } = compileGraph(finch(cfg), cfg, { weights: 'f32', logits: 'last', chunk: 64 });
+  const art = emit(plan);
+  const m = await load(art, randomWeights(cfg, 3));
+  const d = m.driver;
+  const find = (prog: 'decode' | 'prefill') => {
+    const s = art.programs[prog].steps.find((x) => x.kind === 'launch' && JSON.parse(art.functions[x.fn].key).kind === 'wkv') as LaunchKernelStep;
+    return { step: s, fn: art.functions[s.fn] };
+  };
+  const serial = find('decode'), chunked = find('prefill');
+  if (!JSON.parse(chunked.fn.key).cuda?.chunk) throw new Error('the prefill WKV kernel is not the chunked one');
+  const D = plan.config.loraDecay;
+  // Inputs: r, k, v, gate [T, C], z [T, D] in [-0.5, 0.5); state [H, N, N]; two outputs.
+  const at = { r: 0, k: T * C, v: 2 * T * C, gate: 3 * T * C, z: 4 * T * C } as Record<string, number>;
+  at.state = at.z + T * D;
+  at.out = at.state + H * N * N;
+  at.out2 = at.out + T * C;
+  const total = at.out2 + T * C;
+  const mem = d.alloc(total * 4);
+  const r = rng(11);
+  const host = Float32Array.from({ length: at.state }, () => r() - 0.5);
+  d.upload(mem, host);
+  // Weights: the pack [base, u, norm w, norm b] with decay bases spread so w = exp(−e^base) spans
+  // 0.998 … 0.07, and the decay LoRA's B small.
+  const parts = JSON.parse(JSON.stringify(art.weights[serial.step.weights[0]])) as { parts: string[] };
+  const pack = new Float32Array(parts.parts.length * C);
+  for (let c = 0; c < C; c++) {
+    pack[c] = -6 + (7 * c) / C;
+    pack[C + c] = 0.3 * (r() - 0.5);
+    pack[2 * C + c] = 1;
+    pack[3 * C + c] = 0;
+  }
+  const wPack = d.alloc(pack.byteLength), wB = d.alloc(C * D * 4);
+  d.upload(wPack, pack);
+  d.upload(wB, Float32Array.from({ length: C * D }, () => 0.05 * (r() - 0.5)));
+  const args = (s: typeof serial, out: number) => {
+    const words = [...s.step.params];
+    s.fn.paramFields.forEach((f, i) => {
+      const v = { r: at.r, k: at.k, v: at.v, gate: at.gate, z: at.z, state: at.state, out }[f.name];
+      if (v !== undefined) words[i] = v;
+    });
+    const p = new Uint8Array(Math.max(4, s.fn.paramBytes));
+    const dv = new DataView(p.buffer);
+    words.forEach((w, i) => dv.setUint32(i * 4, w >>> 0, true));
+    return [ptrArg(mem), p, u32Arg(T), ptrArg(wPack), ptrArg(wB)].slice(0, 3 + s.fn.weightArgs);
+  };
+  const time = (s: typeof serial, out: number) => {
+    const run = () => {
+      for (let b = 0; b < B; b++) {
+        d.memset(mem + BigInt(at.state * 4), 0, H * N * N * 4);
+        d.launch(fns.get(s.fn.name), { grid: gridAt(s.step.grid, T), block: s.fn.block, sharedBytes: s.fn.sharedBytes, args: args(s, out) }, null);
+      }
+      d.synchronize(null);
+    };
+    run();
+    const reps = SIM ? 1 : 3, t0 = performance.now();
+    for (let i = 0; i < reps; i++) run();
+    return (performance.now() - t0) / reps;
+  };
+  const mod = d.loadModule(art.ptx?.sm_80 ?? '// rwkvc-sim');
+  const fns = new Map([serial.fn.name, chunked.fn.name].map((n) => [n, d.getFunction(mod, n)]));
+  const serialMs = time(serial, at.out), chunkedMs = time(chunked, at.out2);
+  const a = new Float32Array(T * C), b2 = new Float32Array(T * C);
+  d.download(a, mem + BigInt(at.out * 4));
+  d.download(b2, mem + BigInt(at.out2 * 4));
+  const maxDiff = maxAbsDiff(a, b2);
+  d.free(mem);
+  d.free(wPack);
+  d.free(wB);
+  m.dispose();
+  return { shape: `B${B} T${T} C${C} head ${N}`, serialMs, chunkedMs, maxDiff };
+}
+
+// ---- the run ------------------------------------------------------------------------------------------------
+log(SIM ? '# rwkvc CUDA device check on the CPU emulator (--sim: tiny shapes, no bandwidth, no llama.cpp)' : '# rwkvc CUDA device check');
+await goldens();
+let bw = NaN;
+const cells: Cell[] = [];
+const models: [string, ModelConfig][] = SIM
+  ? [['finch-tiny', PRESETS['finch-tiny']]]
+  : [['bench-0.1b', PRESETS['bench-0.1b']], ['finch-1b6', PRESETS['finch-1b6']]];
+for (const [name, cfg] of models) {
+  const read = randomTensors(cfg, 1); // generated once per model, shared by its formats and the GGUF copies
+  for (const f of ['f16', 'bf16', 'int8'] as const) {
+    cells.push(await cell(name, cfg, read, f, !SIM));
+    if (!SIM && Number.isNaN(bw)) {
+      const { cudaDriver } = await import('../../targets/cuda/runtime.ts');
+      bw = await bandwidth(cudaDriver());
+    }
+  }
+}
+const wkv = await wkvAlone();
+
+log('');
+log(`## measured copy bandwidth: ${SIM ? 'n/a (emulator)' : `${fmt(bw / 1e9, 0)} GB/s`}`);
+log('| model | weights | decode tok/s | bytes/token | % of bandwidth | prefill 512 tok/s | prefill 4096 tok/s | llama.cpp CUDA decode / 512 / 4096 | speed-up decode / 512 / 4096 |');
+log('|---|---|---|---|---|---|---|---|---|');
+for (const c of cells) {
+  const l = c.llama;
+  const peer = !l ? '—' : typeof l === 'string' ? `unavailable: ${l}` : `${fmt(l.decode)} / ${fmt(l.prefill512, 0)} / ${fmt(l.prefill4096, 0)}`;
+  const up = !l || typeof l === 'string' ? '—' : `${fmt(c.decode / l.decode, 2)}× / ${fmt(c.prefill512 / l.prefill512, 2)}× / ${fmt(c.prefill4096 / l.prefill4096, 2)}×`;
+  log(`| ${c.model} | ${c.fmt} | ${fmt(c.decode)} | ${(c.bytesPerToken / 2 ** 20).toFixed(1)} MiB | ${fmt((100 * c.decode * c.bytesPerToken) / bw, 0)}% | ${fmt(c.prefill512, 0)} | ${fmt(c.prefill4096, 0)} | ${peer} | ${up} |`);
+}
+log('');
+log(`## WKV alone (${wkv.shape}; B sequences launched one after another): serial ${fmt(wkv.serialMs, 2)} ms, chunked ${fmt(wkv.chunkedMs, 2)} ms ` +
+  `(${fmt(wkv.serialMs / wkv.chunkedMs, 2)}×); max |serial − chunked| ${wkv.maxDiff.toExponential(2)}${wkv.maxDiff <= 1e-4 ? '' : ' FAIL (> 1e-4)'}`);
+failed ||= !(wkv.maxDiff <= 1e-4);
+process.exit(failed ? 1 : 0);

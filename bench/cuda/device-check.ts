@@ -64,7 +64,7 @@ async function goldens(): Promise<void> {
     }
     // batch: sequence 0 the golden tokens, sequence 1 the same tokens shifted by one id
     const own = await m.readState();
-    let st = [zero(own), zero(own)];
+    let st: StateTensors[] = [zero(own), zero(own)];
     const V = ckpt.config.vocabSize, N = golden.tokens.length, got = new Float32Array(N * V);
     for (let t = 0; t < N; t++) {
       const r = await m.runBatch!(Int32Array.from([golden.tokens[t], (golden.tokens[t] + 1) % V]), st);

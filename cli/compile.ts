@@ -1,6 +1,9 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { count } from './args.ts';
+import { count, targetOption } from './args.ts';
+import { UserError } from '../kernels/errors.ts';
+import { getTarget } from '../targets/registry.ts';
+import type { KernelSource } from '../targets/target.ts';
 import { Command, Option } from 'commander';
 import { compileGraph } from '../compiler/index.ts';
 import { PASSES } from '../compiler/pipeline.ts';
@@ -18,7 +21,8 @@ export function compileCommand(): Command {
     .description('Compile a model description to a kernel plan (and target kernels)')
     .argument('<dsl>', 'model description, e.g. examples/finch.ts')
     .requiredOption('--config <preset|file>', 'a preset name, a config .json, or a checkpoint (its shapes give the config)')
-    .addOption(new Option('--emit <what>', "what to write ('package': an ES module package of the WASM kernels, the WebGPU shaders and the runtime)").choices(['plan', 'ir', 'package']).default('plan'))
+    .addOption(new Option('--emit <what>', "what else to print or write: 'ir' (the optimised IR), 'kernels' (print every kernel --target generates, with its plan kernels and DSL lines), 'package' (an ES module package of the packaged targets and the runtime)").choices(['plan', 'ir', 'kernels', 'package']).default('plan'))
+    .addOption(targetOption('', 'also generate this target\'s kernels into <out>/<target>/', (t) => !!t.codegen))
     .option('-o, --out <dir>', 'output directory', 'out/plan')
     .addOption(new Option('--weights <dtype>', 'storage of the big matrices').choices(['f32', 'bf16', 'f16', 'int8']).default('f32'))
     .addOption(new Option('--logits <rows>', 'head rows: all positions, or only the last').choices(['all', 'last']).default('last'))
@@ -32,6 +36,7 @@ Examples:
   rwkvc compile examples/finch.ts --config finch-1b6 -o out/1b6 --time-passes
   rwkvc compile examples/finch.ts --config model.pth --print-after fuse-wkv
   rwkvc compile examples/finch.ts --config bench-0.1b --weights f16 --print-after all --verify-each
+  rwkvc compile examples/finch.ts --config finch-tiny --target wgsl --emit kernels
   rwkvc compile examples/finch.ts --config model.pth --emit package -o out/finch-pkg`)
     .action(async (dsl: string, o) => {
       const config = resolveConfig(o.config);
@@ -51,6 +56,31 @@ Examples:
       writeFileSync(join(o.out, 'graph.ir'), printGraph(r.graph) + '\n');
       if (o.emit === 'ir') process.stdout.write(printGraph(r.graph) + '\n');
       process.stderr.write(`rwkvc: compiled ${dsl} (${graph.nodes.length} → ${r.graph.nodes.length} nodes) in ${ms.toFixed(0)} ms → ${o.out}/plan.json\n`);
+      if (o.emit === 'kernels' && !o.target) throw new UserError('--emit kernels: say which target\'s kernels (--target)');
+      if (o.target) {
+        const t = getTarget(o.target);
+        const t1 = performance.now();
+        const codegen = await t.codegen!();
+        const art = codegen.emit(r.plan, t.saveOptions);
+        const dir = join(o.out, t.name);
+        mkdirSync(dir, { recursive: true });
+        const files = codegen.files(art);
+        for (const [f, data] of Object.entries(files)) writeFileSync(join(dir, f), data);
+        const kernels = codegen.print(art, r.plan);
+        if (o.emit === 'kernels') process.stdout.write(formatKernels(t.name, kernels));
+        process.stderr.write(`rwkvc: ${t.name}: ${kernels.length} kernels, ${Object.keys(files).join(', ')} in ${(performance.now() - t1).toFixed(0)} ms → ${dir}\n`);
+      }
       process.stderr.write(formatSummary(summarizePlan(r.plan), false) + '\n');
     });
+}
+
+/** Each generated kernel with the plan kernels that run it and the DSL lines they came from. */
+function formatKernels(target: string, kernels: KernelSource[]): string {
+  return kernels.map((k, i) => [
+    `// ─── ${target} kernel ${i + 1}/${kernels.length}: ${k.title}`,
+    `// plan kernels: ${k.kernels.join(', ')}`,
+    `// DSL: ${k.src.join(', ') || '(none)'}`,
+    k.code,
+    '',
+  ].join('\n')).join('\n');
 }

@@ -15,8 +15,8 @@ import { openModel } from '../runtime/model.ts';
 import { runTokens } from '../runtime/run-tokens.ts';
 import { writeRandomModel } from '../runtime/random-model.ts';
 import type { TargetModel } from '../targets/backend.ts';
-import { getTarget, planTargets } from '../targets/registry.ts';
-import { loadPlan } from '../driver/targets.ts';
+import { planTargets } from '../targets/registry.ts';
+import { loadGraph, loadPlan } from '../driver/targets.ts';
 import { summarizePlan } from './inspect.ts';
 
 const DEMO: ModelConfig = { nLayer: 4, nEmbd: 256, headSize: 64, nHead: 4, dimFfn: 896, vocabSize: 1024, loraMix: 32, loraDecay: 64 };
@@ -69,7 +69,7 @@ export function demoCommand(): Command {
       // run each target on the same tokens and compare with the reference interpreter
       const tokens = Int32Array.from({ length: 24 }, (_, i) => (i * 37 + 11) % DEMO.vocabSize);
       const V = DEMO.vocabSize;
-      const ref = (await getTarget('ref').graph!())(graph, model.read);
+      const ref = await loadGraph('ref', graph, model.read);
       const refLogits = await runTokens(ref, tokens, { kind: 'seq' }, V);
       const rows: Row[] = [];
       const measure = async (name: string, load: () => Promise<TargetModel>, kernels: string) => {

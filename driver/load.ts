@@ -18,7 +18,7 @@ import { materializeWeight } from '../kernels/weights.ts';
 import type { KernelPlan, WeightDType } from '../kernels/plan.ts';
 import { Session } from '../runtime/session.ts';
 import { loadWorldTokenizer, type WorldTokenizer } from '../runtime/tokenizer.ts';
-import { loadPlan } from './targets.ts';
+import { loadGraph, loadPlan } from './targets.ts';
 
 export interface TargetChoice {
   dsl: string;
@@ -69,9 +69,8 @@ export function weightProvider(plan: KernelPlan, model: OpenModel, onProgress?: 
 }
 
 export async function loadTargetForModel(target: string, model: OpenModel, o: TargetChoice): Promise<TargetModel> {
-  const t = getTarget(target);
   const graph = await buildGraph(o.dsl, model.config);
-  if (t.graph) return (await t.graph())(graph, model.read);
+  if (getTarget(target).graph) return loadGraph(target, graph, model.read);
   const { plan } = compileGraph(graph, model.config, { weights: o.weights as WeightDType, logits: o.logits, batch: o.batch });
   return loadPlan(target, plan, weightProvider(plan, model, o.onProgress), { threads: o.threads });
 }

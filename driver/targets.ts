@@ -2,7 +2,9 @@
  * A plan on a target, through the registry: open the device (GPU targets, whose limits shape the code),
  * generate the artifact, load it with weights. The one place a target name becomes a running model.
  */
+import type { Graph } from '../ir/node.ts';
 import type { KernelPlan } from '../kernels/plan.ts';
+import type { TensorReader } from '../kernels/weights.ts';
 import { UserError } from '../kernels/errors.ts';
 import type { TargetModel, TargetOptions, WeightProvider } from '../targets/backend.ts';
 import { getTarget } from '../targets/registry.ts';
@@ -45,4 +47,11 @@ export async function loadPlan(name: string, plan: KernelPlan, weights: WeightPr
     opened?.release();
     throw e;
   }
+}
+
+/** The unfused graph on a target that runs IR (the reference interpreter, 'ref'). */
+export async function loadGraph(name: string, graph: Graph, read: TensorReader): Promise<TargetModel> {
+  const t = getTarget(name);
+  if (!t.graph) throw new UserError(`target '${name}' runs a compiled plan, not the IR graph`);
+  return ((await t.graph()) as (g: Graph, r: TensorReader) => TargetModel)(graph, read);
 }

@@ -9,7 +9,6 @@
  *
  * targets/registry.ts lists every target; nothing else names them.
  */
-import type { Graph } from '../ir/node.ts';
 import type { KernelPlan } from '../kernels/plan.ts';
 import type { TensorReader } from '../kernels/weights.ts';
 import type { TargetModel, TargetOptions, WeightProvider } from './backend.ts';
@@ -82,8 +81,13 @@ export interface Target {
    * run without the compiler; `--emit package` copies it and what it imports).
    */
   packaged?: string;
-  /** 'graph': the reference interpreter runs the unfused IR itself (no plan, no artifact). */
-  graph?: () => Promise<(graph: Graph, read: TensorReader) => TargetModel>;
+  /** Emit options when the artifact is written to files (e.g. CUDA: also PTX for sm_80). */
+  saveOptions?: EmitOptions;
+  /**
+   * The reference interpreter runs the unfused IR graph itself (no plan, no artifact). The graph is
+   * ir/node.ts's Graph, typed opaquely here: targets build on the plan, not on the IR.
+   */
+  graph?: () => Promise<(graph: never, read: TensorReader) => TargetModel>;
   codegen?: () => Promise<TargetCodegen>;
   runtime?: () => Promise<TargetRuntime>;
 }

@@ -12,7 +12,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { REPO_ROOT, startStaticServer } from '../../test/helpers/browser.ts';
+import { REPO_ROOT, startStaticServer } from './static-server.ts';
 
 const { values } = parseArgs({
   options: {

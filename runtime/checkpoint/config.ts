@@ -4,7 +4,7 @@
  */
 import { inputError } from './errors.ts';
 import { shapeStr } from './dtypes.ts';
-import type { Checkpoint } from './reader.ts';
+import type { Checkpoint } from './checkpoint.ts';
 import type { ModelConfig } from '../../kernels/config.ts';
 
 export type { ModelConfig };

@@ -14,22 +14,9 @@ import { bytesSource, latin1, readAt, type ByteSource } from './source.ts';
 
 export type { StoredDType, TensorInfo } from './dtypes.ts';
 export { expectedTensors, inferConfig, validateCheckpoint, type ModelConfig } from './config.ts';
+export type { Checkpoint } from './checkpoint.ts';
+import type { Checkpoint } from './checkpoint.ts';
 
-export interface Checkpoint {
-  path: string;
-  format: 'pth' | 'safetensors';
-  /** safetensors `__metadata__` (empty for .pth). */
-  metadata: Record<string, string>;
-  /** Official names (HF names are mapped to official). */
-  names(): string[];
-  /** Throws a UserError naming file and tensor if missing. */
-  info(name: string): TensorInfo;
-  /** Widened to f32 (bf16 exactly; f16 including subnormals, inf and NaN). */
-  readF32(name: string): Float32Array;
-  /** The stored bytes, little-endian. */
-  readRaw(name: string): Uint8Array;
-  close(): void;
-}
 
 /**
  * HF (`RWKV/v6-Finch-*-HF`) name → official name. The tensors themselves are identical (never transposed),

@@ -12,7 +12,8 @@ import type { BufferDecl, KernelPlan } from '../../kernels/plan.ts';
 import { PROGRAM_ID } from './abi.ts';
 import { memoryBytes, PAGE, threadScratch, type WasmLayout } from './layout.ts';
 import { packWeight } from './pack.ts';
-import { startTeam, teamThreads, type Team } from './team.ts';
+import { startTeam, teamThreads } from './team.ts';
+import type { Team } from './team-thread.ts';
 import { elems } from '../../kernels/program.ts';
 
 /** What the runtime needs of a compiled plan (codegen's WasmArtifact has this shape). */

@@ -5,7 +5,7 @@
  * barrier is the end of every thread's work). Needs a cross-origin isolated page to post the memory.
  */
 import { CTL } from './abi.ts';
-import { threadData, type Team } from './team.ts';
+import { threadData, type Team } from './team-thread.ts';
 
 type Message = { ready?: boolean; done?: number; error?: string };
 

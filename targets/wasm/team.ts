@@ -12,17 +12,9 @@
  *   - One thread anywhere: thread 0 on the calling thread, no workers.
  * Every thread runs the same threadMain (thread-main.ts) on its tid, so results depend only on the thread count.
  */
+import { threadData, type Team } from './team-thread.ts';
 import { CTL, type ModuleExports } from './abi.ts';
 import { threadMain, type ThreadData } from './thread-main.ts';
-
-/** Spins before sleeping: a decode step is ~10 ms, so a waiting worker wakes without a syscall. */
-const WORKER_SPIN = 200000;
-
-/** What every thread needs besides its module and memory (see thread-main.ts). */
-export const threadData = (tid: number, nth: number, scratch: number, gen: number): Omit<ThreadData, 'module' | 'memory'> => ({
-  tid, nth, scratch, gen, spin: WORKER_SPIN,
-  ctl: { GO: CTL.GO / 4, PROG: CTL.PROG / 4, T: CTL.T / 4, QUIT: CTL.QUIT / 4, ABORT: CTL.ABORT / 4, BAR_GEN: CTL.BAR_GEN / 4 },
-});
 
 /**
  * A Node worker: threadMain's own source text called on the workerData (no file to resolve, no loader).
@@ -32,16 +24,6 @@ const NODE_WORKER = `const { parentPort, workerData } = typeof require === 'func
 (${threadMain.toString()})(workerData, (m) => parentPort.postMessage(m));
 `;
 
-export interface Team {
-  readonly threads: number;
-  /** Whether thread 0 is the calling thread, so `run` can be called (false: Web Workers, use runAsync). */
-  readonly sync: boolean;
-  /** Run program `prog` on T tokens on every thread; returns when all threads are done. Only when `sync`. */
-  run(prog: number, T: number): void;
-  /** The same, resolving when all threads are done (any team). One call at a time. */
-  runAsync(prog: number, T: number): Promise<void>;
-  dispose(): Promise<void>;
-}
 
 /** The thread count a team gets here for `requested`, and why it is fewer when it is. */
 export interface TeamThreads {

@@ -8,7 +8,7 @@ import type { BufferDecl, Kernel, KernelPlan, Program, WeightDecl } from '../ker
 import type { ModelConfig } from '../kernels/config.ts';
 import type { Graph, Node, NodeOf, Ref } from '../ir/node.ts';
 import { refKey } from '../ir/node.ts';
-import { fusedKernel, isFused } from '../ir/fused.ts';
+import { fusedKernel, isFused, wkvInputs } from '../ir/fused.ts';
 import { printNode } from '../ir/print.ts';
 import { fmtLoc } from '../ir/types.ts';
 import { UserError } from '../kernels/errors.ts';
@@ -74,7 +74,7 @@ function lowerProgram(g: Graph, maxT: number, batch = false): Program {
     if (isFused(n)) {
       const k = fusedKernel(n, { value, weight, outs }, name, layer, src);
       // state results must be the state inputs, updated in place
-      const stateIn = k.kind === 'wkv' ? value(n.inputs[3]) : k.kind === 'token_shift' ? k.shiftIn : undefined;
+      const stateIn = n.op === 'wkv_fused' ? value(wkvInputs.of(n).state) : k.kind === 'token_shift' ? k.shiftIn : undefined;
       const stateOut = k.kind === 'wkv' ? k.state : k.kind === 'token_shift' ? k.shiftOut : undefined;
       if (stateIn && stateOut && stateIn !== stateOut && (stateIn.startsWith('state.') || stateOut.startsWith('state.')))
         throw new UserError(`${src[0] ?? '?'}: state '${stateIn}' must be written back to the output of the same name (got '${stateOut}')`);

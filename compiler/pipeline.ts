@@ -67,7 +67,7 @@ export function runPipeline(g: Graph, o: CompileOptions, hooks: PipelineHooks = 
     const next = rewrite(g, p.rules(g, o));
     timings.push({ name: p.name, ms: performance.now() - t0, nodesBefore: g.nodes.length, nodesAfter: next.nodes.length });
     g = next;
-    if (hooks.verifyEach) verifyGraph(g, p.name);
+    if (hooks.verifyEach) verifyGraph(g, `pass ${p.name}`, 'compiler');
     if (wants(hooks.printAfter, p.name)) log(`// ----- IR after ${p.name} -----\n${printGraph(g)}`);
   }
   if (hooks.timePasses)

@@ -1,17 +1,20 @@
 /**
  * The IR verifier: topological order, references in range, and every node's types as inferTypes
- * computes them. Errors name the DSL source line of the offending node.
+ * computes them. Errors name the DSL source line of the offending node. Broken IR straight from the
+ * DSL is the user's mistake (UserError); after a compiler pass it is rwkvc's own (CompilerBug).
  */
-import { UserError } from '../kernels/errors.ts';
+import { CompilerBug, UserError } from '../kernels/errors.ts';
 import { inferTypes } from './infer.ts';
 import type { Graph } from './node.ts';
 import { printNode } from './print.ts';
 import { fmtLoc, fmtType, sameShape } from './types.ts';
 
-export function verifyGraph(g: Graph, stage = 'input'): void {
-  const bad = (n: { loc?: Parameters<typeof fmtLoc>[0] } | undefined, msg: string): never => {
-    throw new UserError(`${fmtLoc(n?.loc)}: IR verification failed after ${stage}: ${msg}`);
+export function verifyGraph(g: Graph, stage = 'input', culprit: 'user' | 'compiler' = 'user'): void {
+  const fail = (msg: string): never => {
+    throw culprit === 'user' ? new UserError(msg) : new CompilerBug(msg);
   };
+  const bad = (n: { loc?: Parameters<typeof fmtLoc>[0] } | undefined, msg: string): never =>
+    fail(`${fmtLoc(n?.loc)}: IR verification failed after ${stage}: ${msg}`);
   g.nodes.forEach((n, idx) => {
     if (n.id !== idx) bad(n, `node %${n.id} is stored at position ${idx}`);
     for (const r of n.inputs) {
@@ -29,9 +32,9 @@ export function verifyGraph(g: Graph, stage = 'input'): void {
   });
   const names = new Set<string>();
   for (const o of g.outputs) {
-    if (names.has(o.name)) throw new UserError(`IR verification failed after ${stage}: output '${o.name}' is defined twice`);
+    if (names.has(o.name)) fail(`IR verification failed after ${stage}: output '${o.name}' is defined twice`);
     names.add(o.name);
     if (!g.nodes[o.ref.id] || o.ref.out >= g.nodes[o.ref.id].types.length)
-      throw new UserError(`IR verification failed after ${stage}: output '${o.name}' refers to a missing value`);
+      fail(`IR verification failed after ${stage}: output '${o.name}' refers to a missing value`);
   }
 }

@@ -16,3 +16,14 @@ export class UserError extends Error {
 export function inputError(file: string, what: string | undefined, problem: string): UserError {
   return new UserError(what ? `${file}: ${what}: ${problem}` : `${file}: ${problem}`);
 }
+
+/**
+ * A mistake of rwkvc itself (a pass that broke the IR, a plan a target cannot have been given): it says
+ * so, keeps its stack trace, and the CLI exits 1 asking for a report, never blaming the user's input.
+ */
+export class CompilerBug extends Error {
+  constructor(message: string) {
+    super(`rwkvc compiler bug: ${message} (please report it with the command that showed it)`);
+    this.name = 'CompilerBug';
+  }
+}

@@ -24,6 +24,14 @@ describe('rwkvc logits', () => {
     expect(maxAbsDiff(o.readF32('logits'), golden.logits)).toBeLessThanOrEqual(1e-4);
     expect(maxAbsDiff(o.readF32('state.1.wkv'), golden.state['state.1.wkv'])).toBeLessThanOrEqual(1e-4);
   });
+
+  it('finds its default model description from any working directory', () => {
+    const out = join(tmp, 'elsewhere.safetensors');
+    const r = spawnSync('node', [join(process.cwd(), 'bin/rwkvc.js'), 'logits', '--model', fixture, '--tokens', '1,2', '--out', out],
+      { encoding: 'utf8', cwd: tmp });
+    expect(r.status, r.stderr).toBe(0);
+    expect(openCheckpoint(out).info('logits').shape).toEqual([2, 256]);
+  });
 });
 
 describe('bad input: one line naming the file and the problem, exit code 2', () => {
@@ -98,6 +106,18 @@ describe('rwkvc compile / inspect', () => {
     expect(s.weightBytes.f32).toBeGreaterThan(0);
     const text = execFileSync('node', ['bin/rwkvc.js', 'inspect', dir], { encoding: 'utf8' });
     expect(text).toMatch(/L0\.wkv\S*\s+wkv\s+examples\/finch\.ts:\d+:\d+/);
+  });
+
+  it.each(['wasm', 'wgsl'])('--target %s --emit kernels prints every generated kernel with its plan kernels and DSL lines', (target) => {
+    const dir = join(tmp, `kernels-${target}`);
+    const r = rwkvc('compile', 'examples/finch.ts', '--config', 'finch-tiny', '--target', target, '--emit', 'kernels', '-o', dir);
+    expect(r.status, r.stderr).toBe(0);
+    const heads = r.stdout.match(new RegExp(`^// ─── ${target} kernel \\d+/\\d+: .*$`, 'gm')) ?? [];
+    expect(heads.length).toBeGreaterThanOrEqual(5);
+    expect(r.stdout).toMatch(/^\/\/ plan kernels: .*L0\./m);
+    expect(r.stdout).toMatch(/^\/\/ DSL: examples\/finch\.ts:\d+:\d+/m);
+    expect(r.stdout).toContain(target === 'wgsl' ? '@compute' : '(func $k0');
+    expect(r.stderr).toMatch(new RegExp(`${target}: \\d+ kernels`));
   });
 
   it('a DSL mistake is reported at its line, exit code 2', () => {

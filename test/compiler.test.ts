@@ -10,6 +10,7 @@ import { PASSES, type CompileOptions } from '../compiler/pipeline.ts';
 import { rewrite } from '../compiler/rewrite.ts';
 import { interpret } from '../ir/interp.ts';
 import { verifyGraph } from '../ir/verify.ts';
+import { CompilerBug, UserError } from '../kernels/errors.ts';
 import { Builder } from '../ir/builder.ts';
 import { materializeWeight } from '../kernels/weights.ts';
 import { openModel } from '../runtime/model.ts';
@@ -44,6 +45,18 @@ describe.each(FIXTURE_NAMES)('fused plan on %s', (fixture) => {
       expect(vsGolden.state, mode).toBeLessThanOrEqual(1e-4);
     }
     model.close();
+  });
+});
+
+describe('broken IR: whose mistake it is', () => {
+  it('is a UserError (one line, exit 2) from the DSL and a CompilerBug (stack kept) after a pass', () => {
+    const g = finch(tinyConfig({ nLayer: 1, nEmbd: 64, headSize: 32, loraMix: 8, loraDecay: 16, vocabSize: 50 }));
+    const n = g.nodes.find((x) => x.op === 'matmul')!;
+    const broken = { ...g, nodes: g.nodes.map((x) => (x === n ? { ...x, types: [{ ...x.types[0], shape: [1, 1] }] } : x)) } as typeof g;
+    expect(() => verifyGraph(broken, 'the DSL')).toThrow(UserError);
+    expect(() => verifyGraph(broken, 'pass fuse-wkv', 'compiler')).toThrow(CompilerBug);
+    expect(() => verifyGraph(broken, 'pass fuse-wkv', 'compiler')).toThrow(/rwkvc compiler bug: .*finch\.ts:\d+:\d+: IR verification failed after pass fuse-wkv/);
+    expect(() => verifyGraph(broken, 'pass fuse-wkv', 'compiler')).not.toThrow(UserError);
   });
 });
 

@@ -12,6 +12,7 @@ import type { Rule, RewriteCtx } from '../rewrite.ts';
 import { is, onlyUser, otherOperand, r0, transposedWeight } from '../match.ts';
 import { locsOf } from '../rewrite.ts';
 import { sameShape } from '../../ir/types.ts';
+import { linearInputs } from '../../ir/fused.ts';
 
 /** Longest chain of matmuls from the inputs to each node. */
 function matmulDepth(g: Graph): number[] {
@@ -106,7 +107,7 @@ export function fuseEpilogues(g: Graph): Rule {
     if (!is(w, 'weight')) return undefined;
     const wRef = n.attrs.layout === 'in_out' ? transposedWeight(ctx, w) : ctx.map(n.inputs[1]);
     const group = { extra: extras.length, ...(prologue ? { prologue } : {}), ...(epi.op !== 'acc' ? { epilogue: epi } : {}) };
-    const [y] = ctx.emit('linear', [ctx.map(xRef!), wRef, ...extras.map(ctx.map)], { groups: [group], rows: 'all' }, n.loc, locsOf(absorbed));
+    const [y] = ctx.emit('linear', linearInputs.pack([{ x: ctx.map(xRef!), w: wRef, extra: extras.map(ctx.map) }]), { groups: [group], rows: 'all' }, n.loc, locsOf(absorbed));
     ctx.absorb(absorbed);
     if (cur.id !== n.id) {
       ctx.replace(cur, y);

@@ -4,7 +4,7 @@
  * the decay LoRA after the time-mix token shift; k and r after the channel-mix token shift.
  */
 import type { Graph, Node, NodeOf, Ref } from '../../ir/node.ts';
-import { isFused } from '../../ir/fused.ts';
+import { isFused, linearInputs } from '../../ir/fused.ts';
 import type { Rule } from '../rewrite.ts';
 import { locsOf } from '../rewrite.ts';
 
@@ -30,7 +30,7 @@ export function fuseHorizontal(g: Graph): Rule {
     if (n.op !== 'linear') return undefined;
     const batch = batches.get(`${lvl[n.id]}/${n.attrs.rows}`)!;
     if (batch.length < 2 || batch[0] !== n) return undefined;
-    const inputs: Ref[] = batch.flatMap((m) => m.inputs.map(ctx.map));
+    const inputs = linearInputs.pack(batch.flatMap((m) => linearInputs.of(m)).map((g) => ({ x: ctx.map(g.x), w: ctx.map(g.w), extra: g.extra.map(ctx.map) })));
     const refs = ctx.emit('linear', inputs, { groups: batch.flatMap((m) => m.attrs.groups), rows: n.attrs.rows }, n.loc, locsOf(batch));
     let i = 0;
     for (const m of batch) for (let o = 0; o < m.types.length; o++) ctx.replace({ id: m.id, out: o }, refs[i++]);

@@ -10,6 +10,7 @@ import type { Node, NodeOf, Ref } from '../../ir/node.ts';
 import type { Rule, RewriteCtx } from '../rewrite.ts';
 import { is, isBinary, isUnary, onlyUser, otherOperand, r0, transposedWeight } from '../match.ts';
 import { locsOf } from '../rewrite.ts';
+import { tokenShiftInputs } from '../../ir/fused.ts';
 
 interface Lerp { out: Node; mix: NodeOf<'weight'>; lora?: { s: number; z: Ref; B: NodeOf<'weight'>; D: number; nodes: Node[] }; nodes: Node[] }
 
@@ -73,10 +74,13 @@ export const fuseTokenShift: Rule = (n, ctx) => {
   const lnFusable = is(aNode, 'layernorm') && ctx.users(a).every((u) => inPattern.has(u));
   const ln = lnFusable ? (aNode as NodeOf<'layernorm'>) : undefined;
 
-  const inputs: Ref[] = [ctx.map(ln ? ln.inputs[0] : a), ctx.map(prev)];
-  if (ln) inputs.push(ctx.map(ln.inputs[1]), ctx.map(ln.inputs[2]));
-  inputs.push(...outs.map((l) => ctx.map(r0(l.mix))));
-  if (loraPart) inputs.push(ctx.map(r0(loraPart.mu)), transposedWeight(ctx, loraPart.A), transposedWeight(ctx, loraPart.B));
+  const inputs = tokenShiftInputs.pack({
+    x: ctx.map(ln ? ln.inputs[0] : a),
+    shiftIn: ctx.map(prev),
+    ln: ln ? { w: ctx.map(ln.inputs[1]), b: ctx.map(ln.inputs[2]) } : null,
+    mix: outs.map((l) => ctx.map(r0(l.mix))),
+    lora: loraPart ? { mu: ctx.map(r0(loraPart.mu)), a: transposedWeight(ctx, loraPart.A), b: transposedWeight(ctx, loraPart.B) } : null,
+  });
   const absorbed: Node[] = [n, dx, last, ...lerps.flatMap((l) => [...l.nodes, ...(l.lora?.nodes ?? [])]), ...(loraPart?.nodes ?? []), ...(ln ? [ln] : [])];
   const refs = ctx.emit('token_shift', inputs, { eps: ln ? ln.attrs.eps : null, nMix: outs.length, loraDim: loraPart?.D ?? 0 },
     n.loc, locsOf(absorbed));

@@ -8,6 +8,7 @@
  */
 import type { WeightDType } from '../../kernels/plan.ts';
 import type { Graph, Node } from '../../ir/node.ts';
+import { linearInputs, tokenShiftInputs, wkvInputs } from '../../ir/fused.ts';
 import { INT8_BLOCK } from '../../kernels/dtype.ts';
 import type { Rule } from '../rewrite.ts';
 
@@ -16,15 +17,12 @@ export function weightStorage(g: Graph, dtype: WeightDType): Rule {
   const big = new Set<number>();
   const tables = new Set<number>();
   for (const n of g.nodes) {
-    if (n.op === 'linear') {
-      let i = 0;
-      for (const gr of n.attrs.groups) { big.add(n.inputs[i + 1].id); i += 2 + gr.extra; }
-    }
+    if (n.op === 'linear') for (const gr of linearInputs.of(n)) big.add(gr.w.id);
     if (n.op === 'embed') tables.add(n.inputs[1].id);
-    // inputs: x, prev, [ln w, b], mix × nMix, [mu, A, B]
-    if (n.op === 'token_shift' && n.attrs.loraDim) for (const r of n.inputs.slice(-2)) big.add(r.id);
-    // inputs: r, k, v, state, [z, B, base] …
-    if (n.op === 'wkv_fused' && n.attrs.decay === 'lora') big.add(n.inputs[5].id);
+    const lora = n.op === 'token_shift' ? tokenShiftInputs.of(n).lora : null;
+    if (lora) big.add(lora.a.id).add(lora.b.id);
+    const decay = n.op === 'wkv_fused' ? wkvInputs.of(n).decay : null;
+    if (decay?.kind === 'lora') big.add(decay.b.id);
   }
   return (n: Node, ctx) => {
     if (n.op !== 'weight' || n.attrs.storage) return undefined;

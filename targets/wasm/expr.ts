@@ -1,8 +1,9 @@
 /**
- * The one expression printer: an elementwise Expr (a linear's prologue or epilogue, or an internal
- * epilogue such as the token-shift lerp) rendered as an f32x4 WAT expression over four adjacent
+ * The WASM target's expression printer: an elementwise Expr (a linear's prologue or epilogue, or an
+ * internal epilogue such as the token-shift lerp) rendered as an f32x4 WAT expression over four adjacent
  * elements. The caller says what `acc`, `x` and each `load` mean at the current position.
  */
+import { foldExpr, type OpName } from '../../kernels/expr.ts';
 import type { Expr } from '../../kernels/plan.ts';
 import { f4 } from './wat.ts';
 
@@ -15,7 +16,11 @@ export interface ExprScope {
   load(buf: string): string;
 }
 
-const UNARY: Record<string, (a: string) => string> = {
+/** Every operator of kernels/expr.ts OPS, as f32x4 WAT (the math functions are mathlib.ts's). */
+const OP: Record<OpName, (a: string, b: string) => string> = {
+  add: (a, b) => `(f32x4.add ${a} ${b})`,
+  sub: (a, b) => `(f32x4.sub ${a} ${b})`,
+  mul: (a, b) => `(f32x4.mul ${a} ${b})`,
   neg: (a) => `(f32x4.neg ${a})`,
   tanh: (a) => `(call $tanh ${a})`,
   exp: (a) => `(call $exp ${a})`,
@@ -24,32 +29,18 @@ const UNARY: Record<string, (a: string) => string> = {
   relu: (a) => `(f32x4.max ${a} ${f4(0)})`, // max propagates NaN, as Math.max does
   square: (a) => `(call $sq ${a})`,
 };
-const BINARY: Record<string, string> = { add: 'f32x4.add', sub: 'f32x4.sub', mul: 'f32x4.mul' };
 
 export function printExpr(e: Expr, s: ExprScope): string {
-  switch (e.op) {
-    case 'acc':
-      if (!s.acc) throw new Error("expression uses 'acc' outside an epilogue");
-      return s.acc;
-    case 'x':
-      if (!s.x) throw new Error("expression uses 'x' outside a prologue");
-      return s.x;
-    case 'load': return s.load(e.buf);
-    case 'const': return f4(e.value);
-    case 'add': case 'sub': case 'mul':
-      return `(${BINARY[e.op]} ${printExpr(e.args[0], s)} ${printExpr(e.args[1], s)})`;
-    default: {
-      const f = UNARY[e.op];
-      if (!f) throw new Error(`expression op '${(e as { op: string }).op}' has no WASM rendering`);
-      return f(printExpr(e.args[0], s));
+  return foldExpr(e, (l) => {
+    switch (l.op) {
+      case 'acc':
+        if (!s.acc) throw new Error("expression uses 'acc' outside an epilogue");
+        return s.acc;
+      case 'x':
+        if (!s.x) throw new Error("expression uses 'x' outside a prologue");
+        return s.x;
+      case 'load': return s.load(l.buf);
+      case 'const': return f4(l.value);
     }
-  }
-}
-
-/** Buffers an expression loads, in first-use order. */
-export function exprLoads(e: Expr | undefined, out: string[] = []): string[] {
-  if (!e) return out;
-  if (e.op === 'load') { if (!out.includes(e.buf)) out.push(e.buf); return out; }
-  if ('args' in e) for (const a of e.args) exprLoads(a, out);
-  return out;
+  }, (op, [a, b]) => OP[op](a, b));
 }

@@ -8,6 +8,7 @@
  *   token_shift  LN rows → lerps → [lora: z = tanh(A·xxx) → m_s = B_s·z_s fused with the lerp]
  *   wkv          [lora: w = exp(−exp(base + B·z)) as a linear] → recurrence per head (+ norm, gate)
  */
+import { exprLoads } from '../../kernels/expr.ts';
 import type { EmbedKernel, Expr, Kernel, LayerNormKernel, LinearKernel, TokenShiftKernel, WkvKernel } from '../../kernels/plan.ts';
 import { LinearRenderer, type LinearSchedule, type LinTask, type LoadRef, type PanelWeight } from './linear.ts';
 import { f4, get, i32, ld, Locals, madd, Params, set, splat, st, storeLanes } from './wat.ts';
@@ -57,20 +58,14 @@ function linearPhase(tasks: LinTask[], env: LowerEnv, P = new Params()): Phase {
 function linear(k: LinearKernel, env: LowerEnv): Phase {
   const tasks = k.groups.map((g): LinTask => {
     const w = env.panel(g.w);
-    const loads: Record<string, LoadRef> = {};
-    for (const e of [g.prologue, g.epilogue]) collectLoads(e, env, loads);
+    const loads: Record<string, LoadRef> = Object.fromEntries([...exprLoads(g.prologue), ...exprLoads(g.epilogue)]
+      .map((b) => [b, { addr: env.buf(b), stride: env.width(b) }]));
     return {
       w, x: env.buf(g.x), xStride: w.I, y: env.buf(g.y), yStride: w.O,
       prologue: g.prologue, epilogue: g.epilogue, loads, last: k.rows === 'last',
     };
   });
   return linearPhase(tasks, env);
-}
-
-function collectLoads(e: Expr | undefined, env: LowerEnv, out: Record<string, LoadRef>): void {
-  if (!e) return;
-  if (e.op === 'load') out[e.buf] = { addr: env.buf(e.buf), stride: env.width(e.buf) };
-  if ('args' in e) for (const a of e.args) collectLoads(a, env, out);
 }
 
 /** Thread's share [lo, hi) of n rows (n: WAT i32). */

@@ -32,6 +32,20 @@ export const TARGETS: readonly Target[] = [
     codegen: async () => (await import('./wasm/codegen.ts')).codegen,
     runtime: async () => (await import('./wasm/runtime.ts')).runtime,
   },
+  {
+    name: 'cuda',
+    description: 'CUDA kernels (one .cu, a launch table, PTX the driver JITs) through the driver API: NVIDIA GPUs',
+    saveOptions: { ptx: ['sm_80'] },
+    codegen: async () => (await import('./cuda/codegen.ts')).codegen,
+    runtime: async () => (await import('./cuda/runtime.ts')).runtime,
+  },
+  {
+    name: 'cuda-sim',
+    description: 'the generated CUDA compiled for the CPU with an emulation header (test infrastructure: checks the CUDA kernels without a GPU)',
+    hidden: true,
+    codegen: async () => (await import('./cuda/codegen.ts')).codegen,
+    runtime: async () => (await import('./cuda/sim/runtime.ts')).runtime,
+  },
 ];
 
 /** Names users may pick (hidden targets are accepted but not listed). */

@@ -15,7 +15,7 @@ import type { WeightProvider } from '../targets/backend.ts';
 import { compileWasm, type WasmArtifact } from '../targets/wasm/codegen.ts';
 import { loadWasmArtifact } from '../targets/wasm/runtime.ts';
 import { measureCompute, openBandwidthProbe } from './wasm-roofline.ts';
-import { rng } from './model-plan.ts';
+import { seededRandom as rng } from '../runtime/random-model.ts';
 import type { PeerSession } from './llama-cpp.ts';
 
 export interface WasmBenchOptions {

@@ -9,7 +9,8 @@
 import { compileWasm } from '../targets/wasm/codegen.ts';
 import { loadWasmArtifact, type WasmProfile } from '../targets/wasm/runtime.ts';
 import type { WeightDType } from '../kernels/plan.ts';
-import { BENCH_01B, modelPlan, randomWeights } from './model-plan.ts';
+import { BENCH_01B, modelPlan } from './model-plan.ts';
+import { randomWeights } from '../runtime/random-model.ts';
 
 const arg = (name: string, def: string) => {
   const i = process.argv.indexOf(`--${name}`);

@@ -1,11 +1,15 @@
 /**
- * Seeded random checkpoints in the official safetensors layout, with values in the ranges a trained
- * RWKV-6 has (decays that neither vanish nor explode, lerp coefficients in (0, 1), LayerNorm weights
- * near 1), so that benchmarks and "unseen model" tests run real arithmetic without a download.
+ * Seeded random checkpoints, with values in the ranges a trained RWKV-6 has (decays that neither vanish
+ * nor explode, lerp coefficients in (0, 1), LayerNorm weights near 1), so that benchmarks and "unseen
+ * model" tests run real arithmetic without a download. The one generator: in memory (`randomTensors`,
+ * `randomWeights`) for tests and benchmarks, and as a file in the official safetensors layout
+ * (`writeRandomModel`, `rwkvc random-model`); the same seed gives the same values in all three.
  */
 import { expectedTensors, writeSafetensors, type StoredDType } from './checkpoint/index.ts';
 import type { ModelConfig } from '../kernels/config.ts';
 import { toBf16, toF16 } from '../kernels/dtype.ts';
+import { materializeWeight, type TensorReader } from '../kernels/weights.ts';
+import type { WeightProvider } from '../targets/backend.ts';
 
 /** mulberry32: small, fast, and the same numbers on every platform. */
 export function seededRandom(seed: number): () => number {
@@ -34,12 +38,39 @@ export function valuesFor(name: string, shape: number[], rnd: () => number): Flo
   return uni(-s * Math.sqrt(3), s * Math.sqrt(3));
 }
 
+/**
+ * The tensors of a random checkpoint for `cfg`, by official name, each made when first read. Every
+ * tensor has its own stream, seeded from `seed` and its name, so its values do not depend on which
+ * tensors were read before it.
+ */
+export function randomTensors(cfg: ModelConfig, seed = 1): TensorReader {
+  const shapes = expectedTensors(cfg);
+  const made = new Map<string, Float32Array>();
+  return (name) => {
+    let v = made.get(name);
+    if (!v) {
+      const shape = shapes.get(name);
+      if (!shape) throw new Error(`no tensor ${name} in a ${cfg.nLayer}-layer model`);
+      let h = seed;
+      for (const ch of name) h = Math.imul(h ^ ch.charCodeAt(0), 0x9e3779b1);
+      made.set(name, (v = valuesFor(name, shape, seededRandom(h))));
+    }
+    return v;
+  };
+}
+
+/** randomTensors as a target's weights: each plan weight made from them as its source says (transposed, ln0 folded). */
+export function randomWeights(cfg: ModelConfig, seed = 1): WeightProvider {
+  const read = randomTensors(cfg, seed);
+  return (d) => materializeWeight(d.source, read);
+}
+
 export function writeRandomModel(path: string, cfg: ModelConfig, seed: number, dtype: 'f32' | 'bf16' | 'f16' = 'bf16', onTensor?: (i: number, n: number) => void): void {
-  const rnd = seededRandom(seed);
+  const read = randomTensors(cfg, seed);
   const names = [...expectedTensors(cfg)];
   const tensors = names.map(([name, shape], i) => {
     onTensor?.(i, names.length);
-    const v = valuesFor(name, shape, rnd);
+    const v = read(name);
     const data = dtype === 'f32' ? v : dtype === 'bf16' ? toBf16(v) : toF16(v);
     return { name, dtype: dtype as StoredDType, shape, data };
   });

@@ -19,7 +19,8 @@ import { parseMode, runTokens } from '../runtime/run-tokens.ts';
 import { loadPlanTarget } from '../targets/plan/runtime.ts';
 import { loadRefTarget } from '../targets/ref/runtime.ts';
 import { compareRun, FIXTURE_NAMES, FIXTURES, maxAbsDiff, readGolden } from './helpers/golden.ts';
-import { randomInputs, randomWeights, tinyConfig } from './helpers/models.ts';
+import { randomInputs, tinyConfig } from './helpers/models.ts';
+import { randomTensors } from '../runtime/random-model.ts';
 import { summarizePlan } from '../cli/inspect.ts';
 
 const opts: CompileOptions = { weights: 'f32', logits: 'all' };
@@ -66,7 +67,7 @@ describe('each pass alone preserves meaning', () => {
     tinyConfig({ nLayer: 2, nEmbd: 96, headSize: 32, loraMix: 16, loraDecay: 8, vocabSize: 77, dimFfn: 160 }),
   ];
   it.each(configs.map((c, i) => [i, c] as const))('random model %i: outputs before and after every pass agree', (i, cfg) => {
-    const read = randomWeights(cfg, 100 + i);
+    const read = randomTensors(cfg, 100 + i);
     let g = finch(cfg);
     for (const T of [1, 3]) {
       const inputs = randomInputs(g, T, cfg.vocabSize, 7 + T);

@@ -24,7 +24,8 @@ import { loadPlan } from '../driver/targets.ts';
 import { mathlib } from '../targets/wasm/mathlib.ts';
 import { assemble } from '../targets/wasm/wat.ts';
 import { loadPlanTarget } from '../targets/plan/runtime.ts';
-import { modelPlan, randomWeights, rng } from '../bench/model-plan.ts';
+import { modelPlan } from '../bench/model-plan.ts';
+import { randomWeights, seededRandom as rng } from '../runtime/random-model.ts';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -396,7 +397,8 @@ describe('wasm relaxed-SIMD variant', () => {
     // Node 20 needs a flag for relaxed SIMD: run the check in a child process that has it.
     const { spawnSync } = await import('node:child_process');
     const code = `
-      import { modelPlan, randomWeights } from './bench/model-plan.ts';
+      import { modelPlan } from './bench/model-plan.ts';
+      import { randomWeights } from './runtime/random-model.ts';
       import { loadPlan } from './driver/targets.ts';
       import { loadPlanTarget } from './targets/plan/runtime.ts';
       const plan = modelPlan({ nLayer: 2, nEmbd: 128, dimFfn: 448, vocabSize: 300, prefillT: 8 });

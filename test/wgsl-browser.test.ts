@@ -11,7 +11,8 @@ import { loadPlanTarget } from '../targets/plan/runtime.ts';
 import { codegen } from '../targets/wgsl/codegen.ts';
 import { browserSkipReason, launchChromium, openPage, startStaticServer, type StaticServer } from './helpers/browser.ts';
 import { maxAbsDiff } from './helpers/golden.ts';
-import { randomWeights, tinyConfig } from './helpers/models.ts';
+import { tinyConfig } from './helpers/models.ts';
+import { randomTensors } from '../runtime/random-model.ts';
 
 const skip = browserSkipReason();
 const TOKENS = [5, 17, 200, 3, 99, 42];
@@ -44,7 +45,7 @@ describe.skipIf(!!skip)(`WGSL runtime in headless Chromium${skip ? ` (skipped: $
   let server: StaticServer;
   let browser: Browser;
   const cfg = tinyConfig({ nLayer: 2 });
-  const read = randomWeights(cfg, 9);
+  const read = randomTensors(cfg, 9);
   const { plan } = compileGraph(finch(cfg), cfg, { weights: 'f16', logits: 'all', chunk: 5 });
   const values = plan.weights.map((d) => materializeWeight(d.source, read));
 

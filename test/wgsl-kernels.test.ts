@@ -38,7 +38,8 @@ const loadWgslTarget = (plan: KernelPlan, w: WeightProvider, o: WgslOptions = {}
   loadPlan('wgsl', plan, w, o as PlanLoadOptions) as Promise<WgslModel>;
 import { compareRun, FIXTURES, FIXTURE_NAMES, maxAbsDiff, readGolden } from './helpers/golden.ts';
 import { compilationMessages, acquireTestGpu } from './helpers/gpu.ts';
-import { randomWeights, tinyConfig } from './helpers/models.ts';
+import { tinyConfig } from './helpers/models.ts';
+import { randomTensors } from '../runtime/random-model.ts';
 
 const { gpu, skip } = await acquireTestGpu();
 const TOL = 1e-5;
@@ -411,7 +412,7 @@ describe.skipIf(!gpu)(`WGSL kernels vs the reference${skip ? ` (skipped: ${skip}
 
   describe('compiled Finch plans', () => {
     const cfg = tinyConfig({ nLayer: 2 });
-    const read = randomWeights(cfg, 3);
+    const read = randomTensors(cfg, 3);
 
     // f32 and f16 here; every format is checked kernel by kernel above.
     for (const weights of ['f32', 'f16'] as const) {

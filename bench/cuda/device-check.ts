@@ -33,7 +33,7 @@ import { loadCuda, type CudaModel } from '../../targets/cuda/runtime.ts';
 import { loadCudaSim } from '../../targets/cuda/sim/runtime.ts';
 import { compareRun, FIXTURE_NAMES, FIXTURES, maxAbsDiff, readGolden } from '../../test/helpers/golden.ts';
 import { GGUF_WEIGHTS, openLlamaCpp } from '../llama-cpp.ts';
-import { randomTensors, randomWeights, rng } from '../model-plan.ts';
+import { randomTensors, randomWeights, seededRandom as rng } from '../../runtime/random-model.ts';
 
 const SIM = process.argv.includes('--sim');
 const OUT = join(import.meta.dirname, '..', '..', 'out', 'cache', 'cuda-device-check');

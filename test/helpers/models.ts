@@ -1,7 +1,6 @@
-/** Random Finch models in memory (no files) for compiler and backend tests. */
+/** Random Finch configs and graph inputs for compiler and target tests (weights: runtime/random-model.ts). */
 import type { ModelConfig } from '../../kernels/config.ts';
-import { expectedTensors } from '../../runtime/checkpoint/index.ts';
-import { seededRandom, valuesFor } from '../../runtime/random-model.ts';
+import { seededRandom } from '../../runtime/random-model.ts';
 import { numel } from '../../ir/types.ts';
 import type { Graph } from '../../ir/node.ts';
 
@@ -10,17 +9,6 @@ export function tinyConfig(over: Partial<ModelConfig> = {}): ModelConfig {
   return {
     nLayer: 2, nEmbd, headSize, nHead: nEmbd / headSize, dimFfn: Math.floor((nEmbd * 3.5) / 32) * 32,
     vocabSize: 300, loraMix: 32, loraDecay: 64, ...over,
-  };
-}
-
-export function randomWeights(cfg: ModelConfig, seed: number): (name: string) => Float32Array {
-  const rnd = seededRandom(seed);
-  const w = new Map<string, Float32Array>();
-  for (const [name, shape] of expectedTensors(cfg)) w.set(name, valuesFor(name, shape, rnd));
-  return (n) => {
-    const v = w.get(n);
-    if (!v) throw new Error(`no tensor ${n}`);
-    return v;
   };
 }
 

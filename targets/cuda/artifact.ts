@@ -27,6 +27,7 @@
  */
 import type { KernelPlan } from '../../kernels/plan.ts';
 import type { WFormat } from '../gpu/formats.ts';
+import type { MemLayoutJson } from '../gpu/lower.ts';
 
 /** One grid dimension as a function of T: a + b · ceil(T / d). */
 export interface GridDim {
@@ -97,17 +98,7 @@ export interface CudaProgram {
 }
 
 /** The memory layout (targets/gpu/lower.ts's MemLayout as plain JSON). */
-export interface CudaMemLayout {
-  elems: number;
-  state: Record<string, { offset: number; elems: number }>;
-  stateElems: number;
-  batchState: Record<string, { offset: number; elems: number }>;
-  batchStateElems: number;
-  tokens: number;
-  output: number;
-  outputElems: number;
-  arena: number;
-}
+export type CudaMemLayout = MemLayoutJson;
 
 export interface CudaArtifact {
   format: 'rwkvc-cuda';

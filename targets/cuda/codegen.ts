@@ -14,10 +14,10 @@ import type { Kernel, KernelPlan, Program } from '../../kernels/plan.ts';
 import { UserError } from '../../kernels/errors.ts';
 import { planPrograms } from '../../kernels/program.ts';
 import type { KernelSource, TargetCodegen, EmitOptions } from '../target.ts';
-import { printExpr, type Printed } from '../gpu/cprint.ts';
+import { printGroupExprs, wkvPack } from '../gpu/views.ts';
 import { matrixBytes, type WFormat } from '../gpu/formats.ts';
 import { MM, WG, packParams, paramFields, weightBindings, type ShaderKey } from '../gpu/keys.ts';
-import { lowerPlan, weightRefId, type Limits, type WeightRef, type DispatchStep } from '../gpu/lower.ts';
+import { lowerPlan, memLayoutJson, weightRefId, type Limits, type WeightRef, type DispatchStep } from '../gpu/lower.ts';
 import { CUDA } from './dialect.ts';
 import { compilePtxSync } from './nvcc.ts';
 import {
@@ -128,9 +128,7 @@ export function renderKernel(key: CudaKey, name: string): string {
     case 'wkv': {
       const lora = key.decay === 'lora';
       if (key.headSize % 32) throw new UserError(`CUDA: head size ${key.headSize} is not a multiple of 32 (a warp)`);
-      const names: [string, boolean][] = [['BASE', lora], ['U', key.u], ['NW', key.norm], ['NB', key.norm]];
-      const at: Record<string, number> = {};
-      for (const [n, present] of names) if (present) at[n] = Object.keys(at).length;
+      const at = Object.fromEntries(wkvPack(key).map((p) => [p.name, p.at]));
       const view = {
         ...common,
         packDoc: `[${Object.keys(at).join(', ')}]`,
@@ -154,13 +152,11 @@ export function renderKernel(key: CudaKey, name: string): string {
       return TEMPLATES.wkv(view);
     }
     case 'matvec': case 'matmul': {
+      const { printed } = printGroupExprs(CUDA, key.groups, {
+        x: (i) => `ld_f32(mem + p.g${i}_x + xi)`, pro: (i, k) => `ld_f32(mem + p.g${i}_pl${k} + xi)`, epi: (i, k) => `ld_f32(mem + p.g${i}_el${k} + yi)`,
+      });
       const groups = key.groups.map((g, i) => {
-        const pro = g.prologue
-          ? printExpr(CUDA, g.prologue, { x: `ld_f32(mem + p.g${i}_x + xi)`, load: (k) => `ld_f32(mem + p.g${i}_pl${k} + xi)` }, 'pv')
-          : ({ lines: [], value: `ld_f32(mem + p.g${i}_x + xi)`, helpers: [] } satisfies Printed);
-        const epi = g.epilogue
-          ? printExpr(CUDA, g.epilogue, { acc: 'acc', load: (k) => `ld_f32(mem + p.g${i}_el${k} + yi)` }, 'ev')
-          : ({ lines: [], value: 'acc', helpers: [] } satisfies Printed);
+        const { pro, epi } = printed[i];
         const vec = key.cuda?.vec?.[i] ?? defaultVec(g.fmt);
         const lanes = g.lanes ?? 0;
         return {
@@ -295,11 +291,7 @@ export function emitCuda(plan: KernelPlan, opts: CudaEmitOptions = {}): CudaArti
     const lowered = lowerPlan(plan, program, limits, { device: 'CUDA device' });
     if (!layout) {
       const L = lowered.layout;
-      layout = {
-        elems: L.elems, state: Object.fromEntries(L.state), stateElems: L.stateElems,
-        batchState: Object.fromEntries(L.batchState), batchStateElems: L.batchStateElems,
-        tokens: L.tokens, output: L.output, outputElems: L.outputElems, arena: L.arena,
-      };
+      layout = memLayoutJson(L);
     }
     const steps: LaunchStep[] = [];
     for (const s of lowered.steps) {

@@ -85,6 +85,15 @@ export interface MemLayout {
   arena: number;
 }
 
+/** A MemLayout as plain JSON (artifacts carry it). */
+export type MemLayoutJson = Omit<MemLayout, 'state' | 'batchState'> & {
+  state: Record<string, { offset: number; elems: number }>;
+  batchState: Record<string, { offset: number; elems: number }>;
+};
+
+export const memLayoutJson = (l: MemLayout): MemLayoutJson =>
+  ({ ...l, state: Object.fromEntries(l.state), batchState: Object.fromEntries(l.batchState) });
+
 export interface LoweredProgram {
   steps: Step[];
   layout: MemLayout;

@@ -10,7 +10,7 @@
 import Handlebars from 'handlebars';
 import { readFileSync } from 'node:fs';
 import type { KernelPlan } from '../../kernels/plan.ts';
-import { printExpr, type Printed } from '../gpu/cprint.ts';
+import { printGroupExprs, wkvPack } from '../gpu/views.ts';
 import { WGSL } from './dialect.ts';
 import { wgslArrayElem, type WFormat } from '../gpu/formats.ts';
 import { lowerPlan, type Limits, type LowerOptions, DEFAULT_LIMITS } from '../gpu/lower.ts';
@@ -46,12 +46,6 @@ const accessors = (fmts: WFormat[]) =>
 
 const f32Bindings = (names: string[]): Binding[] => names.map((name, i) => ({ binding: 3 + i, name, elem: 'f32' }));
 
-/** Offsets of the packed vectors, in units of C, in pack order. */
-function packLayout(parts: [string, boolean][]): { name: string; at: number }[] {
-  const out: { name: string; at: number }[] = [];
-  for (const [name, present] of parts) if (present) out.push({ name, at: out.length });
-  return out;
-}
 
 export function renderShader(key: ShaderKey): string {
   const common = {
@@ -94,7 +88,7 @@ export function renderShader(key: ShaderKey): string {
     }
     case 'wkv': {
       const lora = key.decay === 'lora';
-      const packAt = packLayout([['BASE', lora], ['U', key.u], ['NW', key.norm], ['NB', key.norm]]);
+      const packAt = wkvPack(key);
       return TEMPLATES.wkv({
         ...common,
         bindings: f32Bindings(lora ? ['vecs', 'lora_b'] : ['vecs']),
@@ -112,20 +106,13 @@ export function renderShader(key: ShaderKey): string {
       });
     }
     case 'matvec': case 'matmul': {
-      const helpers = new Set<string>();
-      const groups = key.groups.map((g, i) => {
-        const pro = g.prologue
-          ? printExpr(WGSL, g.prologue, { x: `mem[p.g${i}_x + xi]`, load: (k) => `mem[p.g${i}_pl${k} + xi]` }, 'pv')
-          : ({ lines: [], value: `mem[p.g${i}_x + xi]`, helpers: [] } satisfies Printed);
-        const epi = g.epilogue
-          ? printExpr(WGSL, g.epilogue, { acc: 'acc', load: (k) => `mem[p.g${i}_el${k} + yi]` }, 'ev')
-          : ({ lines: [], value: 'acc', helpers: [] } satisfies Printed);
-        for (const h of [...pro.helpers, ...epi.helpers]) helpers.add(h);
-        return { g: i, fmt: g.fmt, lanes: g.lanes ?? 0, pro, epi, branch: i === 0 ? 'if' : '} else if' };
+      const { printed, helpers } = printGroupExprs(WGSL, key.groups, {
+        x: (i) => `mem[p.g${i}_x + xi]`, pro: (i, k) => `mem[p.g${i}_pl${k} + xi]`, epi: (i, k) => `mem[p.g${i}_el${k} + yi]`,
       });
+      const groups = key.groups.map((g, i) => ({ g: i, fmt: g.fmt, lanes: g.lanes ?? 0, ...printed[i], branch: i === 0 ? 'if' : '} else if' }));
       const view = {
         ...common,
-        helpers: [...helpers].sort().map((h) => WGSL.helpers[h]),
+        helpers: helpers.map((h) => WGSL.helpers[h]),
         bindings: key.groups.map((g, i) => ({ binding: 3 + i, name: `w${i}`, elem: wgslArrayElem(g.fmt) })),
         weights: accessors(key.groups.map((g) => g.fmt)),
         groups,

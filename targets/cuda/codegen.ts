@@ -14,7 +14,7 @@ import type { Kernel, KernelPlan, Program } from '../../kernels/plan.ts';
 import { UserError } from '../../kernels/errors.ts';
 import { planPrograms } from '../../kernels/program.ts';
 import type { KernelSource, TargetCodegen, EmitOptions } from '../target.ts';
-import { printGroupExprs, wkvPack } from '../gpu/views.ts';
+import { keyTitle, printGroupExprs, wkvView } from '../gpu/views.ts';
 import { matrixBytes, type WFormat } from '../gpu/formats.ts';
 import { MM, WG, packParams, paramFields, weightBindings, type ShaderKey } from '../gpu/keys.ts';
 import { lowerPlan, memLayoutJson, weightRefId, type Limits, type WeightRef, type DispatchStep } from '../gpu/lower.ts';
@@ -126,25 +126,8 @@ export function renderKernel(key: CudaKey, name: string): string {
       });
     }
     case 'wkv': {
-      const lora = key.decay === 'lora';
       if (key.headSize % 32) throw new UserError(`CUDA: head size ${key.headSize} is not a multiple of 32 (a warp)`);
-      const at = Object.fromEntries(wkvPack(key).map((p) => [p.name, p.at]));
-      const view = {
-        ...common,
-        packDoc: `[${Object.keys(at).join(', ')}]`,
-        at,
-        headSize: key.headSize,
-        lora,
-        dim: key.loraDim,
-        dim4: key.loraDim % 4 === 0,
-        u: key.u,
-        readFirst: key.order === 'read_first',
-        kDecayScale: key.kDecayScale,
-        norm: key.norm,
-        gate: key.gate,
-        batch: key.batch,
-        chunk: key.cuda?.chunk ?? 0,
-      };
+      const view = { ...common, ...wkvView(key), dim4: key.loraDim % 4 === 0, chunk: key.cuda?.chunk ?? 0 };
       if (key.cuda?.chunk) {
         if (key.batch) throw new Error('the chunked WKV kernel is for one sequence (prefill), not batch');
         return TEMPLATES.wkv_chunked(view);
@@ -186,17 +169,8 @@ const fmtFlags = (fmt: WFormat) => ({
 const defaultVec = (fmt: WFormat) => (fmt === 'f32' ? 4 : fmt === 'int8' ? 32 : 8);
 
 function title(key: CudaKey): string {
-  switch (key.kind) {
-    case 'embed': return `embed: rows of a ${key.fmt} table`;
-    case 'layernorm': return 'layernorm: LN over the last axis, one block per row';
-    case 'token_shift':
-      return `token_shift: ${key.ln ? 'LN + ' : ''}shift + ${key.outs} lerps${key.lora ? ` + ddlerp LoRA (D = ${key.lora.dim})` : ''}${key.batch ? ', batch' : ''}`;
-    case 'wkv':
-      return `wkv: ${key.order} recurrence, head size ${key.headSize}, ${key.decay} decay${key.batch ? ', batch' : ''}` +
-        (key.cuda?.chunk ? `, chunked (${key.cuda.chunk} tokens)` : ', serial');
-    case 'matvec': case 'matmul':
-      return `linear (${key.kind}): ${key.groups.length} group(s), ${key.groups.map((g) => g.fmt).join(' ')} weights`;
-  }
+  const chunk = key.kind === 'wkv' ? (key.cuda?.chunk ? `, chunked (${key.cuda.chunk} tokens)` : ', serial') : '';
+  return keyTitle(key, 'block') + chunk;
 }
 
 /** The CUDA key of a lowered step: the shared key plus CUDA's own choices. */

@@ -11,6 +11,38 @@ export function wkvPack(key: Extract<ShaderKey, { kind: 'wkv' }>): { name: strin
   return parts.filter(([, present]) => present).map(([name], at) => ({ name, at }));
 }
 
+/** What a wkv template is told of its key, whatever the dialect. */
+export function wkvView(key: Extract<ShaderKey, { kind: 'wkv' }>) {
+  const packAt = wkvPack(key);
+  return {
+    packAt,
+    at: Object.fromEntries(packAt.map((p) => [p.name, p.at])),
+    packDoc: `[${packAt.map((x) => x.name).join(', ')}]`,
+    headSize: key.headSize,
+    lora: key.decay === 'lora',
+    dim: key.loraDim,
+    u: key.u,
+    readFirst: key.order === 'read_first',
+    kDecayScale: key.kDecayScale,
+    norm: key.norm,
+    gate: key.gate,
+    batch: key.batch,
+  };
+}
+
+/** A kernel key in one line (the first line of its generated code); `group` is the dialect's word for a thread group. */
+export function keyTitle(key: ShaderKey, group: string): string {
+  switch (key.kind) {
+    case 'embed': return `embed: rows of a ${key.fmt} table`;
+    case 'layernorm': return `layernorm: LN over the last axis, one ${group} per row`;
+    case 'token_shift':
+      return `token_shift: ${key.ln ? 'LN + ' : ''}shift + ${key.outs} lerps${key.lora ? ` + ddlerp LoRA (D = ${key.lora.dim})` : ''}${key.batch ? ', batch' : ''}`;
+    case 'wkv': return `wkv: ${key.order} recurrence, head size ${key.headSize}, ${key.decay} decay${key.batch ? ', batch' : ''}`;
+    case 'matvec': case 'matmul':
+      return `linear (${key.kind}): ${key.groups.length} group(s), ${key.groups.map((g) => g.fmt).join(' ')} weights`;
+  }
+}
+
 /** How a template reads memory for group i: x and prologue load slot k at input xi, epilogue load slot k at output yi. */
 export interface GroupReads {
   x(i: number): string;

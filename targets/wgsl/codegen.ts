@@ -10,7 +10,7 @@
 import Handlebars from 'handlebars';
 import { readFileSync } from 'node:fs';
 import type { KernelPlan } from '../../kernels/plan.ts';
-import { printGroupExprs, wkvPack } from '../gpu/views.ts';
+import { keyTitle, printGroupExprs, wkvView } from '../gpu/views.ts';
 import { WGSL } from './dialect.ts';
 import { wgslArrayElem, type WFormat } from '../gpu/formats.ts';
 import { lowerPlan, type Limits, type LowerOptions, DEFAULT_LIMITS } from '../gpu/lower.ts';
@@ -49,7 +49,7 @@ const f32Bindings = (names: string[]): Binding[] => names.map((name, i) => ({ bi
 
 export function renderShader(key: ShaderKey): string {
   const common = {
-    title: title(key),
+    title: keyTitle(key, 'workgroup'),
     template: TEMPLATE_FILE[key.kind],
     keyText: keyString(key),
     params: paramFields(key),
@@ -87,22 +87,10 @@ export function renderShader(key: ShaderKey): string {
       });
     }
     case 'wkv': {
-      const lora = key.decay === 'lora';
-      const packAt = wkvPack(key);
       return TEMPLATES.wkv({
         ...common,
-        bindings: f32Bindings(lora ? ['vecs', 'lora_b'] : ['vecs']),
-        packDoc: `[${packAt.map((x) => x.name).join(', ')}]`,
-        packAt,
-        headSize: key.headSize,
-        lora,
-        dim: key.loraDim,
-        u: key.u,
-        readFirst: key.order === 'read_first',
-        kDecayScale: key.kDecayScale,
-        norm: key.norm,
-        gate: key.gate,
-        batch: key.batch,
+        bindings: f32Bindings(key.decay === 'lora' ? ['vecs', 'lora_b'] : ['vecs']),
+        ...wkvView(key),
       });
     }
     case 'matvec': case 'matmul': {
@@ -129,17 +117,6 @@ export function renderShader(key: ShaderKey): string {
   }
 }
 
-function title(key: ShaderKey): string {
-  switch (key.kind) {
-    case 'embed': return `embed: rows of a ${key.fmt} table`;
-    case 'layernorm': return 'layernorm: LN over the last axis, one workgroup per row';
-    case 'token_shift':
-      return `token_shift: ${key.ln ? 'LN + ' : ''}shift + ${key.outs} lerps${key.lora ? ` + ddlerp LoRA (D = ${key.lora.dim})` : ''}${key.batch ? ', batch' : ''}`;
-    case 'wkv': return `wkv: ${key.order} recurrence, head size ${key.headSize}, ${key.decay} decay${key.batch ? ', batch' : ''}`;
-    case 'matvec': case 'matmul':
-      return `linear (${key.kind}): ${key.groups.length} group(s), ${key.groups.map((g) => g.fmt).join(' ')} weights`;
-  }
-}
 
 /** Weight bindings a key declares (re-exported for the CLI's --emit listing). */
 export { weightBindings };

@@ -210,7 +210,7 @@ function formatResult(r: Record<string, unknown>): string {
 type SweepSummary = { model: string; results: ReturnType<typeof wasmReport>[]; prefillByLength: Point[]; decodeByContext: Point[] };
 
 /** The sweep's charts: decode per format and thread count (with the peers), its share of the bandwidth roofline, prefill and decode by length. */
-export async function sweepSvg(s: SweepSummary): Promise<string> {
+async function sweepSvg(s: SweepSummary): Promise<string> {
   const decodeBars: Bar[] = [], fracBars: Bar[] = [];
   for (const r of s.results) {
     const { weights: w, threads: t } = r;

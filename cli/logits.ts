@@ -6,7 +6,7 @@ import { initialState, openModel } from '../runtime/model.ts';
 import { parseMode, runTokens } from '../runtime/run-tokens.ts';
 import { DEFAULT_DSL, loadTargetForModel } from '../driver/load.ts';
 
-export function parseTokens(s: string, vocab: number): Int32Array {
+function parseTokens(s: string, vocab: number): Int32Array {
   const ids = s.split(',').map((x) => x.trim());
   const out = new Int32Array(ids.length);
   ids.forEach((x, i) => {

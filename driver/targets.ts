@@ -8,7 +8,7 @@ import type { TensorReader } from '../kernels/weights.ts';
 import { UserError } from '../kernels/errors.ts';
 import type { TargetModel, TargetOptions, WeightProvider } from '../targets/backend.ts';
 import { getTarget } from '../targets/registry.ts';
-import type { EmitOptions, Target } from '../targets/target.ts';
+import type { Target } from '../targets/target.ts';
 
 export interface PlanLoadOptions extends TargetOptions {
   /** Lower (never raise) device limits, e.g. to exercise a GPU target's split paths. */
@@ -31,10 +31,6 @@ function capLimits(device: Record<string, number> | undefined, cap: Record<strin
   return out;
 }
 
-/** The artifact a target generates for a plan (at its default limits unless given). */
-export async function emitArtifact(name: string, plan: KernelPlan, opts: EmitOptions = {}): Promise<unknown> {
-  return (await planTarget(name).codegen()).emit(plan, opts);
-}
 
 export async function loadPlan(name: string, plan: KernelPlan, weights: WeightProvider, opts: PlanLoadOptions = {}): Promise<TargetModel> {
   const t = planTarget(name);

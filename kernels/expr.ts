@@ -22,7 +22,7 @@ export const OPS: Record<OpName, { arity: 1 | 2; eval: (a: number, b: number) =>
   square: { arity: 1, eval: (a) => a * a },
 };
 
-export const isLeaf = (e: Expr): e is Leaf => !('args' in e);
+const isLeaf = (e: Expr): e is Leaf => !('args' in e);
 
 /** Fold an expression bottom-up: `leaf` gives each leaf's value, `op` combines an operator's arguments. */
 export function foldExpr<T>(e: Expr, leaf: (l: Leaf) => T, op: (name: OpName, args: T[]) => T): T {

@@ -28,17 +28,6 @@ export function kernelBuffers(k: Kernel): string[] {
   }
 }
 
-/** Every weight name a kernel reads, in order. */
-export function kernelWeights(k: Kernel): string[] {
-  switch (k.kind) {
-    case 'embed': return [k.table];
-    case 'layernorm': return [k.w, k.b];
-    case 'token_shift': return [...(k.ln ? [k.ln.w, k.ln.b] : []), ...k.mix, ...(k.lora ? [k.lora.mu, k.lora.a, k.lora.b] : [])];
-    case 'linear': return k.groups.map((g) => g.w);
-    case 'wkv':
-      return [...(k.decay.kind === 'lora' ? [k.decay.b, k.decay.base] : []), ...(k.u ? [k.u] : []), ...(k.norm ? [k.norm.w, k.norm.b] : [])];
-  }
-}
 
 /** int8 storage blocks each row by INT8_BLOCK inputs: a row of another length cannot take it. */
 export function checkRowFormat(weight: string, dtype: WeightDType, cols: number): void {

@@ -34,7 +34,7 @@ function embed(k: EmbedKernel, env: KernelEnv): void {
 }
 
 /** LayerNorm of one row (biased variance, as torch). */
-export function layerNormRow(x: Arr, xo: number, C: number, w: Arr, b: Arr, eps: number, out: Arr, oo: number): void {
+function layerNormRow(x: Arr, xo: number, C: number, w: Arr, b: Arr, eps: number, out: Arr, oo: number): void {
   let mean = 0;
   for (let c = 0; c < C; c++) mean += x[xo + c];
   mean /= C;

@@ -49,7 +49,7 @@ export const TARGETS: readonly Target[] = [
 ];
 
 /** Names users may pick (hidden targets are accepted but not listed). */
-export const targetNames = (): string[] => TARGETS.filter((t) => !t.hidden).map((t) => t.name);
+const targetNames = (): string[] => TARGETS.filter((t) => !t.hidden).map((t) => t.name);
 
 /** Targets that run a compiled plan (every target but the interpreter). */
 export const planTargets = (): Target[] => TARGETS.filter((t) => t.codegen && t.runtime);

@@ -63,7 +63,7 @@ export function keyString(key: ShaderKey): string {
 }
 
 /** Count the distinct load slots of a normalized expression. */
-export function loadSlots(e: Expr | undefined): number {
+function loadSlots(e: Expr | undefined): number {
   if (!e) return 0;
   if (e.op === 'load') return Number(e.buf.slice(1)) + 1;
   return 'args' in e ? Math.max(0, ...e.args.map(loadSlots)) : 0;

@@ -107,12 +107,12 @@ const align64 = (n: number) => Math.ceil(n / 64) * 64; // 256 bytes: copies and 
 const MiB = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
 
 /** The largest buffer one binding can see. */
-export function bindingMax(limits: Limits): number {
+function bindingMax(limits: Limits): number {
   return Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize);
 }
 
 
-export function layoutMemory(plan: KernelPlan, limits: Limits, dev = 'device'): MemLayout {
+function layoutMemory(plan: KernelPlan, limits: Limits, dev = 'device'): MemLayout {
   const programs = planPrograms(plan);
   let at = 0;
   // The model's own state (decode and prefill share it), then the batch program's per-call state rows.

@@ -6,7 +6,7 @@ import { printExpr, type Dialect, type Printed } from './cprint.ts';
 import type { ShaderKey } from './keys.ts';
 
 /** The wkv kernel's f32 vector pack (lower.ts packs it in this order): each present part and its slot, in units of C. */
-export function wkvPack(key: Extract<ShaderKey, { kind: 'wkv' }>): { name: string; at: number }[] {
+function wkvPack(key: Extract<ShaderKey, { kind: 'wkv' }>): { name: string; at: number }[] {
   const parts: [string, boolean][] = [['BASE', key.decay === 'lora'], ['U', key.u], ['NW', key.norm], ['NB', key.norm]];
   return parts.filter(([, present]) => present).map(([name], at) => ({ name, at }));
 }

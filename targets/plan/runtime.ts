@@ -96,4 +96,3 @@ function missing(name: string): never {
   throw new Error(`plan names buffer or weight '${name}' that is not declared`);
 }
 
-export type { KernelPlan };

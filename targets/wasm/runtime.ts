@@ -89,7 +89,7 @@ export const runtime: TargetRuntime<WasmArtifactFiles> = {
 };
 
 /** An artifact from its files (what codegen's `files` wrote). */
-export function openWasmArtifact(files: ArtifactFiles): WasmArtifactFiles {
+function openWasmArtifact(files: ArtifactFiles): WasmArtifactFiles {
   const bytes = (name: string) => {
     const f = files[name];
     return f === undefined ? undefined : typeof f === 'string' ? new TextEncoder().encode(f) : new Uint8Array(f);
@@ -229,7 +229,7 @@ export async function loadWasmArtifact(art: WasmArtifactFiles, weights: WeightPr
  * shared memory is refused. Atomic instructions stay valid on unshared memory; only a wait would trap,
  * and one thread never waits. Returns a patched copy.
  */
-export function unshareMemoryImport(wasm: Uint8Array<ArrayBuffer>): Uint8Array<ArrayBuffer> {
+function unshareMemoryImport(wasm: Uint8Array<ArrayBuffer>): Uint8Array<ArrayBuffer> {
   const b = wasm.slice();
   let p = 8;
   const leb = () => { let v = 0, shift = 0, byte: number; do { byte = b[p++]!; v += (byte & 0x7f) * 2 ** shift; shift += 7; } while (byte & 0x80); return v; };

@@ -22,7 +22,7 @@ export function assemble(text: string, relaxed = false): Uint8Array<ArrayBuffer>
 }
 
 /** An f32 literal WAT accepts: the shortest decimal of the f32 value, which parses back to it exactly. */
-export function f32lit(v: number): string {
+function f32lit(v: number): string {
   if (Number.isNaN(v)) return 'nan';
   if (!Number.isFinite(v)) return v > 0 ? 'inf' : '-inf';
   return String(Math.fround(v));

@@ -47,7 +47,7 @@ const accessors = (fmts: WFormat[]) =>
 const f32Bindings = (names: string[]): Binding[] => names.map((name, i) => ({ binding: 3 + i, name, elem: 'f32' }));
 
 
-export function renderShader(key: ShaderKey): string {
+function renderShader(key: ShaderKey): string {
   const common = {
     title: keyTitle(key, 'workgroup'),
     template: TEMPLATE_FILE[key.kind],
@@ -118,8 +118,6 @@ export function renderShader(key: ShaderKey): string {
 }
 
 
-/** Weight bindings a key declares (re-exported for the CLI's --emit listing). */
-export { weightBindings };
 
 export interface EmittedShader {
   key: string;

@@ -23,7 +23,7 @@
 import { UserError } from '../../kernels/errors.ts';
 
 /** Where Chromium builds keep SwiftShader's Vulkan ICD (Debian/Ubuntu chromium, Google Chrome). */
-export const SWIFTSHADER_ICD_CANDIDATES = [
+const SWIFTSHADER_ICD_CANDIDATES = [
   '/usr/lib/chromium/vk_swiftshader_icd.json',
   '/usr/lib/chromium-browser/vk_swiftshader_icd.json',
   '/opt/google/chrome/vk_swiftshader_icd.json',
@@ -46,7 +46,7 @@ export const REQUESTED_LIMITS = [
 ] as const;
 
 /** Features turned on when the adapter has them. */
-export const OPTIONAL_FEATURES: GPUFeatureName[] = ['shader-f16', 'subgroups', 'timestamp-query'];
+const OPTIONAL_FEATURES: GPUFeatureName[] = ['shader-f16', 'subgroups', 'timestamp-query'];
 
 export interface GpuInfo {
   vendor: string;

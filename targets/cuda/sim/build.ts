@@ -28,6 +28,8 @@ export interface SimBuildOptions {
   cacheDir?: string;
   /** -O level (default 2). */
   opt?: 0 | 1 | 2 | 3;
+  /** A block's threads as OS threads (-DRWKVC_SIM_THREADS) instead of fibers: slower, for cross-checking. */
+  threads?: boolean;
 }
 
 const cxxOf = (o: SimBuildOptions) => o.cxx ?? process.env.CXX ?? 'g++';
@@ -73,7 +75,7 @@ export async function buildSimLibrary(cu: string, o: SimBuildOptions = {}): Prom
   mkdirSync(cache, { recursive: true });
   const header = readFileSync(SIM_HEADER, 'utf8');
   const driver = readFileSync(SIM_DRIVER, 'utf8');
-  const flags = ['-std=c++20', `-O${o.opt ?? 2}`, '-fPIC', '-Wno-unknown-pragmas', '-fno-gnu-unique', '-fvisibility=hidden', '-DRWKVC_SIM', '-include', SIM_HEADER];
+  const flags = ['-std=c++20', `-O${o.opt ?? 2}`, '-fPIC', '-Wno-unknown-pragmas', '-fno-gnu-unique', '-fvisibility=hidden', '-DRWKVC_SIM', ...(o.threads ? ['-DRWKVC_SIM_THREADS'] : []), '-include', SIM_HEADER];
   const kernels = kernelNames(cu);
   if (!kernels.length) throw new Error('the CUDA translation unit defines no extern "C" __global__ kernels');
 
@@ -87,7 +89,7 @@ export async function buildSimLibrary(cu: string, o: SimBuildOptions = {}): Prom
     writeFileSync(cuPath, cu);
     writeFileSync(wrapper, `#include "${cuPath}"\n${kernels.map((k) => `RWKVC_SIM_KERNEL(${k})`).join('\n')}\n`);
     try {
-      await compile(cxx, [...flags, '-shared', '-Wl,-Bsymbolic', wrapper, obj, '-lpthread'], lib);
+      await compile(cxx, [...flags, '-shared', '-Wl,-Bsymbolic', wrapper, obj, '-pthread'], lib);
     } finally {
       rmSync(cuPath, { force: true });
       rmSync(wrapper, { force: true });

@@ -65,13 +65,19 @@ inline uint3 make_uint3(unsigned x, unsigned y, unsigned z) { return uint3{x, y,
 
 // ---- the emulator's state and services (libcuda_sim.cpp) --------------------------------------------
 #define RWKVC_SIM_HIDDEN __attribute__((visibility("hidden")))
-extern RWKVC_SIM_HIDDEN uint3 threadIdx, blockIdx;
+#if defined(RWKVC_SIM_THREADS)
+#define RWKVC_SIM_TLS thread_local  // a block's threads are OS threads
+#else
+#define RWKVC_SIM_TLS               // a block's threads are fibers on one OS thread
+#endif
+extern RWKVC_SIM_HIDDEN RWKVC_SIM_TLS uint3 threadIdx;
+extern RWKVC_SIM_HIDDEN uint3 blockIdx;
 extern RWKVC_SIM_HIDDEN dim3 blockDim, gridDim;
 constexpr int warpSize = 32;
 
 namespace rwkvc_sim {
 /** The running thread's index in its block (x fastest), and the block's exchange slots (one per thread). */
-extern RWKVC_SIM_HIDDEN unsigned cur_tid;
+extern RWKVC_SIM_HIDDEN RWKVC_SIM_TLS unsigned cur_tid;
 extern RWKVC_SIM_HIDDEN unsigned cur_nthreads;
 extern RWKVC_SIM_HIDDEN uint64_t xchg[1024];
 /** Wait until every live thread of the block (kind 0) or of the warp's lanes in `mask` (kind 1) is here. */
@@ -141,7 +147,7 @@ inline int __syncthreads_count(int p) {
   rwkvc_sim::barrier(0, ~0u);
   if (rwkvc_sim::cur_tid == 0) n = 0;
   rwkvc_sim::barrier(0, ~0u);
-  if (p) n++;
+  if (p) __atomic_fetch_add(&n, 1, __ATOMIC_RELAXED);
   rwkvc_sim::barrier(0, ~0u);
   int r = n;
   rwkvc_sim::barrier(0, ~0u);

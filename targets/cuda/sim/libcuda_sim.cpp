@@ -19,7 +19,11 @@
 #include <string>
 #include <vector>
 
-#if !defined(__x86_64__)
+#if defined(RWKVC_SIM_THREADS)
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+#elif !defined(__x86_64__)
 #include <ucontext.h>
 #endif
 
@@ -43,11 +47,13 @@ enum : int {
   CUDA_ERROR_NOT_SUPPORTED = 801,
 };
 
-uint3 threadIdx, blockIdx;
+RWKVC_SIM_TLS uint3 threadIdx;
+uint3 blockIdx;
 dim3 blockDim, gridDim;
 
 namespace rwkvc_sim {
-unsigned cur_tid, cur_nthreads;
+RWKVC_SIM_TLS unsigned cur_tid;
+unsigned cur_nthreads;
 uint64_t xchg[1024];
 
 // ---- errors ---------------------------------------------------------------------------------------------
@@ -87,7 +93,13 @@ static Alloc* find(const void* p, size_t n) {
   return g_last = al;
 }
 
+#if defined(RWKVC_SIM_THREADS)
+static std::mutex g_access_mu;  // counters and the lookup cache are shared by the block's OS threads
+#endif
 static void access(const void* p, size_t n, size_t align, bool write) {
+#if defined(RWKVC_SIM_THREADS)
+  std::lock_guard<std::mutex> lk(g_access_mu);
+#endif
   char msg[256];
   if (reinterpret_cast<uintptr_t>(p) % align) {
     snprintf(msg, sizeof msg, "misaligned %zu-byte %s at %p (thread %u of block %u,%u,%u)", n, write ? "store" : "load", p,
@@ -150,17 +162,91 @@ void register_kernel(const char* name, void* fn, Invoker invoke, int nargs, cons
   kernels().push_back(Kernel{name, fn, invoke, std::vector<size_t>(sizes, sizes + nargs), std::vector<size_t>(aligns, aligns + nargs)});
 }
 
-// ---- fibers ------------------------------------------------------------------------------------------------
-// One per thread of the block. x86-64: a minimal switch (callee-saved registers, MXCSR and the x87 control
-// word); elsewhere ucontext. Each fiber runs until it waits at a barrier or returns; the scheduler then
-// releases every group whose live threads are all waiting (the block, or a warp's lanes in the mask).
+// ---- a block's threads -------------------------------------------------------------------------------
+// Each thread of the block runs until it waits at a barrier (__syncthreads: the whole block; a shuffle,
+// vote or __syncwarp: its warp's lanes in the mask) or returns. When no thread is running, every group
+// whose live threads are all waiting is released (release_waiting); none releasable is a deadlock.
+//
+// Default: the threads are fibers on the launching thread (x86-64: a minimal switch of the callee-saved
+// registers, MXCSR and the x87 control word; elsewhere ucontext), run in order: deterministic, and ~50×
+// faster than OS threads on the fixtures. -DRWKVC_SIM_THREADS: the threads are real OS threads (a pool
+// reused across blocks) meeting at the same barriers under a mutex; same results, for checking that the
+// kernels do not depend on the fibers' run order.
 enum State : uint8_t { READY, WAIT_BLOCK, WAIT_WARP, DONE };
+struct Slot {
+  State state = READY;
+  unsigned mask = 0;
+};
+static std::vector<Slot> g_slots;
+static void** g_args;
+static Invoker g_invoke;
+static void* g_fn;
+static std::string g_fiber_error;
+
+/** Release what can be released; returns how many threads were released. */
+static unsigned release_waiting(unsigned n) {
+  unsigned live = 0, at_block = 0, released = 0;
+  for (unsigned t = 0; t < n; t++) {
+    if (g_slots[t].state != DONE) live++;
+    if (g_slots[t].state == WAIT_BLOCK) at_block++;
+  }
+  if (live && at_block == live) {
+    for (unsigned t = 0; t < n; t++)
+      if (g_slots[t].state == WAIT_BLOCK) g_slots[t].state = READY;
+    return live;
+  }
+  for (unsigned w0 = 0; w0 < n; w0 += 32) {
+    unsigned mask = 0, end = std::min(n, w0 + 32);
+    for (unsigned t = w0; t < end; t++)
+      if (g_slots[t].state == WAIT_WARP) mask |= g_slots[t].mask;
+    if (!mask) continue;
+    bool all = true;
+    for (unsigned t = w0; t < end; t++) {
+      const Slot& f = g_slots[t];
+      if ((mask >> (t - w0) & 1u) && f.state != DONE && f.state != WAIT_WARP) all = false;
+    }
+    if (!all) continue;
+    for (unsigned t = w0; t < end; t++)
+      if (g_slots[t].state == WAIT_WARP) { g_slots[t].state = READY; released++; }
+  }
+  return released;
+}
+
+static void deadlock(unsigned n) {
+  unsigned live = 0, at_block = 0;
+  for (unsigned t = 0; t < n; t++) {
+    if (g_slots[t].state != DONE) live++;
+    if (g_slots[t].state == WAIT_BLOCK) at_block++;
+  }
+  char msg[200];
+  snprintf(msg, sizeof msg, "deadlock in block %u,%u,%u: %u of %u live threads wait at __syncthreads, the rest at a warp barrier",
+           blockIdx.x, blockIdx.y, blockIdx.z, at_block, live);
+  g_fiber_error = msg;
+  for (unsigned t = 0; t < n; t++)
+    if (g_slots[t].state != DONE) g_slots[t].state = READY;  // they resume, see the error and unwind
+}
+
+/** The kernel for the current thread; its failure in words, or "". */
+static std::string run_kernel_body() {
+  try {
+    g_invoke(g_fn, g_args);
+  } catch (const std::string& e) {
+    return e;
+  }
+  return "";
+}
+
+static void set_thread_index(unsigned t) {
+  cur_tid = t;
+  unsigned bx = blockDim.x, by = blockDim.y;
+  threadIdx = uint3{t % bx, (t / bx) % by, t / (bx * by)};
+}
+
+#if !defined(RWKVC_SIM_THREADS)
 constexpr size_t STACK = 256 << 10;
 struct Fiber {
   void* sp = nullptr;
   char* stack = nullptr;
-  State state = READY;
-  unsigned mask = 0;
 #if !defined(__x86_64__)
   ucontext_t ctx;
 #endif
@@ -170,10 +256,6 @@ static void* g_sched_sp;
 #if !defined(__x86_64__)
 static ucontext_t g_sched_ctx;
 #endif
-static void** g_args;
-static Invoker g_invoke;
-static void* g_fn;
-static std::string g_fiber_error;
 
 #if defined(__x86_64__)
 extern "C" void rwkvc_sim_switch(void** save, void* to);
@@ -216,14 +298,10 @@ static void to_scheduler(Fiber& f) {
 }
 
 static void fiber_main() {
-  Fiber& f = g_fibers[cur_tid];
-  try {
-    g_invoke(g_fn, g_args);
-  } catch (const std::string& e) {
-    if (g_fiber_error.empty()) g_fiber_error = e;
-  }
-  f.state = DONE;
-  to_scheduler(f);
+  std::string e = run_kernel_body();
+  if (!e.empty() && g_fiber_error.empty()) g_fiber_error = e;
+  g_slots[cur_tid].state = DONE;
+  to_scheduler(g_fibers[cur_tid]);
   __builtin_unreachable();
 }
 
@@ -247,84 +325,113 @@ static void fiber_start(Fiber& f) {
   f.ctx.uc_link = nullptr;
   makecontext(&f.ctx, fiber_main, 0);
 #endif
-  f.state = READY;
 }
 
 static void resume(unsigned t) {
-  Fiber& f = g_fibers[t];
-  cur_tid = t;
-  unsigned bx = blockDim.x, by = blockDim.y;
-  threadIdx = uint3{t % bx, (t / bx) % by, t / (bx * by)};
+  set_thread_index(t);
 #if defined(__x86_64__)
-  rwkvc_sim_switch(&g_sched_sp, f.sp);
+  rwkvc_sim_switch(&g_sched_sp, g_fibers[t].sp);
 #else
-  swapcontext(&g_sched_ctx, &f.ctx);
+  swapcontext(&g_sched_ctx, &g_fibers[t].ctx);
 #endif
 }
 
 void barrier(int kind, unsigned mask) {
-  Fiber& f = g_fibers[cur_tid];
-  f.state = kind == 0 ? WAIT_BLOCK : WAIT_WARP;
-  f.mask = mask;
-  unsigned me = cur_tid;
-  to_scheduler(f);
-  cur_tid = me;  // (resume set it already; kept for clarity)
+  const unsigned me = cur_tid;
+  g_slots[me].state = kind == 0 ? WAIT_BLOCK : WAIT_WARP;
+  g_slots[me].mask = mask;
+  to_scheduler(g_fibers[me]);
   if (!g_fiber_error.empty()) throw std::string("aborted");  // another thread failed: unwind this one
 }
 
-/** Run one block to completion; returns an error message, or "" */
+/** Run one block to completion; returns an error message, or "". */
 static std::string run_block(unsigned n) {
   if (g_fibers.size() < n) g_fibers.resize(n);
+  g_slots.assign(n, Slot{});
   for (unsigned t = 0; t < n; t++) fiber_start(g_fibers[t]);
   g_fiber_error.clear();
-  unsigned live = n;
   for (;;) {
     for (unsigned t = 0; t < n; t++)
-      if (g_fibers[t].state == READY) resume(t);
+      if (g_slots[t].state == READY) resume(t);
     if (!g_fiber_error.empty()) {
-      // Unwind the others: each resumes, sees the error, throws, and finishes.
       for (unsigned t = 0; t < n; t++)
-        if (g_fibers[t].state != DONE) resume(t);
+        if (g_slots[t].state != DONE) { g_slots[t].state = READY; resume(t); }
       return g_fiber_error;
     }
-    live = 0;
-    unsigned at_block = 0;
-    for (unsigned t = 0; t < n; t++) {
-      if (g_fibers[t].state != DONE) live++;
-      if (g_fibers[t].state == WAIT_BLOCK) at_block++;
-    }
-    if (!live) return "";
-    bool released = false;
-    if (at_block == live) {
-      for (unsigned t = 0; t < n; t++)
-        if (g_fibers[t].state == WAIT_BLOCK) g_fibers[t].state = READY;
-      continue;
-    }
-    for (unsigned w0 = 0; w0 < n; w0 += 32) {
-      unsigned mask = 0, end = std::min(n, w0 + 32);
-      for (unsigned t = w0; t < end; t++)
-        if (g_fibers[t].state == WAIT_WARP) mask |= g_fibers[t].mask;
-      if (!mask) continue;
-      bool all = true;
-      for (unsigned t = w0; t < end; t++) {
-        const Fiber& f = g_fibers[t];
-        if ((mask >> (t - w0) & 1u) && f.state != DONE && f.state != WAIT_WARP) all = false;
-      }
-      if (!all) continue;
-      for (unsigned t = w0; t < end; t++)
-        if (g_fibers[t].state == WAIT_WARP) g_fibers[t].state = READY;
-      released = true;
-    }
-    if (!released) {
-      char msg[200];
-      snprintf(msg, sizeof msg, "deadlock in block %u,%u,%u: %u of %u live threads wait at __syncthreads, the rest at a warp barrier",
-               blockIdx.x, blockIdx.y, blockIdx.z, at_block, live);
-      g_fiber_error = msg;
-      for (unsigned t = 0; t < n; t++)
-        if (g_fibers[t].state != DONE) g_fibers[t].state = READY;
-    }
+    bool done = true;
+    for (unsigned t = 0; t < n; t++) done = done && g_slots[t].state == DONE;
+    if (done) return "";
+    if (!release_waiting(n)) deadlock(n);
   }
 }
+#else  // RWKVC_SIM_THREADS
+static std::mutex g_mu;
+static std::condition_variable g_cv, g_main_cv;
+static std::vector<std::thread> g_pool;
+static uint64_t g_epoch = 0;
+static unsigned g_n = 0, g_running = 0;
+
+/** Under g_mu, when a thread stops running: release the next groups, or declare a deadlock. */
+static void stopped() {
+  if (--g_running) return;
+  bool done = true;
+  for (unsigned t = 0; t < g_n; t++) done = done && g_slots[t].state == DONE;
+  if (done) { g_main_cv.notify_all(); return; }
+  unsigned r = g_fiber_error.empty() ? release_waiting(g_n) : 0;
+  if (!r) {
+    if (g_fiber_error.empty()) deadlock(g_n);
+    else for (unsigned t = 0; t < g_n; t++) if (g_slots[t].state != DONE) g_slots[t].state = READY;
+    r = 0;
+    for (unsigned t = 0; t < g_n; t++) r += g_slots[t].state == READY;
+  }
+  g_running = r;
+  g_cv.notify_all();
+}
+
+void barrier(int kind, unsigned mask) {
+  std::unique_lock<std::mutex> lk(g_mu);
+  const unsigned me = cur_tid;
+  g_slots[me].state = kind == 0 ? WAIT_BLOCK : WAIT_WARP;
+  g_slots[me].mask = mask;
+  stopped();
+  g_cv.wait(lk, [&] { return g_slots[me].state == READY; });
+  if (!g_fiber_error.empty()) throw std::string("aborted");
+}
+
+static void worker(unsigned t) {
+  uint64_t seen = 0;
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lk(g_mu);
+      g_cv.wait(lk, [&] { return g_epoch != seen && t < g_n; });
+      seen = g_epoch;
+    }
+    set_thread_index(t);
+    std::string e = run_kernel_body();
+    std::lock_guard<std::mutex> lk(g_mu);
+    if (!e.empty() && g_fiber_error.empty()) g_fiber_error = e;
+    g_slots[t].state = DONE;
+    stopped();
+  }
+}
+
+static std::string run_block(unsigned n) {
+  std::unique_lock<std::mutex> lk(g_mu);
+  while (g_pool.size() < n) { g_pool.emplace_back(worker, unsigned(g_pool.size())); g_pool.back().detach(); }
+  g_slots.assign(n, Slot{});
+  g_fiber_error.clear();
+  g_n = n;
+  g_running = n;
+  g_epoch++;
+  g_cv.notify_all();
+  g_main_cv.wait(lk, [&] {
+    for (unsigned t = 0; t < n; t++) if (g_slots[t].state != DONE) return false;
+    return true;
+  });
+  g_n = 0;
+  return g_fiber_error;
+}
+#endif
 
 // ---- launches ------------------------------------------------------------------------------------------------
 struct Launch {

@@ -174,7 +174,7 @@ function title(key: CudaKey): string {
 }
 
 /** The CUDA key of a lowered step: the shared key plus CUDA's own choices. */
-function cudaKey(step: DispatchStep, program: Program, plan: KernelPlan): CudaKey {
+function cudaKey(step: DispatchStep, program: Program, plan: KernelPlan, opts: CudaEmitOptions): CudaKey {
   const key = step.key;
   if (key.kind === 'matvec') {
     const vec = key.groups.map((g, i) => {
@@ -191,7 +191,7 @@ function cudaKey(step: DispatchStep, program: Program, plan: KernelPlan): CudaKe
       throw new UserError(`CUDA: ${step.kernel} stages rows of ${C} floats in shared memory (${bytes} bytes), above ${SMEM_DEFAULT}`);
     return { ...key, cuda: { row: C } };
   }
-  if (key.kind === 'wkv' && !key.batch && program === plan.prefill && program.maxT > 1)
+  if (key.kind === 'wkv' && !key.batch && program === plan.prefill && program.maxT > 1 && opts.wkv !== 'serial')
     return { ...key, cuda: { chunk: wkvChunk(key.headSize) } };
   return key;
 }
@@ -236,6 +236,8 @@ export function translationUnit(model: string, rendered: Rendered[]): string {
 export interface CudaEmitOptions extends EmitOptions {
   /** Compile PTX for these archs with nvcc (when present), e.g. ['sm_80']. */
   ptx?: string[];
+  /** Prefill's WKV: 'chunked' (default; chunk-parallel) or 'serial' (the decode kernel over every token), to compare them. */
+  wkv?: 'chunked' | 'serial';
 }
 
 export function emitCuda(plan: KernelPlan, opts: CudaEmitOptions = {}): CudaArtifact {
@@ -273,7 +275,7 @@ export function emitCuda(plan: KernelPlan, opts: CudaEmitOptions = {}): CudaArti
         steps.push({ kind: 'host_embed', kernel: s.kernel, table: weightOf(s.table), out: s.out, cols: s.cols });
         continue;
       }
-      const key = cudaKey(s, program, plan);
+      const key = cudaKey(s, program, plan, opts);
       const ks = JSON.stringify(key);
       let fn = fnIndex.get(ks);
       if (fn === undefined) {

@@ -153,7 +153,14 @@ export async function loadCuda(art: CudaArtifact, weights: WeightProvider, opts:
   let mem: DevicePtr;
   const layout = art.layout;
   try {
-    module = d.loadModule(image);
+    try {
+      module = d.loadModule(image);
+    } catch (e) {
+      // 222: the PTX is newer than the driver can JIT (nvcc's CUDA version > the driver's)
+      if (e instanceof CudaError && (e.code === 222 || e.code === 218))
+        throw new UserError(`the CUDA driver cannot load this artifact's PTX (${e.codeName}): it was made by a newer nvcc than the driver supports; update the driver or compile with an older CUDA`);
+      throw e;
+    }
     const fns = art.functions.map((f) => {
       const h = d.getFunction(module, f.name);
       if (f.sharedBytes > 48 << 10) d.setFunctionAttribute(h, FUNC_MAX_DYNAMIC_SHARED, f.sharedBytes);

@@ -267,7 +267,7 @@ describe.skipIf(!!skip).each([['fibers', false], ['OS threads', true]] as const)
     const fn = d.getFunction(mod, 'axpy');
     const mem = d.alloc(4 * 64), w = d.alloc(64);
     expect(() => d.launch(fn, { grid: [1, 1, 1], block: [128, 1, 1], sharedBytes: 0, args: [ptrArg(mem), f32Bytes([0, 0, 0]), u32Arg(100), ptrArg(w)] }, null))
-      .toThrow(/cuLaunchKernel: CUDA_ERROR_LAUNCH_FAILED \(16-byte load at 0x[0-9a-f]+ outside every allocation.*kernel axpy/);
+      .toThrow(/cuLaunchKernel: CUDA_ERROR_LAUNCH_FAILED \(\d+-byte load at 0x[0-9a-f]+ outside every allocation.*kernel axpy/);
     expect(() => d.synchronize(null)).toThrow(/CUDA_ERROR_LAUNCH_FAILED/);
     expect(d.sim!.lastError(true)).toMatch(/outside every allocation/);
     d.synchronize(null);

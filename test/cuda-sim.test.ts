@@ -137,6 +137,29 @@ describe.skipIf(!!skip).each(FIXTURE_NAMES)('cuda-sim on %s', (fixture) => {
   });
 });
 
+describe.skipIf(!!skip)('cuda-sim with OS threads (finch-tiny)', () => {
+  // The emulator's fibers run a block's threads in one fixed order; its OS-thread build (slower, ~200×)
+  // runs them as the OS schedules them. Bitwise the same logits and state: no kernel depends on the order
+  // its threads run between barriers.
+  it('decode and prefill give bitwise the same numbers as the fiber build', async () => {
+    const ckpt = openModel(join(FIXTURES, 'finch-tiny', 'model.pth'));
+    const { plan } = compileGraph(finch(ckpt.config), ckpt.config, { weights: 'f32', logits: 'all', chunk: 6, batch: B });
+    const threaded = await loadCudaSim(codegen!.emitCuda(plan), (d) => materializeWeight(d.source, ckpt.read), { build: { threads: true } });
+    ckpt.close();
+    const { model } = await simModel('finch-tiny', 'f32');
+    try {
+      const tokens = readGolden('finch-tiny').tokens;
+      const zero = zeroState(await model.readState());
+      for (const m of [model, threaded]) await m.writeState(zero);
+      expect(await threaded.run('prefill', tokens.subarray(0, 6))).toEqual(await model.run('prefill', tokens.subarray(0, 6)));
+      expect(await threaded.run('decode', tokens.subarray(6, 7))).toEqual(await model.run('decode', tokens.subarray(6, 7)));
+      expect(await threaded.readState()).toEqual(await model.readState());
+    } finally {
+      threaded.dispose();
+    }
+  });
+});
+
 describe.skipIf(!!skip)('cuda-sim byte counts (finch-tiny)', () => {
   // Every weight byte a decode token needs is read exactly once: the matrices (the weight stream) and the
   // f32 vector packs (LayerNorm, mixes, decay base, bonus…); of the embedding, just the token's row.

@@ -366,7 +366,7 @@ static std::string run_block(unsigned n) {
 }
 #else  // RWKVC_SIM_THREADS
 static std::mutex g_mu;
-static std::condition_variable g_cv, g_main_cv;
+static std::condition_variable g_tcv[1024], g_main_cv;  // one per thread: a release wakes only the released
 static std::vector<std::thread> g_pool;
 static uint64_t g_epoch = 0;
 static unsigned g_n = 0, g_running = 0;
@@ -385,7 +385,8 @@ static void stopped() {
     for (unsigned t = 0; t < g_n; t++) r += g_slots[t].state == READY;
   }
   g_running = r;
-  g_cv.notify_all();
+  for (unsigned t = 0; t < g_n; t++)
+    if (g_slots[t].state == READY) g_tcv[t].notify_one();
 }
 
 void barrier(int kind, unsigned mask) {
@@ -394,7 +395,7 @@ void barrier(int kind, unsigned mask) {
   g_slots[me].state = kind == 0 ? WAIT_BLOCK : WAIT_WARP;
   g_slots[me].mask = mask;
   stopped();
-  g_cv.wait(lk, [&] { return g_slots[me].state == READY; });
+  g_tcv[me].wait(lk, [&] { return g_slots[me].state == READY; });
   if (!g_fiber_error.empty()) throw std::string("aborted");
 }
 
@@ -403,7 +404,7 @@ static void worker(unsigned t) {
   for (;;) {
     {
       std::unique_lock<std::mutex> lk(g_mu);
-      g_cv.wait(lk, [&] { return g_epoch != seen && t < g_n; });
+      g_tcv[t].wait(lk, [&] { return g_epoch != seen && t < g_n; });
       seen = g_epoch;
     }
     set_thread_index(t);
@@ -423,7 +424,7 @@ static std::string run_block(unsigned n) {
   g_n = n;
   g_running = n;
   g_epoch++;
-  g_cv.notify_all();
+  for (unsigned t = 0; t < n; t++) g_tcv[t].notify_one();
   g_main_cv.wait(lk, [&] {
     for (unsigned t = 0; t < n; t++) if (g_slots[t].state != DONE) return false;
     return true;

@@ -87,6 +87,7 @@ extern "C" __global__ void copy16(const uint4* __restrict__ a, uint4* __restrict
   for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < n; i += (unsigned long long)gridDim.x * blockDim.x) b[i] = a[i];
 }`;
 async function bandwidth(d: CudaDriver): Promise<number> {
+  d.retainContext(0); // the models of the cells have released theirs
   const bytes = 1 << 30, n = bytes / 16;
   const fn = d.getFunction(d.loadModule(await compilePtx(COPY_CU, 'sm_80')), 'copy16');
   const a = d.alloc(bytes), b = d.alloc(bytes);
@@ -102,6 +103,7 @@ async function bandwidth(d: CudaDriver): Promise<number> {
   const s = (performance.now() - t0) / 1000;
   d.free(a);
   d.free(b);
+  d.releaseContext(0);
   return (2 * bytes * reps) / s; // read + write
 }
 

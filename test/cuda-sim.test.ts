@@ -11,19 +11,26 @@ import { afterAll, describe, expect, it } from 'vitest';
 import finch from '../examples/finch.ts';
 import { compileGraph } from '../compiler/index.ts';
 import { materializeWeight } from '../kernels/weights.ts';
-import type { WeightDType } from '../kernels/plan.ts';
+import type { WeightDecl, WeightDType } from '../kernels/plan.ts';
 import { openModel } from '../runtime/model.ts';
 import { parseMode, runTokens } from '../runtime/run-tokens.ts';
 import type { StateTensors } from '../targets/backend.ts';
 import { matrixBytes } from '../targets/gpu/formats.ts';
 import { loadKoffi } from '../targets/cuda/ffi.ts';
-import type { CudaModel } from '../targets/cuda/runtime.ts';
+import { loadCuda, type CudaModel } from '../targets/cuda/runtime.ts';
 import { simUnavailable } from '../targets/cuda/sim/build.ts';
 import { loadCudaSim } from '../targets/cuda/sim/runtime.ts';
 import { compareRun, FIXTURE_NAMES, FIXTURES, maxAbsDiff, readGolden } from './helpers/golden.ts';
 
 const codegen = await import('../targets/cuda/codegen.ts').catch(() => null);
-const skip = !loadKoffi() ? 'koffi is not installed' : simUnavailable() ?? (codegen ? null : 'the CUDA code generator (targets/cuda/codegen.ts) is missing');
+/**
+ * RWKVC_CUDA_DEVICE=1 (bench/cuda/device-check.sh on a GPU machine): the same goldens through the real
+ * driver (--target cuda, PTX from nvcc); the emulator-only checks (byte counts, OS threads) are skipped.
+ */
+const ON_GPU = process.env.RWKVC_CUDA_DEVICE === '1';
+const skip = !loadKoffi()
+  ? 'koffi is not installed'
+  : (ON_GPU ? null : simUnavailable()) ?? (codegen ? null : 'the CUDA code generator (targets/cuda/codegen.ts) is missing');
 if (skip) console.log(`cuda-sim tests skipped: ${skip}`);
 
 const B = 3; // the batch program's sequences
@@ -37,8 +44,10 @@ function simModel(fixture: string, weights: WeightDType) {
     m = (async () => {
       const ckpt = openModel(join(FIXTURES, fixture, 'model.pth'));
       const { plan } = compileGraph(finch(ckpt.config), ckpt.config, { weights, logits: 'all', chunk: 6, batch: B });
-      const art = codegen!.emitCuda(plan);
-      const model = await loadCudaSim(art, (d) => materializeWeight(d.source, ckpt.read));
+      const provider = (d: WeightDecl) => materializeWeight(d.source, ckpt.read);
+      const model = ON_GPU
+        ? await loadCuda(codegen!.emitCuda(plan, { ptx: ['sm_80'] }), provider)
+        : await loadCudaSim(codegen!.emitCuda(plan), provider);
       ckpt.close();
       return { model, vocab: ckpt.config.vocabSize };
     })();
@@ -76,7 +85,7 @@ describe.skipIf(!!skip).each(FIXTURE_NAMES)('cuda-sim on %s', (fixture) => {
     for (const mode of ['step', 'seq', 'chunks:4']) {
       const r = await runMode(fixture, 'f32', mode);
       const d = compareRun(r.logits, r.state, r.golden);
-      console.log(`cuda-sim ${fixture} f32 ${mode}: max |Δlogit| ${d.logits.toExponential(2)}, max |Δstate| ${d.state.toExponential(2)}`);
+      console.log(`${ON_GPU ? 'cuda' : 'cuda-sim'} ${fixture} f32 ${mode}: max |Δlogit| ${d.logits.toExponential(2)}, max |Δstate| ${d.state.toExponential(2)}`);
       expect(d.logits, mode).toBeLessThanOrEqual(1e-4);
       expect(d.state, mode).toBeLessThanOrEqual(1e-4);
       first ??= r.logits;
@@ -110,7 +119,7 @@ describe.skipIf(!!skip).each(FIXTURE_NAMES)('cuda-sim on %s', (fixture) => {
       states = r.states;
     }
     const d = compareRun(got[0], states[0], golden);
-    console.log(`cuda-sim ${fixture} f32 batch (B=${B}): max |Δlogit| ${d.logits.toExponential(2)}, max |Δstate| ${d.state.toExponential(2)}`);
+    console.log(`${ON_GPU ? 'cuda' : 'cuda-sim'} ${fixture} f32 batch (B=${B}): max |Δlogit| ${d.logits.toExponential(2)}, max |Δstate| ${d.state.toExponential(2)}`);
     expect(d.logits).toBeLessThanOrEqual(1e-4);
     expect(d.state).toBeLessThanOrEqual(1e-4);
     for (let b = 1; b < B; b++) {
@@ -131,13 +140,13 @@ describe.skipIf(!!skip).each(FIXTURE_NAMES)('cuda-sim on %s', (fixture) => {
     const r = await runMode(fixture, dtype, 'seq');
     const d = maxAbsDiff(r.logits, ref.logits), top1 = top1Agreement(r.logits, ref.logits, 256);
     const range = ref.logits.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
-    console.log(`cuda-sim ${fixture} ${dtype}: max |Δlogit| ${d.toExponential(2)} (${((d / range) * 100).toFixed(2)}% of max |logit| ${range.toFixed(2)}), top-1 agreement ${(top1 * 100).toFixed(0)}%`);
+    console.log(`${ON_GPU ? 'cuda' : 'cuda-sim'} ${fixture} ${dtype}: max |Δlogit| ${d.toExponential(2)} (${((d / range) * 100).toFixed(2)}% of max |logit| ${range.toFixed(2)}), top-1 agreement ${(top1 * 100).toFixed(0)}%`);
     expect(d / range).toBeLessThanOrEqual(bounds[dtype].rel);
     expect(top1).toBeGreaterThanOrEqual(bounds[dtype].top1);
   });
 });
 
-describe.skipIf(!!skip)('cuda-sim with OS threads (finch-tiny)', () => {
+describe.skipIf(!!skip || ON_GPU)('cuda-sim with OS threads (finch-tiny)', () => {
   // The emulator's fibers run a block's threads in one fixed order; its OS-thread build (slower, ~200×)
   // runs them as the OS schedules them. Bitwise the same logits and state: no kernel depends on the order
   // its threads run between barriers.
@@ -160,7 +169,7 @@ describe.skipIf(!!skip)('cuda-sim with OS threads (finch-tiny)', () => {
   });
 });
 
-describe.skipIf(!!skip)('cuda-sim byte counts (finch-tiny)', () => {
+describe.skipIf(!!skip || ON_GPU)('cuda-sim byte counts (finch-tiny)', () => {
   // Every weight byte a decode token needs is read exactly once: the matrices (the weight stream) and the
   // f32 vector packs (LayerNorm, mixes, decay base, bonus…); of the embedding, just the token's row.
   it.each(['f32', 'f16', 'bf16', 'int8'] as const)('%s: a decode token reads each weight byte once and writes no byte twice', async (weights) => {

@@ -20,4 +20,11 @@ if [ "${1:-}" != "--sim" ]; then
     die "no CUDA driver (libcuda.so.1) on this machine"
   command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 fi
+if [ "${1:-}" = "--sim" ]; then
+  echo "## fixture goldens on the emulator (test/cuda-sim.test.ts)"
+  timeout 300 npx vitest run test/cuda-sim.test.ts
+else
+  echo "## fixture goldens through --target cuda (test/cuda-sim.test.ts with RWKVC_CUDA_DEVICE=1)"
+  RWKVC_CUDA_DEVICE=1 timeout 300 npx vitest run test/cuda-sim.test.ts
+fi
 exec timeout 600 npx tsx bench/cuda/device-check.ts "$@"

@@ -78,6 +78,11 @@ extern "C" __global__ void cvt(float* __restrict__ mem, const P_cvt p, unsigned 
   st_f32(mem + p.out + 3u * i + 2u, (float)__bfloat16_as_ushort(__float2bfloat16_rn(x)));
 }
 
+// every thread writes one word: the last to run wins (a race, on purpose)
+extern "C" __global__ void last_writer(float* __restrict__ mem, const P_ids p, unsigned T) {
+  st_f32(mem + p.out, (float)(blockIdx.x * blockDim.x + threadIdx.x));
+}
+
 // half a warp at __syncthreads, the other half at a shuffle that needs the first half
 extern "C" __global__ void deadlock(float* __restrict__ mem, const P_ids p, unsigned T) {
   if (threadIdx.x < 16u) __syncthreads();
@@ -106,8 +111,8 @@ describe.skipIf(!!skip).each([['fibers', false], ['OS threads', true]] as const)
   }, 120_000);
 
   it('finds the kernels of a translation unit', () => {
-    expect(kernelNames(KERNELS)).toEqual(['axpy', 'ids', 'rev', 'cvt', 'deadlock']);
-    expect(d.sim?.kernels()).toEqual(['axpy', 'ids', 'rev', 'cvt', 'deadlock']);
+    expect(kernelNames(KERNELS)).toEqual(['axpy', 'ids', 'rev', 'cvt', 'last_writer', 'deadlock']);
+    expect(d.sim?.kernels()).toEqual(['axpy', 'ids', 'rev', 'cvt', 'last_writer', 'deadlock']);
   });
 
   it('device queries: out-parameters, strings, size_t', () => {
@@ -279,6 +284,19 @@ describe.skipIf(!!skip).each([['fibers', false], ['OS threads', true]] as const)
       .toThrow(/CUDA_ERROR_INVALID_VALUE/);
     d.free(mem);
     d.free(w);
+  });
+
+  it.skipIf(threads)('fibers run blocks and threads in order, or reversed (rwkvc_sim_order)', () => {
+    const fn = d.getFunction(d.loadModule('.version 8.0'), 'last_writer');
+    const mem = d.alloc(64);
+    const out = new Float32Array(1);
+    for (const [reverse, want] of [[false, 3 * 64 - 1], [true, 0], [false, 3 * 64 - 1]] as const) {
+      d.sim!.order(reverse);
+      d.launch(fn, { grid: [3, 1, 1], block: [64, 1, 1], sharedBytes: 0, args: [ptrArg(mem), u32Arg(0), u32Arg(0)] }, null);
+      d.download(out, mem);
+      expect(out[0], reverse ? 'reversed' : 'in order').toBe(want);
+    }
+    d.free(mem);
   });
 
   it('a missing driver library is one UserError line naming it', () => {

@@ -146,6 +146,30 @@ describe.skipIf(!!skip).each(FIXTURE_NAMES)('cuda-sim on %s', (fixture) => {
   });
 });
 
+describe.skipIf(!!skip || ON_GPU)('cuda-sim run order', () => {
+  // Blocks and a block's threads run last to first: bitwise the same numbers in every program, so no
+  // kernel reads what another block or thread writes in the same launch (or phase) without a barrier.
+  it.each(['f32', 'int8'] as const)('%s: reversed blocks and threads give bitwise the same logits and state', async (weights) => {
+    const { model } = await simModel('finch-tiny', weights);
+    const tokens = readGolden('finch-tiny').tokens;
+    const zero = zeroState(await model.readState());
+    const once = async () => {
+      await model.writeState(zero);
+      const pre = await model.run('prefill', tokens.subarray(0, 6));
+      const dec = await model.run('decode', tokens.subarray(6, 7));
+      const batch = await model.runBatch!(tokens.subarray(7, 7 + B), Array.from({ length: B }, () => zero));
+      return { pre, dec, batch, state: await model.readState() };
+    };
+    const forward = await once();
+    model.driver.sim!.order(true);
+    try {
+      expect(await once()).toEqual(forward);
+    } finally {
+      model.driver.sim!.order(false);
+    }
+  });
+});
+
 describe.skipIf(!!skip || ON_GPU)('cuda-sim with OS threads (finch-tiny)', () => {
   // The emulator's fibers run a block's threads in one fixed order; its OS-thread build (slower, ~200×)
   // runs them as the OS schedules them. Bitwise the same logits and state: no kernel depends on the order

@@ -45,6 +45,8 @@ export interface SimExtras {
   kernels(): string[];
   moduleImage(): string;
   lastError(clear?: boolean): string;
+  /** Run blocks and a block's threads last to first (true) or first to last: results must not change. */
+  order(reverse: boolean): void;
   /** Counting on/off; either zeroes the counters. */
   count(on: boolean): void;
   resetCounts(): void;
@@ -279,6 +281,7 @@ function bindSim(lib: KoffiLib): SimExtras {
   const image = f('const char *rwkvc_sim_module_image()');
   const lastError = f('const char *rwkvc_sim_last_error(int clear)');
   const count = f('void rwkvc_sim_count(int on)');
+  const order = f('void rwkvc_sim_order(int reverse)');
   const reset = f('void rwkvc_sim_reset_counts()');
   const byteCounts = f('int rwkvc_sim_byte_counts(uint64_t p, size_t n, _Out_ uint32_t *reads, _Out_ uint32_t *writes)');
   const nLaunches = f('int rwkvc_sim_launches()');
@@ -288,6 +291,7 @@ function bindSim(lib: KoffiLib): SimExtras {
     moduleImage: () => image() as string,
     lastError: (clear = false) => lastError(clear ? 1 : 0) as string,
     count: (on) => void count(on ? 1 : 0),
+    order: (reverse) => void order(reverse ? 1 : 0),
     resetCounts: () => void reset(),
     byteCounts(p, n) {
       const reads = new Uint32Array(n), writes = new Uint32Array(n);

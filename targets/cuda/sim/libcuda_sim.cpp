@@ -182,6 +182,8 @@ static void** g_args;
 static Invoker g_invoke;
 static void* g_fn;
 static std::string g_fiber_error;
+/** Run blocks, and a block's fibers, last first (rwkvc_sim_order): results must not change. */
+static bool g_reverse = false;
 
 /** Release what can be released; returns how many threads were released. */
 static unsigned release_waiting(unsigned n) {
@@ -351,8 +353,10 @@ static std::string run_block(unsigned n) {
   for (unsigned t = 0; t < n; t++) fiber_start(g_fibers[t]);
   g_fiber_error.clear();
   for (;;) {
-    for (unsigned t = 0; t < n; t++)
+    for (unsigned i = 0; i < n; i++) {
+      const unsigned t = g_reverse ? n - 1 - i : i;
       if (g_slots[t].state == READY) resume(t);
+    }
     if (!g_fiber_error.empty()) {
       for (unsigned t = 0; t < n; t++)
         if (g_slots[t].state != DONE) { g_slots[t].state = READY; resume(t); }
@@ -457,19 +461,20 @@ static int execute(Launch& L) {
   blockDim = dim3(L.block[0], L.block[1], L.block[2]);
   gridDim = dim3(L.grid[0], L.grid[1], L.grid[2]);
   cur_nthreads = n;
-  for (unsigned z = 0; z < L.grid[2]; z++)
-    for (unsigned y = 0; y < L.grid[1]; y++)
-      for (unsigned x = 0; x < L.grid[0]; x++) {
-        blockIdx = uint3{x, y, z};
-        std::string err = run_block(n);
-        if (!err.empty()) {
-          char where[96];
-          snprintf(where, sizeof where, " (kernel %s, block %u,%u,%u)", L.k->name.c_str(), x, y, z);
-          g_error = err + where;
-          g_sticky = CUDA_ERROR_LAUNCH_FAILED;
-          return g_sticky;
-        }
-      }
+  const uint64_t nb = uint64_t(L.grid[0]) * L.grid[1] * L.grid[2];
+  for (uint64_t i = 0; i < nb; i++) {
+    const uint64_t b = g_reverse ? nb - 1 - i : i;
+    const unsigned x = unsigned(b % L.grid[0]), y = unsigned(b / L.grid[0] % L.grid[1]), z = unsigned(b / (uint64_t(L.grid[0]) * L.grid[1]));
+    blockIdx = uint3{x, y, z};
+    std::string err = run_block(n);
+    if (!err.empty()) {
+      char where[96];
+      snprintf(where, sizeof where, " (kernel %s, block %u,%u,%u)", L.k->name.c_str(), x, y, z);
+      g_error = err + where;
+      g_sticky = CUDA_ERROR_LAUNCH_FAILED;
+      return g_sticky;
+    }
+  }
   return CUDA_SUCCESS;
 }
 
@@ -770,6 +775,8 @@ SIM_API const char* rwkvc_sim_kernels() {
   for (auto& k : kernels()) s += k.name + "\n";
   return s.c_str();
 }
+/** Order of blocks and of a block's threads (fibers): 0 first to last, 1 last to first. */
+SIM_API void rwkvc_sim_order(int reverse) { g_reverse = reverse != 0; }
 /** Byte counting on (1) or off (0); turning it on, or rwkvc_sim_reset_counts, zeroes every counter. */
 SIM_API void rwkvc_sim_reset_counts() {
   g_records.clear();

@@ -10,6 +10,7 @@ import { f16ToF32, f32ToBf16, f32ToF16 } from '../kernels/dtype.ts';
 import { UserError } from '../kernels/errors.ts';
 import { CudaError, loadKoffi, openDriver, ptrArg, u32Arg, type CudaDriver } from '../targets/cuda/ffi.ts';
 import { buildSimLibrary, kernelNames, simUnavailable } from '../targets/cuda/sim/build.ts';
+import { cudaDriver } from '../targets/cuda/runtime.ts';
 
 const KERNELS = String.raw`
 #ifndef RWKVC_SIM
@@ -297,6 +298,18 @@ describe.skipIf(!!skip).each([['fibers', false], ['OS threads', true]] as const)
       expect(out[0], reverse ? 'reversed' : 'in order').toBe(want);
     }
     d.free(mem);
+  });
+
+  it('a driver without a GPU: the runtime says so in one UserError line', () => {
+    process.env.RWKVC_SIM_NO_DEVICE = '1';
+    try {
+      expect(() => openDriver(library).init()).toThrow(/cuInit: CUDA_ERROR_NO_DEVICE/);
+      expect(() => cudaDriver(library)).toThrow(UserError);
+      expect(() => cudaDriver(library)).toThrow(/^no CUDA GPU: cuInit: CUDA_ERROR_NO_DEVICE \(no CUDA-capable device is detected\)$/);
+    } finally {
+      delete process.env.RWKVC_SIM_NO_DEVICE;
+    }
+    expect(cudaDriver(library).deviceCount()).toBe(1);
   });
 
   it('a missing driver library is one UserError line naming it', () => {

@@ -146,6 +146,32 @@ describe.skipIf(!!skip).each(FIXTURE_NAMES)('cuda-sim on %s', (fixture) => {
   });
 });
 
+describe.skipIf(!!skip)('CUDA runtime behaviour (finch-tiny, f32)', () => {
+  it('bad calls are UserErrors; decode without graphs launches each step and gives the same numbers', async () => {
+    const { model, vocab } = await simModel('finch-tiny', 'f32');
+    await expect(model.run('decode', Int32Array.from([vocab]))).rejects.toThrow(/token id 256 is outside the vocabulary \(0\.\.255\)/);
+    await expect(model.run('prefill', new Int32Array(7))).rejects.toThrow(/the prefill program takes 1\.\.6 tokens, got 7/);
+    await expect(model.writeState({ 'state.0.att_shift': new Float32Array(3) })).rejects.toThrow(/state state\.0\.att_shift: expected 128 values, got 3/);
+    const ckpt = openModel(join(FIXTURES, 'finch-tiny', 'model.pth'));
+    const plain = await (ON_GPU ? loadCuda : loadCudaSim)(model.artifact, (d) => materializeWeight(d.source, ckpt.read), { graphs: false });
+    ckpt.close();
+    try {
+      const zero = zeroState(await model.readState());
+      for (const m of [model, plain]) await m.writeState(zero);
+      for (const t of [5, 17, 200]) {
+        const tok = Int32Array.from([t]);
+        expect(await plain.run('decode', tok)).toEqual(await model.run('decode', tok));
+      }
+      const steps = model.artifact.programs.decode.steps.length;
+      expect(plain.stats.last).toEqual({ launches: steps, graphLaunches: 0, copies: 2 });
+      expect(model.stats.last).toEqual({ launches: 0, graphLaunches: 1, copies: 2 });
+      expect(await plain.readState()).toEqual(await model.readState());
+    } finally {
+      plain.dispose();
+    }
+  });
+});
+
 describe.skipIf(!!skip || ON_GPU)('cuda-sim run order', () => {
   // Blocks and a block's threads run last to first: bitwise the same numbers in every program, so no
   // kernel reads what another block or thread writes in the same launch (or phase) without a barrier.

@@ -18,7 +18,7 @@ export type DevicePtr = bigint;
 /** A failed driver call: the function, its CUresult and the driver's name for it. */
 export class CudaError extends Error {
   constructor(readonly fn: string, readonly code: number, readonly codeName: string, detail: string) {
-    super(`${fn}: ${codeName}${detail ? ` (${detail})` : ''}`);
+    super(`${fn}: ${codeName}${detail && detail !== codeName ? ` (${detail})` : ''}`);
     this.name = 'CudaError';
   }
 }

@@ -41,7 +41,7 @@ typedef struct CUgraphExec_st* CUgraphExec;
 
 enum : int {
   CUDA_SUCCESS = 0, CUDA_ERROR_INVALID_VALUE = 1, CUDA_ERROR_OUT_OF_MEMORY = 2, CUDA_ERROR_NOT_INITIALIZED = 3,
-  CUDA_ERROR_INVALID_DEVICE = 101, CUDA_ERROR_INVALID_IMAGE = 200, CUDA_ERROR_INVALID_CONTEXT = 201,
+  CUDA_ERROR_NO_DEVICE = 100, CUDA_ERROR_INVALID_DEVICE = 101, CUDA_ERROR_INVALID_IMAGE = 200, CUDA_ERROR_INVALID_CONTEXT = 201,
   CUDA_ERROR_INVALID_HANDLE = 400, CUDA_ERROR_NOT_FOUND = 500, CUDA_ERROR_ILLEGAL_ADDRESS = 700,
   CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES = 701, CUDA_ERROR_LAUNCH_FAILED = 719, CUDA_ERROR_STREAM_CAPTURE_INVALIDATED = 901,
   CUDA_ERROR_NOT_SUPPORTED = 801,
@@ -531,7 +531,14 @@ using namespace rwkvc_sim;
 #define SIM_API extern "C" __attribute__((visibility("default")))
 #define NEED_INIT() do { if (!g_init) return CUDA_ERROR_NOT_INITIALIZED; } while (0)
 
-SIM_API CUresult cuInit(unsigned flags) { if (flags) return CUDA_ERROR_INVALID_VALUE; g_init = true; return CUDA_SUCCESS; }
+SIM_API CUresult cuInit(unsigned flags) {
+  if (flags) return CUDA_ERROR_INVALID_VALUE;
+  // RWKVC_SIM_NO_DEVICE=1: behave as a driver on a machine without a GPU (tests of that message)
+  const char* none = std::getenv("RWKVC_SIM_NO_DEVICE");
+  if (none && std::strcmp(none, "1") == 0) return CUDA_ERROR_NO_DEVICE;
+  g_init = true;
+  return CUDA_SUCCESS;
+}
 SIM_API CUresult cuDriverGetVersion(int* v) { if (!v) return CUDA_ERROR_INVALID_VALUE; *v = 13000; return CUDA_SUCCESS; }
 SIM_API CUresult cuDeviceGetCount(int* n) { NEED_INIT(); if (!n) return CUDA_ERROR_INVALID_VALUE; *n = 1; return CUDA_SUCCESS; }
 SIM_API CUresult cuDeviceGet(CUdevice* d, int ordinal) {
@@ -732,6 +739,7 @@ static const char* error_name(int e) {
     case 1: return "CUDA_ERROR_INVALID_VALUE";
     case 2: return "CUDA_ERROR_OUT_OF_MEMORY";
     case 3: return "CUDA_ERROR_NOT_INITIALIZED";
+    case 100: return "CUDA_ERROR_NO_DEVICE";
     case 101: return "CUDA_ERROR_INVALID_DEVICE";
     case 200: return "CUDA_ERROR_INVALID_IMAGE";
     case 201: return "CUDA_ERROR_INVALID_CONTEXT";
@@ -752,6 +760,7 @@ SIM_API CUresult cuGetErrorName(CUresult e, const char** s) {
 SIM_API CUresult cuGetErrorString(CUresult e, const char** s) {
   if (!s) return CUDA_ERROR_INVALID_VALUE;
   if (e == CUDA_ERROR_LAUNCH_FAILED && !g_error.empty()) { *s = g_error.c_str(); return CUDA_SUCCESS; }
+  if (e == CUDA_ERROR_NO_DEVICE) { *s = "no CUDA-capable device is detected"; return CUDA_SUCCESS; }  // the driver's words
   *s = error_name(e);
   return *s ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
 }

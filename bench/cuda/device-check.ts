@@ -1,6 +1,6 @@
 /**
- * The CUDA device check's table (issue 12, item 5), run by bench/cuda/device-check.sh on a machine with an
- * NVIDIA GPU after the fixture goldens (test/cuda-sim.test.ts with RWKVC_CUDA_DEVICE=1):
+ * The CUDA device check (issue 12, item 5), run by bench/cuda/device-check.sh on a machine with an NVIDIA
+ * GPU: the fixture goldens through the CUDA runtime (step, seq, chunks, batch), then one table:
  *
  *   - the HBM bandwidth this run measures (a 16-byte-vector copy kernel, 1 GiB each way);
  *   - decode tok/s of bench-0.1b and finch-1b6 (random weights) in f16 / bf16 / int8, and the fraction of
@@ -20,14 +20,18 @@ import { compileGraph } from '../../compiler/index.ts';
 import type { ModelConfig } from '../../kernels/config.ts';
 import type { WeightDType } from '../../kernels/plan.ts';
 import { materializeWeight } from '../../kernels/weights.ts';
+import { openCheckpoint } from '../../runtime/checkpoint/index.ts';
 import { writeGguf } from '../../runtime/checkpoint/gguf-write.ts';
+import { openModel } from '../../runtime/model.ts';
+import { parseMode, runTokens } from '../../runtime/run-tokens.ts';
 import { PRESETS } from '../../runtime/presets.ts';
-import type { WeightProvider } from '../../targets/backend.ts';
+import type { StateTensors, WeightProvider } from '../../targets/backend.ts';
 import { gridAt, type CudaArtifact, type LaunchKernelStep } from '../../targets/cuda/artifact.ts';
 import { emitCuda } from '../../targets/cuda/codegen.ts';
 import { ptrArg, u32Arg, type CudaDriver } from '../../targets/cuda/ffi.ts';
 import { compilePtx } from '../../targets/cuda/nvcc.ts';
-import { loadCuda, type CudaModel } from '../../targets/cuda/runtime.ts';
+import { cudaDriver, loadCuda, type CudaModel } from '../../targets/cuda/runtime.ts';
+import { UserError } from '../../kernels/errors.ts';
 import { loadCudaSim } from '../../targets/cuda/sim/runtime.ts';
 import { GGUF_WEIGHTS, openLlamaCpp } from '../llama-cpp.ts';
 import { randomTensors, randomWeights, seededRandom as rng } from '../../runtime/random-model.ts';
@@ -40,6 +44,61 @@ const emit = (plan: Parameters<typeof emitCuda>[0]) => emitCuda(plan, SIM ? {} :
 const log = (s: string) => process.stdout.write(`${s}\n`);
 const fmt = (x: number, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : '—');
 let failed = false;
+
+// ---- 1. goldens ----------------------------------------------------------------------------------------------
+// The official numbers of each fixture (test/fixtures/*/golden.safetensors), read here with the runtime's
+// checkpoint reader: test/cuda-sim.test.ts checks the same on the emulator (and, with RWKVC_CUDA_DEVICE=1,
+// on a GPU where vitest is installed); this script needs nothing but node, koffi, handlebars and tsx.
+const FIXTURES = join(process.cwd(), 'test', 'fixtures');
+function readGolden(fixture: string) {
+  const g = openCheckpoint(join(FIXTURES, fixture, 'golden.safetensors'));
+  const state: StateTensors = {};
+  for (const n of g.names()) if (n.startsWith('state.')) state[n] = g.readF32(n);
+  const out = { tokens: Int32Array.from(g.readF32('tokens')), logits: g.readF32('logits'), state };
+  g.close();
+  return out;
+}
+const maxAbsDiff = (a: ArrayLike<number>, b: ArrayLike<number>) => {
+  let m = a.length === b.length ? 0 : Infinity;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+};
+const stateDiff = (a: StateTensors, b: StateTensors) => Math.max(...Object.keys(b).map((k) => (a[k] ? maxAbsDiff(a[k], b[k]) : Infinity)));
+
+async function goldens(): Promise<void> {
+  log('## fixture goldens through the CUDA runtime: max |Δlogit| / |Δstate| against the official numbers (≤ 1e-4)');
+  for (const fixture of ['finch-tiny', 'finch-tiny-bf16']) {
+    const ckpt = openModel(join(FIXTURES, fixture, 'model.pth'));
+    const { plan } = compileGraph(finch(ckpt.config), ckpt.config, { weights: 'f32', logits: 'all', chunk: 6, batch: 2 });
+    const m = await load(emit(plan), (d) => materializeWeight(d.source, ckpt.read));
+    const golden = readGolden(fixture);
+    const V = ckpt.config.vocabSize, N = golden.tokens.length;
+    const zero = (s: StateTensors) => Object.fromEntries(Object.entries(s).map(([k, v]) => [k, new Float32Array(v.length)]));
+    const cells: string[] = [];
+    const check = (mode: string, logits: Float32Array, state: StateTensors) => {
+      const dl = maxAbsDiff(logits, golden.logits), ds = stateDiff(state, golden.state), ok = dl <= 1e-4 && ds <= 1e-4;
+      failed ||= !ok;
+      cells.push(`${mode} ${dl.toExponential(1)}/${ds.toExponential(1)}${ok ? '' : ' FAIL'}`);
+    };
+    for (const mode of ['step', 'seq', 'chunks:4']) {
+      await m.writeState(zero(await m.readState()));
+      check(mode, await runTokens(m, golden.tokens, parseMode(mode), V), await m.readState());
+    }
+    // batch: sequence 0 the golden tokens, sequence 1 other tokens
+    const own = await m.readState();
+    let st: StateTensors[] = [zero(own), zero(own)];
+    const got = new Float32Array(N * V);
+    for (let t = 0; t < N; t++) {
+      const r = await m.runBatch!(Int32Array.from([golden.tokens[t], (golden.tokens[t] + 1) % V]), st);
+      got.set(r.logits.subarray(0, V), t * V);
+      st = r.states;
+    }
+    check('batch', got, st[0]);
+    log(`${fixture.padEnd(16)} ${cells.join('  ')}  (${m.adapter})`);
+    m.dispose();
+    ckpt.close();
+  }
+}
 
 // ---- 2. bandwidth ----------------------------------------------------------------------------------------
 const COPY_CU = `
@@ -200,36 +259,43 @@ async function wkvAlone(): Promise<{ shape: string; serialMs: number; chunkedMs:
 }
 
 // ---- the run ------------------------------------------------------------------------------------------------
-log(SIM ? '# rwkvc CUDA device check on the CPU emulator (--sim: tiny shapes, no bandwidth, no llama.cpp)' : '# rwkvc CUDA device check');
-let bw = NaN;
-const cells: Cell[] = [];
-const models: [string, ModelConfig][] = SIM
-  ? [['finch-tiny', PRESETS['finch-tiny']]]
-  : [['bench-0.1b', PRESETS['bench-0.1b']], ['finch-1b6', PRESETS['finch-1b6']]];
-for (const [name, cfg] of models) {
-  const read = randomTensors(cfg, 1); // generated once per model, shared by its formats and the GGUF copies
-  for (const f of ['f16', 'bf16', 'int8'] as const) {
-    cells.push(await cell(name, cfg, read, f, !SIM));
-    if (!SIM && Number.isNaN(bw)) {
-      const { cudaDriver } = await import('../../targets/cuda/runtime.ts');
-      bw = await bandwidth(cudaDriver());
+try {
+  if (!SIM) cudaDriver(); // no driver or no GPU: one line, before any work
+  log(SIM ? '# rwkvc CUDA device check on the CPU emulator (--sim: tiny shapes, no bandwidth, no llama.cpp)' : '# rwkvc CUDA device check');
+  await goldens();
+  let bw = NaN;
+  const cells: Cell[] = [];
+  const models: [string, ModelConfig][] = SIM
+    ? [['finch-tiny', PRESETS['finch-tiny']]]
+    : [['bench-0.1b', PRESETS['bench-0.1b']], ['finch-1b6', PRESETS['finch-1b6']]];
+  for (const [name, cfg] of models) {
+    const read = randomTensors(cfg, 1); // generated once per model, shared by its formats and the GGUF copies
+    for (const f of ['f16', 'bf16', 'int8'] as const) {
+      cells.push(await cell(name, cfg, read, f, !SIM));
+      if (!SIM && Number.isNaN(bw)) {
+        bw = await bandwidth(cudaDriver());
+      }
     }
   }
-}
-const wkv = await wkvAlone();
+  const wkv = await wkvAlone();
 
-log('');
-log(`## measured copy bandwidth: ${SIM ? 'n/a (emulator)' : `${fmt(bw / 1e9, 0)} GB/s`}`);
-log('| model | weights | decode tok/s | bytes/token | % of bandwidth | prefill 512 tok/s | prefill 4096 tok/s | llama.cpp CUDA decode / 512 / 4096 | speed-up decode / 512 / 4096 |');
-log('|---|---|---|---|---|---|---|---|---|');
-for (const c of cells) {
-  const l = c.llama;
-  const peer = !l ? '—' : typeof l === 'string' ? `unavailable: ${l}` : `${fmt(l.decode)} / ${fmt(l.prefill512, 0)} / ${fmt(l.prefill4096, 0)}`;
-  const up = !l || typeof l === 'string' ? '—' : `${fmt(c.decode / l.decode, 2)}× / ${fmt(c.prefill512 / l.prefill512, 2)}× / ${fmt(c.prefill4096 / l.prefill4096, 2)}×`;
-  log(`| ${c.model} | ${c.fmt} | ${fmt(c.decode)} | ${(c.bytesPerToken / 2 ** 20).toFixed(1)} MiB | ${fmt((100 * c.decode * c.bytesPerToken) / bw, 0)}% | ${fmt(c.prefill512, 0)} | ${fmt(c.prefill4096, 0)} | ${peer} | ${up} |`);
+  log('');
+  log(`## measured copy bandwidth: ${SIM ? 'n/a (emulator)' : `${fmt(bw / 1e9, 0)} GB/s`}`);
+  log('| model | weights | decode tok/s | bytes/token | % of bandwidth | prefill 512 tok/s | prefill 4096 tok/s | llama.cpp CUDA decode / 512 / 4096 | speed-up decode / 512 / 4096 |');
+  log('|---|---|---|---|---|---|---|---|---|');
+  for (const c of cells) {
+    const l = c.llama;
+    const peer = !l ? '—' : typeof l === 'string' ? `unavailable: ${l}` : `${fmt(l.decode)} / ${fmt(l.prefill512, 0)} / ${fmt(l.prefill4096, 0)}`;
+    const up = !l || typeof l === 'string' ? '—' : `${fmt(c.decode / l.decode, 2)}× / ${fmt(c.prefill512 / l.prefill512, 2)}× / ${fmt(c.prefill4096 / l.prefill4096, 2)}×`;
+    log(`| ${c.model} | ${c.fmt} | ${fmt(c.decode)} | ${(c.bytesPerToken / 2 ** 20).toFixed(1)} MiB | ${fmt((100 * c.decode * c.bytesPerToken) / bw, 0)}% | ${fmt(c.prefill512, 0)} | ${fmt(c.prefill4096, 0)} | ${peer} | ${up} |`);
+  }
+  log('');
+  log(`## WKV alone (${wkv.shape}; B sequences launched one after another): serial ${fmt(wkv.serialMs, 2)} ms, chunked ${fmt(wkv.chunkedMs, 2)} ms ` +
+    `(${fmt(wkv.serialMs / wkv.chunkedMs, 2)}×); max |serial − chunked| ${wkv.maxDiff.toExponential(2)}${wkv.maxDiff <= 1e-4 ? '' : ' FAIL (> 1e-4)'}`);
+  failed ||= !(wkv.maxDiff <= 1e-4);
+} catch (e) {
+  if (!(e instanceof UserError)) throw e;
+  process.stderr.write(`device-check: ${e.message}\n`);
+  process.exit(2);
 }
-log('');
-log(`## WKV alone (${wkv.shape}; B sequences launched one after another): serial ${fmt(wkv.serialMs, 2)} ms, chunked ${fmt(wkv.chunkedMs, 2)} ms ` +
-  `(${fmt(wkv.serialMs / wkv.chunkedMs, 2)}×); max |serial − chunked| ${wkv.maxDiff.toExponential(2)}${wkv.maxDiff <= 1e-4 ? '' : ' FAIL (> 1e-4)'}`);
-failed ||= !(wkv.maxDiff <= 1e-4);
 process.exit(failed ? 1 : 0);

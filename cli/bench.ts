@@ -134,10 +134,24 @@ async function benchWgslOnce(ctx: Ctx, weights: WeightDType, decode: number, pre
   };
 }
 
+/** The CUDA target (or its CPU emulator, `cuda-sim`, which has no bandwidth limit to report). */
+async function benchCudaOnce(ctx: Ctx, target: string, weights: WeightDType, decode: number, prefill: number, repeat: number) {
+  const { benchCuda } = await import('../bench/cuda/bench.ts');
+  const plan = await planFor(ctx, weights, Math.min(prefill, 512));
+  const r = await benchCuda({
+    plan, weights: weightProvider(plan, ctx.model, bar(ctx, `load ${weights}`)), decodeTokens: decode, prefillTokens: prefill,
+    rounds: 8 * repeat, sim: target === 'cuda-sim',
+  });
+  return { target, model: ctx.preset ?? ctx.model.path, weights, adapter: r.adapter, decode: r.decode, prefill: r.prefill, limits: r.limits };
+}
+
+/** The targets rwkvc bench measures, and how. */
+const BENCHED = new Set(['wasm', 'wgsl', 'cuda', 'cuda-sim']);
+
 export function benchCommand(): Command {
   return new Command('bench')
     .description('Measure decode and prefill speed of a target against limits measured in the same run')
-    .addOption(targetOption('wasm', 'what to measure', (t) => t.name === 'wasm' || t.name === 'wgsl'))
+    .addOption(targetOption('wasm', 'what to measure', (t) => BENCHED.has(t.name)))
     .option('--preset <name>', `a model shape with seeded random weights: ${Object.keys(PRESETS).join(', ')}`, 'bench-0.1b')
     .option('--model <path>', 'a checkpoint instead of a preset')
     .addOption(new Option('--weights <dtype>', 'weight storage').choices(DTYPES).default('f32'))
@@ -154,7 +168,8 @@ Examples:
   rwkvc bench --target wasm --preset bench-0.1b --json
   rwkvc bench --target wasm --weights int8 --threads 1 --repeat 3
   rwkvc bench --target wasm --plot out/bench.svg
-  rwkvc bench --target wgsl --preset finch-tiny`)
+  rwkvc bench --target wgsl --preset finch-tiny
+  rwkvc bench --target cuda --preset finch-1b6 --weights f16`)
     .action(async (o) => {
       const progress = new MultiBar({ format: '{phase} [{bar}] {value}/{total}', clearOnComplete: true, hideCursor: true, stream: process.stderr }, Presets.shades_classic);
       let path = o.model as string | undefined;
@@ -180,7 +195,8 @@ Examples:
         if (o.target === 'wasm') {
           const m = await measureWasm(ctx, o.weights, threads, o.decode, o.prefill, o.repeat);
           r = wasmReport(ctx, o.weights, o.repeat, m);
-        } else r = await benchWgslOnce(ctx, o.weights, o.decode, o.prefill);
+        } else if (o.target === 'wgsl') r = await benchWgslOnce(ctx, o.weights, o.decode, o.prefill);
+        else r = await benchCudaOnce(ctx, o.target, o.weights, o.decode, o.prefill, o.repeat);
         progress.stop();
         process.stdout.write(o.json ? JSON.stringify(r, null, 1) + '\n' : formatResult(r) + '\n');
       } finally {

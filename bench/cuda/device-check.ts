@@ -28,12 +28,12 @@ import { PRESETS } from '../../runtime/presets.ts';
 import type { StateTensors, WeightProvider } from '../../targets/backend.ts';
 import { gridAt, type CudaArtifact, type LaunchKernelStep } from '../../targets/cuda/artifact.ts';
 import { emitCuda } from '../../targets/cuda/codegen.ts';
-import { ptrArg, u32Arg, type CudaDriver } from '../../targets/cuda/ffi.ts';
-import { compilePtx } from '../../targets/cuda/nvcc.ts';
+import { ptrArg, u32Arg } from '../../targets/cuda/ffi.ts';
 import { cudaDriver, loadCuda, type CudaModel } from '../../targets/cuda/runtime.ts';
 import { UserError } from '../../kernels/errors.ts';
 import { loadCudaSim } from '../../targets/cuda/sim/runtime.ts';
 import { GGUF_WEIGHTS, openLlamaCpp } from '../llama-cpp.ts';
+import { copyBandwidth, decodeWeightBytes } from './bench.ts';
 import { randomTensors, randomWeights, seededRandom as rng } from '../../runtime/random-model.ts';
 
 const SIM = process.argv.includes('--sim');
@@ -100,46 +100,10 @@ async function goldens(): Promise<void> {
   }
 }
 
-// ---- 2. bandwidth ----------------------------------------------------------------------------------------
-const COPY_CU = `
-extern "C" __global__ void copy16(const uint4* __restrict__ a, uint4* __restrict__ b, unsigned long long n) {
-  for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < n; i += (unsigned long long)gridDim.x * blockDim.x) b[i] = a[i];
-}`;
-async function bandwidth(d: CudaDriver): Promise<number> {
-  d.retainContext(0); // the models of the cells have released theirs
-  const bytes = 1 << 30, n = bytes / 16;
-  const fn = d.getFunction(d.loadModule(await compilePtx(COPY_CU, 'sm_80')), 'copy16');
-  const a = d.alloc(bytes), b = d.alloc(bytes);
-  d.memset(a, 1, bytes);
-  const nArg = new Uint8Array(8);
-  new DataView(nArg.buffer).setBigUint64(0, BigInt(n), true);
-  const launch = () => d.launch(fn, { grid: [132 * 8, 1, 1], block: [512, 1, 1], sharedBytes: 0, args: [ptrArg(a), ptrArg(b), nArg] }, null);
-  launch();
-  d.synchronize(null);
-  const reps = 20, t0 = performance.now();
-  for (let i = 0; i < reps; i++) launch();
-  d.synchronize(null);
-  const s = (performance.now() - t0) / 1000;
-  d.free(a);
-  d.free(b);
-  d.releaseContext(0);
-  return (2 * bytes * reps) / s; // read + write
-}
+// ---- 2. bandwidth: bench/cuda/bench.ts copyBandwidth ------------------------------------------------------
 
 // ---- 3. decode / prefill per model and format ---------------------------------------------------------------
 interface Cell { model: string; fmt: WeightDType; decode: number; bytesPerToken: number; prefill512: number; prefill4096: number; llama?: { decode: number; prefill512: number; prefill4096: number } | string }
-
-/** Bytes of weights one decode token reads: every decode weight buffer, the embedding's one row only. */
-function decodeBytes(art: CudaArtifact): number {
-  const used = new Set(art.programs.decode.steps.flatMap((s) => (s.kind === 'launch' ? s.weights : [])));
-  const embed = art.programs.decode.steps.find((s) => s.kind === 'launch' && art.functions[s.fn].name.includes('embed')) as LaunchKernelStep | undefined;
-  let total = 0;
-  for (const i of used) {
-    const w = art.weights[i];
-    total += embed && i === embed.weights[0] && w.kind === 'rows' ? w.bytes / w.rows : w.bytes;
-  }
-  return total;
-}
 
 async function cell(name: string, cfg: ModelConfig, read: (n: string) => Float32Array, fmt: WeightDType, llama: boolean): Promise<Cell> {
   const { plan } = compileGraph(finch(cfg), cfg, { weights: fmt, logits: 'last', chunk: SIM ? 8 : 512 });
@@ -158,7 +122,7 @@ async function cell(name: string, cfg: ModelConfig, read: (n: string) => Float32
     for (let i = 0; i < n; i += m.maxTokens) await m.run('prefill', tokens.subarray(i, Math.min(n, i + m.maxTokens)));
     return n / ((performance.now() - t0) / 1000);
   };
-  const c: Cell = { model: name, fmt, decode, bytesPerToken: decodeBytes(art), prefill512: await prefill(SIM ? 8 : 512), prefill4096: await prefill(SIM ? 16 : 4096) };
+  const c: Cell = { model: name, fmt, decode, bytesPerToken: decodeWeightBytes(art), prefill512: await prefill(SIM ? 8 : 512), prefill4096: await prefill(SIM ? 16 : 4096) };
   m.dispose();
   if (llama) c.llama = await llamaCell(name, cfg, read, fmt);
   return c;
@@ -273,7 +237,7 @@ try {
     for (const f of ['f16', 'bf16', 'int8'] as const) {
       cells.push(await cell(name, cfg, read, f, !SIM));
       if (!SIM && Number.isNaN(bw)) {
-        bw = await bandwidth(cudaDriver());
+        bw = await copyBandwidth(cudaDriver());
       }
     }
   }

@@ -45,3 +45,23 @@ describe('rwkvc bench --target wasm --json', () => {
     expect(o.peer.prefillSpeedup).toBeCloseTo(o.prefill.tokensPerSecond / o.peer.prefill.tokensPerSecond, 6);
   }, 120_000);
 });
+
+describe('rwkvc bench --target cuda', () => {
+  it('runs its whole path on the CUDA emulator (cuda-sim: no bandwidth limit there) and says plainly when there is no GPU', () => {
+    const r = spawnSync('node', ['bin/rwkvc.js', 'bench', '--target', 'cuda-sim', '--preset', 'finch-tiny', '--weights', 'int8',
+      '--decode', '8', '--prefill', '16', '--json'], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    const o = JSON.parse(r.stdout);
+    expect(o).toMatchObject({ target: 'cuda-sim', weights: 'int8', limits: {} });
+    expect(o.adapter).toMatch(/emulator/);
+    for (const v of [o.decode.tokensPerSecond, o.decode.weightBytesPerToken, o.prefill.tokensPerSecond]) expect(Number.isFinite(v) && v > 0, String(v)).toBe(true);
+    expect(o.decode.graphLaunchesPerToken).toBe(1); // decode replays one captured graph
+    expect(o.prefill.tokens).toBe(16);
+    const gpu = spawnSync('node', ['bin/rwkvc.js', 'bench', '--target', 'cuda', '--preset', 'finch-tiny'], { encoding: 'utf8', env: { ...process.env, RWKVC_SIM_NO_DEVICE: '1' } });
+    if (gpu.status !== 0) {
+      expect(gpu.status).toBe(2);
+      expect(gpu.stderr.trim().split('\n')).toHaveLength(1);
+      expect(gpu.stderr).toMatch(/^rwkvc: no CUDA (driver|device)/);
+    }
+  }, 300_000);
+});

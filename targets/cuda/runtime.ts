@@ -12,6 +12,7 @@
  * The same code runs the CPU emulator: `library` names a libcuda-shaped library (targets/cuda/sim/ builds
  * one with the artifact's kernels compiled in; targets/cuda/sim/runtime.ts is the `cuda-sim` target).
  */
+import { elems } from '../../kernels/program.ts';
 import { UserError } from '../../kernels/errors.ts';
 import type { KernelPlan } from '../../kernels/plan.ts';
 import type { StateTensors, TargetModel, TargetOptions, WeightProvider } from '../backend.ts';
@@ -334,8 +335,7 @@ export async function loadCuda(art: CudaArtifact, weights: WeightProvider, opts:
     buffers: () => ({ mem: { ptr: mem, bytes: layout.elems * 4 }, weights: weightBufs }),
     readBuffer: (p, name, T) => serial(() => {
       const { o, decl } = bufferAt(p, name);
-      const n = decl.shape.reduce<number>((a, s) => a * (s === 'T' ? T : s), 1);
-      return readRegion(o, n);
+      return readRegion(o, elems(decl, T));
     }),
     writeBuffer: (p, name, data) => serial(() => writeRegion(bufferAt(p, name).o, data)),
     dispose() {

@@ -38,3 +38,26 @@ export function compareRun(logits: Float32Array, state: StateTensors, ref: { log
   }
   return { logits: maxAbsDiff(logits, ref.logits), state: stateDiff };
 }
+
+/** Each position's highest logit in a and b agree, as a fraction of the positions ([T, V] row-major). */
+export function top1Agreement(a: Float32Array, b: Float32Array, V: number): number {
+  const argmax = (x: Float32Array, t: number) => { let m = 0; for (let i = 1; i < V; i++) if (x[t * V + i] > x[t * V + m]) m = i; return m; };
+  let same = 0;
+  for (let t = 0; t < a.length / V; t++) if (argmax(a, t) === argmax(b, t)) same++;
+  return same / (a.length / V);
+}
+
+/**
+ * What reduced weight storage may cost on the fixtures, against the f32 run of the same target (the
+ * README's Accuracy table): max |Δlogit| relative to the largest |logit|, and top-1 agreement. A
+ * weight's rounding error is 2^-9 of it in bf16, 2^-12 in f16, up to 1/254 of its 32-block's largest in
+ * int8; through 2 layers these grow to ~1% (bf16), ~0.1% (f16) and ~3% (int8) of the logit range on
+ * the fixture models. The bounds leave ~1.5× room.
+ */
+export const REDUCED_FORMAT_BOUNDS: Record<'bf16' | 'f16' | 'int8', { rel: number; top1: number }> = {
+  bf16: { rel: 0.02, top1: 0.9 }, f16: { rel: 0.002, top1: 0.95 }, int8: { rel: 0.05, top1: 0.9 },
+};
+
+/** A state of the same tensors, all zeros. */
+export const zeroState = (s: StateTensors): StateTensors =>
+  Object.fromEntries(Object.entries(s).map(([k, v]) => [k, new Float32Array(v.length)]));

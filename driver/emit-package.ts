@@ -377,7 +377,7 @@ function entryStructure(name: string, cls: string, config: ModelConfig, weights:
       { name: 'logits', returnType: 'Float32Array | null', docs: ['The logits after the last token fed (null before any).'], statements: ['return this.live().logits;'] },
       { name: 'weights', returnType: weightsType, docs: ['The weight storage this instance runs with.'], statements: [`return this.shared.weights as ${weightsType};`] },
       { name: 'vocabSize', returnType: 'number', docs: ['Token ids are 0 … vocabSize − 1.'], statements: ['return config.vocabSize;'] },
-      { name: 'backend', returnType: 'BackendInfo', docs: ['What runs this model: WASM (threads, SIMD variant) or WebGPU (the adapter), and why, when it is less than was asked for.'], statements: ['return this.shared.backend;'] },
+      { name: 'backend', returnType: `BackendInfo & { target: ${packaged.map((t) => `'${t.name}'`).join(' | ')} }`, docs: ['What runs this model: WASM (threads, SIMD variant) or WebGPU (the adapter), and why, when it is less than was asked for.'], statements: [`return this.shared.backend as BackendInfo & { target: ${packaged.map((t) => `'${t.name}'`).join(' | ')} };`] },
     ],
   };
 

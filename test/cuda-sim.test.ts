@@ -3,7 +3,7 @@
  * emulator header (targets/cuda/sim/) and loaded through the CUDA runtime in place of libcuda (the hidden
  * cuda-sim target). On the official fixtures: f32 weights against the official logits and state (≤ 1e-4)
  * in step, seq, chunked and batch modes; f16 / bf16 / int8 against the f32 run with the bounds of
- * test/wasm-golden.test.ts; and the emulator's byte counts: a decode token reads every weight byte exactly
+ * test/targets/golden.test.ts; and the emulator's byte counts: a decode token reads every weight byte exactly
  * once (the embedding: its one row), and no launch writes a byte twice.
  */
 import { join } from 'node:path';
@@ -131,7 +131,7 @@ describe.skipIf(!!skip).each(FIXTURE_NAMES)('cuda-sim on %s', (fixture) => {
     expect(await model.readState()).toEqual(own); // the model's own state is untouched
   });
 
-  // Bounds of test/wasm-golden.test.ts (README, "Accuracy"): relative to the largest |logit| of the f32 run.
+  // Bounds of test/targets/golden.test.ts (README, "Accuracy"): relative to the largest |logit| of the f32 run.
   const bounds: Record<string, { rel: number; top1: number }> = {
     bf16: { rel: 0.02, top1: 0.9 }, f16: { rel: 0.002, top1: 0.95 }, int8: { rel: 0.05, top1: 0.9 },
   };

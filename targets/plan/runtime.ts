@@ -5,7 +5,7 @@
 import type { LoadTarget, StateTensors, TargetModel } from '../backend.ts';
 import type { TargetRuntime } from '../target.ts';
 import { UserError } from '../../kernels/errors.ts';
-import { checkCall, vocabOf } from '../model-base.ts';
+import { checkCall, checkStateWrite, vocabOf } from '../model-base.ts';
 import type { BufferDecl, KernelPlan, Program } from '../../kernels/plan.ts';
 import { runKernel } from '../../kernels/reference.ts';
 import { dequantize } from '../../kernels/dtype.ts';
@@ -86,7 +86,14 @@ export const loadPlanTarget: LoadTarget = async (plan, weights) => {
       return { logits, states: out };
     },
     readState: async () => Object.fromEntries([...state].map(([k, v]) => [k, Float32Array.from(v)])) as StateTensors,
-    writeState: async (s) => { for (const [k, v] of Object.entries(s)) state.get(k)?.set(v); },
+    writeState: async (s) => {
+      for (const [k, v] of Object.entries(s)) {
+        const into = state.get(k);
+        if (!into) continue;
+        checkStateWrite(k, into.length, v);
+        into.set(v);
+      }
+    },
     dispose: () => {},
   };
   return model;

@@ -16,7 +16,7 @@ import { startTeam, teamThreads } from './team.ts';
 import type { Team } from './team-thread.ts';
 import { elems } from '../../kernels/program.ts';
 
-/** What the runtime needs of a compiled plan (codegen's WasmArtifact has this shape). */
+/** What the runtime needs of a compiled plan (the compile half's WasmArtifact has this shape). */
 export interface WasmArtifactFiles {
   wasm: Uint8Array<ArrayBuffer>;
   wasmRelaxed?: Uint8Array<ArrayBuffer>;
@@ -88,7 +88,7 @@ export const runtime: TargetRuntime<WasmArtifactFiles> = {
   load: (art, weights, opts) => loadWasmArtifact(art, weights, opts as WasmTargetOptions),
 };
 
-/** An artifact from its files (what codegen's `files` wrote). */
+/** An artifact from its files (the inverse of the compile half's `files`). */
 function openWasmArtifact(files: ArtifactFiles): WasmArtifactFiles {
   const bytes = (name: string) => {
     const f = files[name];

@@ -2,7 +2,7 @@
  * The WGSL target's runtime: loads a KernelPlan onto a WebGPU device and runs its programs. The same code
  * runs in Node (Dawn, from acquireGpu) and in a browser (navigator.gpu, or any device passed in).
  *
- * Everything is built once at load: shaders (rendered by codegen.ts, or handed in pre-rendered), one
+ * Everything is built once at load: the artifact's pre-rendered shaders, one
  * pipeline per distinct shader key, weight buffers, per-dispatch uniform slots and bind groups. A call
  * writes T into the Run uniform and the tokens into mem, encodes every dispatch of the program into one
  * command buffer (one compute pass), and copies the logits out through a mapped buffer. Reading and
@@ -78,7 +78,7 @@ interface ProgramRt {
   staging: Map<HostEmbedStep, GPUBuffer>;
 }
 
-/** Load a rendered artifact (codegen.ts) on a device: the one way a WGSL model starts. */
+/** Load a rendered artifact on a device: the one way a WGSL model starts. */
 export async function loadWgslArtifact(art: WgslArtifact, weights: WeightProvider, opts: WgslOptions = {}): Promise<WgslModel> {
   let acquired: AcquiredGpu | null = null;
   if (!opts.device) acquired = await acquireGpu();

@@ -15,6 +15,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync 
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { UserError } from '../../../kernels/errors.ts';
 
 const run = promisify(execFile);
 const HERE = fileURLToPath(new URL('.', import.meta.url));
@@ -38,7 +39,7 @@ const cxxOf = (o: SimBuildOptions) => o.cxx ?? process.env.CXX ?? 'g++';
 export function simUnavailable(o: SimBuildOptions = {}): string | null {
   const cxx = cxxOf(o);
   const r = spawnSync(cxx, ['--version'], { encoding: 'utf8' });
-  if (r.error || r.status !== 0) return `the CUDA emulator needs a C++20 compiler: '${cxx}' is not runnable`;
+  if (r.error || r.status !== 0) return `no C++20 compiler for the CUDA emulator: '${cxx}' (g++) is not runnable`;
   return null;
 }
 
@@ -71,6 +72,8 @@ async function compile(cxx: string, args: string[], target: string): Promise<voi
 /** The emulator library for `cu` (built, or found in the cache): its path and kernel names. */
 export async function buildSimLibrary(cu: string, o: SimBuildOptions = {}): Promise<{ library: string; kernels: string[] }> {
   const cxx = cxxOf(o);
+  const why = simUnavailable(o);
+  if (why) throw new UserError(why);
   const cache = o.cacheDir ?? DEFAULT_CACHE;
   mkdirSync(cache, { recursive: true });
   const header = readFileSync(SIM_HEADER, 'utf8');

@@ -20,7 +20,7 @@ import { compileGraph } from '../../compiler/index.ts';
 import type { ModelConfig } from '../../kernels/config.ts';
 import type { WeightDType } from '../../kernels/plan.ts';
 import { materializeWeight } from '../../kernels/weights.ts';
-import { openCheckpoint } from '../../runtime/checkpoint/index.ts';
+import { readGoldenFile } from '../../runtime/golden.ts';
 import { writeGguf } from '../../runtime/checkpoint/gguf-write.ts';
 import { openModel } from '../../runtime/model.ts';
 import { parseMode, runTokens } from '../../runtime/run-tokens.ts';
@@ -50,14 +50,7 @@ let failed = false;
 // checkpoint reader: test/cuda-sim.test.ts checks the same on the emulator (and, with RWKVC_CUDA_DEVICE=1,
 // on a GPU where vitest is installed); this script needs nothing but node, koffi, handlebars and tsx.
 const FIXTURES = join(process.cwd(), 'test', 'fixtures');
-function readGolden(fixture: string) {
-  const g = openCheckpoint(join(FIXTURES, fixture, 'golden.safetensors'));
-  const state: StateTensors = {};
-  for (const n of g.names()) if (n.startsWith('state.')) state[n] = g.readF32(n);
-  const out = { tokens: Int32Array.from(g.readF32('tokens')), logits: g.readF32('logits'), state };
-  g.close();
-  return out;
-}
+const readGolden = (fixture: string) => readGoldenFile(join(FIXTURES, fixture, 'golden.safetensors'));
 const maxAbsDiff = (a: ArrayLike<number>, b: ArrayLike<number>) => {
   let m = a.length === b.length ? 0 : Infinity;
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));

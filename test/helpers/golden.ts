@@ -1,26 +1,15 @@
 /** The official numbers of a fixture, and the comparison every backend test makes against them. */
 import { join } from 'node:path';
-import { openCheckpoint } from '../../runtime/checkpoint/index.ts';
+import { readGoldenFile, type Golden } from '../../runtime/golden.ts';
 import type { StateTensors } from '../../targets/backend.ts';
 
 export const FIXTURES = join(import.meta.dirname, '..', 'fixtures');
 export const FIXTURE_NAMES = ['finch-tiny', 'finch-tiny-bf16'] as const;
 export const FORMATS = ['model.pth', 'model.safetensors', 'model-hf.safetensors'] as const;
 
-export interface Golden {
-  tokens: Int32Array;
-  logits: Float32Array;
-  state: StateTensors;
-}
+export type { Golden };
 
-export function readGolden(fixture: string): Golden {
-  const g = openCheckpoint(join(FIXTURES, fixture, 'golden.safetensors'));
-  const state: StateTensors = {};
-  for (const n of g.names()) if (n.startsWith('state.')) state[n] = g.readF32(n);
-  const out = { tokens: Int32Array.from(g.readF32('tokens')), logits: g.readF32('logits'), state };
-  g.close();
-  return out;
-}
+export const readGolden = (fixture: string): Golden => readGoldenFile(join(FIXTURES, fixture, 'golden.safetensors'));
 
 export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   if (a.length !== b.length) throw new Error(`length ${a.length} vs ${b.length}`);

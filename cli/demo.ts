@@ -96,7 +96,7 @@ export function demoCommand(): Command {
       const cols: (keyof Row)[] = ['target', 'kernels', 'maxDiff', 'tokPerS', 'note'];
       const head: Row = { target: 'target', kernels: 'kernels', maxDiff: 'max |Δlogit|', tokPerS: 'decode tok/s', note: '' };
       const w = cols.map((c) => Math.max(...[head, ...rows].map((r) => r[c].length)));
-      for (const r of [head, ...rows]) process.stdout.write(cols.map((c, i) => r[c].padEnd(w[i])).join('  ') + '\n');
+      for (const r of [head, ...rows]) process.stdout.write(cols.map((c, i) => (i < cols.length - 1 ? r[c].padEnd(w[i]) : r[c])).join('  ') + '\n');
       say(`\nartifacts: ${out}`);
       say('next, with a real checkpoint (e.g. RWKV-x060-World-1B6-v2.1-20240328-ctx4096.pth) and the World vocabulary:');
       say('  rwkvc run --model RWKV-x060-World-1B6.pth --vocab rwkv_vocab_v20230424.txt --prompt "User: hi\\n\\nAssistant:"');

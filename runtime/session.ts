@@ -27,11 +27,45 @@ export interface StateSnapshot {
   readonly logits: Float32Array | null;
 }
 
+type Queue = <R>(f: () => Promise<R>) => Promise<R>;
+
+/** Each call starts when the previous one has settled. */
+function queue(): Queue {
+  let tail: Promise<unknown> = Promise.resolve();
+  return (f) => {
+    const r = tail.then(f);
+    tail = r.catch(() => undefined);
+    return r;
+  };
+}
+
 export class Session {
   private lastLogits: Float32Array | null = null;
   /** Several sequences share one model: each session swaps its own state in before running. */
   private own: StateTensors | null = null;
   private static active = new WeakMap<TargetModel, Session>();
+  /**
+   * One queue per model, shared by every session on it (forks included): each operation swaps its
+   * session's state in and runs as one unit, so concurrent calls on sessions of one model give what
+   * the same calls one after another give, and activate() never switches state under a running call.
+   */
+  private static queues = new WeakMap<TargetModel, Queue>();
+  /** generate() calls on this session, one after another (a second waits for the first to finish). */
+  private generating: Queue = queue();
+
+  private static queueOf(model: TargetModel): Queue {
+    let q = Session.queues.get(model);
+    if (!q) Session.queues.set(model, (q = queue()));
+    return q;
+  }
+
+  /** Run `f` with this session's state in the model, alone on the model. */
+  private exclusive<R>(f: () => Promise<R>): Promise<R> {
+    return Session.queueOf(this.model)(async () => {
+      await this.activate();
+      return f();
+    });
+  }
 
   /** `initial`: the state a sequence starts from (a state-tuned checkpoint's time_state); zero if absent. */
   constructor(readonly model: TargetModel, readonly config: ModelConfig, readonly tokenizer?: WorldTokenizer,
@@ -51,18 +85,17 @@ export class Session {
 
   /** Feed tokens (any number; split into the plan's chunks); returns the logits after the last one. */
   async prefill(tokens: ArrayLike<number>): Promise<Float32Array> {
-    if (tokens.length === 0) throw new UserError('prefill: no tokens');
-    await this.activate();
-    const V = this.config.vocabSize;
-    const ids = Int32Array.from(tokens);
-    for (const id of ids) if (id < 0 || id >= V) throw new UserError(`prefill: token ${id} is outside the vocabulary (0..${V - 1})`);
-    let out: Float32Array | null = null;
-    for (let t = 0; t < ids.length; t += this.model.maxTokens) {
-      const chunk = ids.subarray(t, Math.min(t + this.model.maxTokens, ids.length));
-      out = await this.model.run(chunk.length === 1 ? 'decode' : 'prefill', chunk);
-    }
-    this.lastLogits = out!.slice(out!.length - V);
-    return this.lastLogits;
+    const ids = checkTokens(tokens, this.config.vocabSize, 'prefill');
+    return this.exclusive(async () => {
+      const V = this.config.vocabSize;
+      let out: Float32Array | null = null;
+      for (let t = 0; t < ids.length; t += this.model.maxTokens) {
+        const chunk = ids.subarray(t, Math.min(t + this.model.maxTokens, ids.length));
+        out = await this.model.run(chunk.length === 1 ? 'decode' : 'prefill', chunk);
+      }
+      this.lastLogits = out!.slice(out!.length - V);
+      return this.lastLogits;
+    });
   }
 
   /** Feed one token; returns the logits for the next. */
@@ -80,6 +113,22 @@ export class Session {
     const tok = this.tokenizer;
     if (!tok) throw new UserError('generate: this session has no tokenizer (pass one to Session or load)');
     const ids = typeof prompt === 'string' ? tok.encode(prompt) : prompt;
+    if (ids.length) checkTokens(ids, this.config.vocabSize, 'generate');
+    // a second generate() on this session starts when this one has finished (or was abandoned with return())
+    let done!: () => void;
+    const turn = new Promise<void>((r) => (done = r));
+    let release!: () => void;
+    const mine = new Promise<void>((r) => (release = r));
+    void this.generating(() => { done(); return mine; });
+    await turn;
+    try {
+      yield* this.generateNow(ids, o, tok);
+    } finally {
+      release();
+    }
+  }
+
+  private async *generateNow(ids: ArrayLike<number>, o: GenerateOptions, tok: WorldTokenizer): AsyncGenerator<string> {
     let logits = ids.length ? await this.prefill(ids) : this.lastLogits;
     if (!logits) throw new UserError('generate: empty prompt and nothing fed before');
     const rng = createRng(o.seed ?? Date.now());
@@ -99,15 +148,12 @@ export class Session {
   }
 
   readonly state = {
-    save: async (): Promise<StateSnapshot> => {
-      await this.activate();
-      return { tensors: await this.model.readState(), logits: this.lastLogits && this.lastLogits.slice() };
-    },
-    restore: async (s: StateSnapshot): Promise<void> => {
-      await this.activate();
+    save: (): Promise<StateSnapshot> => this.exclusive(async () =>
+      ({ tensors: await this.model.readState(), logits: this.lastLogits && this.lastLogits.slice() })),
+    restore: (s: StateSnapshot): Promise<void> => this.exclusive(async () => {
       await this.model.writeState(s.tensors);
       this.lastLogits = s.logits && s.logits.slice();
-    },
+    }),
     /** The state as a versioned file, tied to this model's config. */
     toBytes: async (): Promise<Uint8Array> => encodeState((await this.state.save()).tensors, this.config),
     fromBytes: async (bytes: Uint8Array, source?: string): Promise<void> =>
@@ -135,6 +181,13 @@ export class Session {
     if (new Set(sessions).size !== sessions.length) throw new UserError('decodeBatch: a session appears twice');
     const maxB = model.plan?.batch?.maxT ?? 0;
     if (!model.runBatch || maxB < 1) throw new UserError(`decodeBatch: the ${model.target} model was loaded without a batch program (load with batch: N)`);
+    checkTokens(tokens, sessions[0].config.vocabSize, 'decodeBatch');
+    return Session.queueOf(model)(() => Session.decodeBatchNow(sessions, tokens));
+  }
+
+  private static async decodeBatchNow(sessions: Session[], tokens: number[]): Promise<Float32Array[]> {
+    const model = sessions[0].model;
+    const maxB = model.plan!.batch!.maxT;
     const V = sessions[0].config.vocabSize;
     // park the active session's state with it, so every sequence's state is in `own`
     const active = Session.active.get(model);
@@ -143,7 +196,7 @@ export class Session {
     const out: Float32Array[] = [];
     for (let i = 0; i < sessions.length; i += maxB) {
       const group = sessions.slice(i, i + maxB);
-      const r = await model.runBatch(Int32Array.from(tokens.slice(i, i + maxB)), group.map((s) => s.own ?? zero));
+      const r = await model.runBatch!(Int32Array.from(tokens.slice(i, i + maxB)), group.map((s) => s.own ?? zero));
       group.forEach((s, b) => {
         s.own = r.states[b];
         s.lastLogits = r.logits.slice(b * V, (b + 1) * V);
@@ -154,10 +207,39 @@ export class Session {
   }
 
   /** Reset to the zero state. */
-  async reset(): Promise<void> {
-    await this.activate();
-    await this.model.writeState(await this.startState());
-    this.lastLogits = null;
+  reset(): Promise<void> {
+    return this.exclusive(async () => {
+      await this.model.writeState(await this.startState());
+      this.lastLogits = null;
+    });
+  }
+}
+
+/**
+ * Token ids as they are given (no coercion: 1.5, NaN, ∞, "a" or 2^32+5 are refused, not rounded or
+ * wrapped), each in 0..V−1; an id outside is reported as itself.
+ */
+export function checkTokens(tokens: ArrayLike<unknown>, V: number, what: string): Int32Array {
+  if (!tokens || typeof tokens.length !== 'number') throw new UserError(`${what}: expected an array of token ids`);
+  if (tokens.length === 0) throw new UserError(`${what}: no tokens`);
+  const ids = new Int32Array(tokens.length);
+  for (let i = 0; i < tokens.length; i++) {
+    const id = tokens[i];
+    if (typeof id !== 'number' || !Number.isInteger(id))
+      throw new UserError(`${what}: ${show(id)} at position ${i} is not a token id (a whole number)`);
+    if (id < 0 || id >= V) throw new UserError(`${what}: token id ${id} is outside the vocabulary (0..${V - 1})`);
+    ids[i] = id;
+  }
+  return ids;
+}
+
+/** A value as it was given, clipped (it may be anything a caller passed). */
+function show(v: unknown): string {
+  try {
+    const s = typeof v === 'string' ? JSON.stringify(v.slice(0, 41)) : typeof v === 'number' || typeof v === 'bigint' ? String(v) : `a ${v === null ? 'null' : typeof v}`;
+    return s.length > 40 ? `${s.slice(0, 40)}…` : s;
+  } catch {
+    return 'a value';
   }
 }
 

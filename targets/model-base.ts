@@ -9,11 +9,15 @@ import type { StateTensors } from './backend.ts';
 
 export type ProgramName = 'decode' | 'prefill' | 'batch';
 
-/** A queue: each call starts when the previous one has settled (they share memory and buffers). */
-export function callQueue(): <R>(f: () => R | Promise<R>) => Promise<R> {
+/**
+ * A queue: each call starts when the previous one has settled (they share memory and buffers). With
+ * `life`, a call that starts after the model was disposed rejects instead of running.
+ */
+export function callQueue(life?: Lifetime): <R>(f: () => R | Promise<R>) => Promise<R> {
   let tail: Promise<unknown> = Promise.resolve();
   return (f) => {
-    const r = tail.then(f);
+    // a call queued before dispose() starts after it: refuse it then too
+    const r = tail.then(() => { life?.check(); return f(); });
     tail = r.catch(() => undefined);
     return r;
   };
@@ -61,4 +65,53 @@ export function unpackBatchStates<S extends BatchStateSlot>(B: number, slots: S[
 /** A state write: known names only, each of its full length. */
 export function checkStateWrite(name: string, expected: number, v: Float32Array): void {
   if (v.length !== expected) throw new UserError(`state ${name}: expected ${expected} values, got ${v.length}`);
+}
+
+/** What every call on a disposed model rejects with. */
+export const DISPOSED = 'this model was disposed';
+
+/** A model's lifetime: `check()` throws once `end()` has been called. */
+export interface Lifetime {
+  readonly disposed: boolean;
+  /** Throws UserError(DISPOSED) after end(). */
+  check(): void;
+  /** Marks it disposed; true the first time only (so a dispose releases once). */
+  end(): boolean;
+}
+
+export function lifetime(): Lifetime {
+  let disposed = false;
+  return {
+    get disposed() { return disposed; },
+    check() { if (disposed) throw new UserError(DISPOSED); },
+    end() { const first = !disposed; disposed = true; return first; },
+  };
+}
+
+/** Asynchronous calls of a model that must reject once it is disposed; `runSync` throws. */
+const GUARDED_ASYNC = ['run', 'runBatch', 'readState', 'writeState', 'readBuffer'] as const;
+
+/**
+ * Every target's dispose() goes through here: afterwards each call rejects promptly with
+ * UserError("this model was disposed") instead of touching freed memory, a destroyed device or a
+ * stopped thread team (which would hang in Atomics.wait), and dispose() itself releases only once.
+ * Pass the same `life` to callQueue so that calls queued before the dispose are refused too.
+ * Changes `model` in place and returns it.
+ */
+export function guardDisposed<M extends { dispose(): void }>(model: M, life: Lifetime = lifetime()): M {
+  const m = model as unknown as Record<string, unknown>;
+  for (const name of GUARDED_ASYNC) {
+    const f = m[name];
+    if (typeof f !== 'function') continue;
+    m[name] = (...args: unknown[]) => {
+      try { life.check(); } catch (e) { return Promise.reject(e); }
+      return (f as (...a: unknown[]) => unknown).apply(model, args);
+    };
+  }
+  const sync = m.runSync;
+  if (typeof sync === 'function')
+    m.runSync = (...args: unknown[]) => { life.check(); return (sync as (...a: unknown[]) => unknown).apply(model, args); };
+  const release = model.dispose;
+  m.dispose = () => { if (life.end()) release.call(model); };
+  return model;
 }

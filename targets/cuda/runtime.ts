@@ -19,7 +19,7 @@ import type { StateTensors, TargetModel, TargetOptions, WeightProvider } from '.
 import { decodeRow } from '../gpu/formats.ts';
 import { WeightEncoder } from '../gpu/encode.ts';
 import {
-  callQueue, checkCall, checkStateWrite, packBatchStates, unpackBatchStates, vocabOf, type ProgramName,
+  callQueue, guardDisposed, lifetime, checkCall, checkStateWrite, packBatchStates, unpackBatchStates, vocabOf, type ProgramName,
 } from '../model-base.ts';
 import type { TargetRuntime } from '../target.ts';
 import {
@@ -218,7 +218,8 @@ export async function loadCuda(art: CudaArtifact, weights: WeightProvider, opts:
   const zero = (): CudaRunStats => ({ launches: 0, graphLaunches: 0, copies: 0 });
   const stats = { last: zero(), total: { ...zero(), runs: 0 } };
   const vocab = vocabOf(plan);
-  const serial = callQueue();
+  const life = lifetime();
+  const serial = callQueue(life);
   const useGraphs = opts.graphs ?? true;
   const f32 = (n: number) => new Float32Array(n);
 
@@ -301,7 +302,6 @@ export async function loadCuda(art: CudaArtifact, weights: WeightProvider, opts:
   };
 
   const batchSlots = Object.entries(layout.batchState).map(([name, r]) => ({ name, offset: r.offset, per: r.elems / (plan.batch?.maxT ?? 1) }));
-  let disposed = false;
   const model: CudaModel = {
     target: d.sim ? 'cuda-sim' : 'cuda',
     plan,
@@ -339,13 +339,11 @@ export async function loadCuda(art: CudaArtifact, weights: WeightProvider, opts:
     }),
     writeBuffer: (p, name, data) => serial(() => writeRegion(bufferAt(p, name).o, data)),
     dispose() {
-      if (disposed) return;
-      disposed = true;
       release();
     },
   };
   void ctx;
-  return model;
+  return guardDisposed(model, life);
 }
 
 export const runtime: TargetRuntime<CudaArtifact> = {

@@ -5,7 +5,7 @@
 import type { LoadTarget, StateTensors, TargetModel } from '../backend.ts';
 import type { TargetRuntime } from '../target.ts';
 import { UserError } from '../../kernels/errors.ts';
-import { checkCall, checkStateWrite, vocabOf } from '../model-base.ts';
+import { checkCall, checkStateWrite, guardDisposed, vocabOf } from '../model-base.ts';
 import type { BufferDecl, KernelPlan, Program } from '../../kernels/plan.ts';
 import { runKernel } from '../../kernels/reference.ts';
 import { dequantize } from '../../kernels/dtype.ts';
@@ -96,7 +96,7 @@ export const loadPlanTarget: LoadTarget = async (plan, weights) => {
     },
     dispose: () => {},
   };
-  return model;
+  return guardDisposed(model);
 };
 
 function missing(name: string): never {

@@ -7,6 +7,7 @@ import { interpret, type Inputs } from '../../ir/interp.ts';
 import type { TensorReader } from '../../kernels/weights.ts';
 import type { StateTensors, TargetModel } from '../backend.ts';
 import { numel } from '../../ir/types.ts';
+import { guardDisposed } from '../model-base.ts';
 
 export function loadRefTarget(graph: Graph, read: TensorReader): TargetModel {
   // read every weight now: the checkpoint may be closed once the model is loaded
@@ -21,7 +22,7 @@ export function loadRefTarget(graph: Graph, read: TensorReader): TargetModel {
   for (const n of graph.nodes)
     if (n.op === 'input' && n.attrs.role === 'state') state.set(n.attrs.name, new Float64Array(numel(n.attrs.shape, 1)));
 
-  return {
+  return guardDisposed({
     target: 'ref',
     maxTokens: Infinity,
     async run(_program, tokens) {
@@ -33,5 +34,5 @@ export function loadRefTarget(graph: Graph, read: TensorReader): TargetModel {
     readState: async () => Object.fromEntries([...state].map(([k, v]) => [k, Float32Array.from(v)])) as StateTensors,
     writeState: async (s) => { for (const [k, v] of Object.entries(s)) if (state.has(k)) state.set(k, Float64Array.from(v)); },
     dispose: () => {},
-  };
+  });
 }

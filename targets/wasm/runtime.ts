@@ -7,7 +7,7 @@
 import type { StateTensors, TargetModel, TargetOptions, WeightProvider } from '../backend.ts';
 import type { ArtifactFiles, TargetRuntime } from '../target.ts';
 import { UserError } from '../../kernels/errors.ts';
-import { callQueue, checkCall, checkStateWrite, packBatchStates, unpackBatchStates, vocabOf, type ProgramName } from '../model-base.ts';
+import { callQueue, guardDisposed, lifetime, checkCall, checkStateWrite, packBatchStates, unpackBatchStates, vocabOf, type ProgramName } from '../model-base.ts';
 import type { BufferDecl, KernelPlan } from '../../kernels/plan.ts';
 import { PROGRAM_ID } from './abi.ts';
 import { memoryBytes, PAGE, threadScratch, type WasmLayout } from './layout.ts';
@@ -175,7 +175,8 @@ export async function loadWasmArtifact(art: WasmArtifactFiles, weights: WeightPr
   }
 
   // Web Worker teams run asynchronously: calls and state access go one at a time, in order.
-  const queue = callQueue();
+  const life = lifetime();
+  const queue = callQueue(life);
   const serial = <R>(f: () => R | Promise<R>): Promise<R> => (team.sync ? (async () => f())() : queue(f));
   const runAsync = async (program: 'decode' | 'prefill' | 'batch', tokens: Int32Array): Promise<Float32Array> => {
     if (team.sync) return runSync(program, tokens);
@@ -184,7 +185,7 @@ export async function loadWasmArtifact(art: WasmArtifactFiles, weights: WeightPr
     return read();
   };
 
-  return {
+  return guardDisposed<WasmTargetModel>({
     target: 'wasm',
     plan,
     maxTokens: plan.prefill.maxT,
@@ -221,7 +222,7 @@ export async function loadWasmArtifact(art: WasmArtifactFiles, weights: WeightPr
       }
     }),
     dispose: () => { void team.dispose(); },
-  };
+  }, life);
 }
 
 /**

@@ -13,7 +13,7 @@ import { elems } from '../../kernels/program.ts';
 import { UserError } from '../../kernels/errors.ts';
 import type { StateTensors, TargetModel, TargetOptions, WeightProvider } from '../backend.ts';
 import type { OpenedDevice, TargetRuntime } from '../target.ts';
-import { callQueue, checkCall, checkStateWrite, packBatchStates, unpackBatchStates, vocabOf, type ProgramName } from '../model-base.ts';
+import { callQueue, guardDisposed, lifetime, checkCall, checkStateWrite, packBatchStates, unpackBatchStates, vocabOf, type ProgramName } from '../model-base.ts';
 import { openWgslArtifact, type WgslArtifact } from './artifact.ts';
 import { acquireGpu, type AcquiredGpu } from './device.ts';
 import { decodeRow } from '../gpu/formats.ts';
@@ -123,7 +123,8 @@ export const runtime: TargetRuntime<WgslArtifact> = {
     const model = await loadWgslArtifact(art, weights, { ...(opts as WgslOptions), device: opened?.gpu.device ?? (opts as WgslOptions).device });
     if (!opened) return model;
     const release = model.dispose;
-    return Object.assign(model, { adapter: opened.description, dispose() { release(); opened.release(); } });
+    let released = false;
+    return Object.assign(model, { adapter: opened.description, dispose() { release(); if (!released) { released = true; opened.release(); } } });
   },
 };
 
@@ -205,7 +206,8 @@ async function load(
   });
   const { shaders, mem, runUniform, readback, programs } = gpu;
 
-  const serial = callQueue(); // calls share mem and the readback buffer
+  const life = lifetime();
+  const serial = callQueue(life); // calls share mem and the readback buffer
   const zero = (): RunStats => ({ dispatches: 0, commandBuffers: 0, copies: 0 });
   const stats = { last: zero(), total: { ...zero(), runs: 0 } };
   const vocab = vocabOf(plan);
@@ -296,7 +298,6 @@ async function load(
     return { logits, states: out };
   });
 
-  let disposed = false;
   const model: WgslModel = {
     target: 'wgsl',
     plan,
@@ -335,13 +336,11 @@ async function load(
       return readRegion(o, elems(decl, T));
     }),
     dispose() {
-      if (disposed) return;
-      disposed = true;
       destroyAll();
       acquired?.release();
     },
   };
-  return model;
+  return guardDisposed(model, life);
 }
 
 /**

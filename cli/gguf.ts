@@ -4,6 +4,7 @@ import { writeGguf, type GgufWeights } from '../runtime/checkpoint/gguf-write.ts
 import { openModel } from '../runtime/model.ts';
 import { loadWorldTokenizer } from '../runtime/tokenizer.ts';
 import { basename } from 'node:path';
+import { checkWritable } from '../runtime/checkpoint/fileio.ts';
 
 /** `rwkvc gguf`: a checkpoint as a GGUF file for llama.cpp (what `rwkvc bench` runs its peer on). */
 export function ggufCommand(): Command {
@@ -15,6 +16,7 @@ export function ggufCommand(): Command {
     .requiredOption('-o, --out <file>', 'output .gguf')
     .addHelpText('after', '\nExamples:\n  rwkvc gguf --model RWKV-x060-World-1B6.pth --vocab rwkv_vocab_v20230424.txt --weights q8_0 -o rwkv6-1b6-q8_0.gguf')
     .action((o) => {
+      checkWritable(o.out); // before reading the model: a bad output path is found at once
       const m = openModel(o.model);
       try {
         const vocab = o.vocab ? loadWorldTokenizer(o.vocab) : undefined;

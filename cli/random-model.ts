@@ -5,6 +5,7 @@ import type { ModelConfig } from '../kernels/config.ts';
 import { UserError } from '../kernels/errors.ts';
 import { PRESETS } from '../runtime/presets.ts';
 import { writeRandomModel } from '../runtime/random-model.ts';
+import { checkWritable } from '../runtime/checkpoint/fileio.ts';
 
 
 export function randomModelCommand(): Command {
@@ -21,6 +22,7 @@ export function randomModelCommand(): Command {
     .requiredOption('-o, --out <file>', 'output .safetensors')
     .addHelpText('after', '\nExamples:\n  rwkvc random-model --preset bench-0.1b -o out/bench-0.1b.safetensors\n  rwkvc random-model --layers 3 --embd 256 --vocab 1000 --dtype f32 --seed 7 -o out/m.safetensors')
     .action((o) => {
+      checkWritable(o.out); // before generating: a bad output path is found at once
       const base = o.preset ? PRESETS[o.preset] : undefined;
       if (o.preset && !base) throw new UserError(`--preset: unknown preset '${o.preset}'`);
       const C = o.embd ?? base?.nEmbd, L = o.layers ?? base?.nLayer, V = o.vocab ?? base?.vocabSize, N = o.headSize;

@@ -5,6 +5,7 @@
  * and fetch each tensor's bytes only when asked. The readers themselves are portable (source.ts).
  */
 import * as fs from 'node:fs';
+import { dirname } from 'node:path';
 import { inputError } from './errors.ts';
 import { readAt, sourceError, type ByteSource } from './source.ts';
 
@@ -58,14 +59,98 @@ export function closeFile(f: OpenFile): void {
 }
 
 /**
+ * Refuse, before any work, an output path that writeFileAtomic would refuse: something already there that
+ * is not a regular file (a device node such as /dev/null or /dev/full, a FIFO, a directory, a socket),
+ * a symbolic link (refused, not followed: write to the link's target path instead), or a parent that is
+ * missing, not a folder or not writable. One UserError line naming the path.
+ */
+export function checkWritable(path: string): void {
+  const refuse = (why: string): never => { throw inputError(path, undefined, why); };
+  let st: fs.Stats | undefined;
+  try {
+    st = fs.lstatSync(path);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOTDIR') refuse('cannot write: a parent of this path is a file, not a folder');
+    if (code !== 'ENOENT') refuse(`cannot write: ${code ?? String(e)}`);
+  }
+  if (st?.isSymbolicLink()) refuse('is a symbolic link; refusing to replace it (give the path it points to)');
+  if (st && !st.isFile()) refuse(`is not a regular file (${kind(st)}); refusing to replace it`);
+  const dir = dirname(path);
+  let d: fs.Stats;
+  try {
+    d = fs.statSync(dir);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    return refuse(code === 'ENOENT' ? `cannot write: the folder ${dir} does not exist`
+      : code === 'ENOTDIR' ? 'cannot write: a parent of this path is a file, not a folder' : `cannot write: ${code ?? String(e)}`);
+  }
+  if (!d.isDirectory()) refuse(`cannot write: ${dir} is a file, not a folder`);
+  try {
+    fs.accessSync(dir, fs.constants.W_OK);
+  } catch {
+    refuse(`cannot write: the folder ${dir} is not writable`);
+  }
+}
+
+function kind(st: fs.Stats): string {
+  return st.isDirectory() ? 'a directory' : st.isFIFO() ? 'a FIFO' : st.isCharacterDevice() ? 'a character device'
+    : st.isBlockDevice() ? 'a block device' : st.isSocket() ? 'a socket' : 'a special file';
+}
+
+/**
+ * Temporary files being written now, removed if SIGINT/SIGTERM/SIGHUP ends the process. The writes are
+ * synchronous, so a signal that arrives during one is handled when it returns (by then the file is whole
+ * and renamed; the process then exits 128 + the signal number); the handlers stay one event-loop turn
+ * after the last write so such a pending signal is not lost, then the default behaviour is back.
+ */
+const inFlight = new Set<string>();
+const SIGNALS = { SIGINT: 130, SIGTERM: 143, SIGHUP: 129 } as const;
+let handlers: [NodeJS.Signals, () => void][] | null = null;
+
+function track(tmp: string): void {
+  inFlight.add(tmp);
+  if (handlers) return;
+  handlers = Object.entries(SIGNALS).map(([sig, code]) => {
+    const h = () => {
+      for (const t of inFlight) try { fs.rmSync(t, { force: true }); } catch { /* exiting anyway */ }
+      process.exit(code);
+    };
+    process.once(sig as NodeJS.Signals, h);
+    return [sig as NodeJS.Signals, h];
+  });
+}
+
+function untrack(tmp: string): void {
+  inFlight.delete(tmp);
+  if (inFlight.size) return;
+  setImmediate(() => {
+    if (inFlight.size || !handlers) return;
+    for (const [sig, h] of handlers) process.off(sig, h);
+    handlers = null;
+  }).unref();
+}
+
+/**
  * Write `parts` one after another to a temporary file renamed to `path` at the end, so a failed write
- * (disk full, a bad value found half-way) never leaves a half file under `path`.
+ * (disk full, a bad value found half-way) never leaves a half file under `path`, and an interrupted one
+ * (SIGINT, SIGTERM) leaves no temporary file. Only a regular file (or nothing) at `path` is replaced:
+ * see checkWritable.
  */
 export function writeFileAtomic(path: string, parts: Iterable<Uint8Array>): void {
+  checkWritable(path);
   const tmp = `${path}.tmp-${process.pid}`;
   let fd: number | undefined;
+  track(tmp);
   try {
-    fd = fs.openSync(tmp, 'w');
+    // 'wx': never through something planted at the temporary name; a stale one of ours is replaced
+    try {
+      fd = fs.openSync(tmp, 'wx');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || !fs.lstatSync(tmp).isFile()) throw e;
+      fs.rmSync(tmp);
+      fd = fs.openSync(tmp, 'wx');
+    }
     // writeSync may write less than asked (and refuses > 2 GiB at once): loop in 1 GiB pieces
     for (const b of parts)
       for (let done = 0; done < b.byteLength; ) done += fs.writeSync(fd, b, done, Math.min(CHUNK, b.byteLength - done));
@@ -73,9 +158,11 @@ export function writeFileAtomic(path: string, parts: Iterable<Uint8Array>): void
     fd = undefined;
     fs.renameSync(tmp, path);
   } catch (e) {
-    if (fd !== undefined) fs.closeSync(fd);
-    fs.rmSync(tmp, { force: true });
+    try { if (fd !== undefined) fs.closeSync(fd); } catch { /* the write's error is the one to report */ }
+    try { fs.rmSync(tmp, { force: true }); } catch { /* nothing was created (ENOTDIR, EACCES…) */ }
     const code = (e as NodeJS.ErrnoException).code;
     throw typeof code === 'string' ? inputError(path, undefined, `cannot write: ${code}`) : e;
+  } finally {
+    untrack(tmp);
   }
 }

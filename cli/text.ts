@@ -1,7 +1,8 @@
 import { count, int, num, targetOption } from './args.ts';
 import { Command, Option } from 'commander';
 import { SingleBar, Presets } from 'cli-progress';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { checkWritable, writeFileAtomic } from '../runtime/checkpoint/fileio.ts';
 import { UserError } from '../kernels/errors.ts';
 import { load } from '../driver/load.ts';
 import { loadWorldTokenizer } from '../runtime/tokenizer.ts';
@@ -61,6 +62,8 @@ Examples:
   rwkvc run --model RWKV-x060-World-1B6.pth --vocab rwkv_vocab_v20230424.txt --prompt "User: hi\\n\\nAssistant:"
   rwkvc run --model m.pth --vocab v.txt --prompt "Once" --temperature 0 --max-tokens 20 --weights f16`)
     .action(async (o) => {
+      // an unwritable --state-out is found now, not after the generation
+      if (o.stateOut) checkWritable(o.stateOut);
       const bar = new SingleBar({ format: '{phase} [{bar}] {value}/{total}', clearOnComplete: true, stream: process.stderr }, Presets.shades_classic);
       let started = false;
       const session = await load(o.model, {
@@ -72,7 +75,7 @@ Examples:
         },
       });
       if (started) bar.stop();
-      if (o.stateIn) await session.state.fromBytes(readFileSync(o.stateIn), o.stateIn);
+      if (o.stateIn) await session.state.fromBytes(readStateFile(o.stateIn), o.stateIn);
       const t0 = performance.now();
       let n = 0, tFirst = 0;
       for await (const piece of session.generate(o.prompt.replace(/\\n/g, '\n'), {
@@ -83,7 +86,16 @@ Examples:
       const t1 = performance.now();
       process.stdout.write('\n');
       process.stderr.write(`rwkvc: ${n} tokens; first after ${(tFirst - t0).toFixed(0)} ms (prefill), then ${n > 1 ? (((n - 1) * 1000) / (t1 - tFirst)).toFixed(1) : '–'} tokens/s on ${o.target}\n`);
-      if (o.stateOut) writeFileSync(o.stateOut, await session.state.toBytes());
+      if (o.stateOut) writeFileAtomic(o.stateOut, [await session.state.toBytes()]);
       session.model.dispose();
     });
+}
+
+/** A state file's bytes; a missing or unreadable file is one line naming it. */
+function readStateFile(path: string): Uint8Array {
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    throw new UserError(`${path}: cannot read: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+  }
 }

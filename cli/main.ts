@@ -41,13 +41,18 @@ function usageExit(err: { exitCode: number }): never {
   process.exit(err.exitCode === 0 ? 0 : 2);
 }
 
-function report(e: unknown): never {
-  if (e instanceof UserError) {
-    process.stderr.write(`rwkvc: ${e.message}\n`);
-    process.exit(e.exitCode);
-  }
-  console.error(e);
-  process.exit(1);
+/**
+ * One line and the exit code for a UserError; a stack trace and exit 1 for anything else. The process
+ * exits only once stderr has taken the whole line: through a pipe, `process.exit` right after `write`
+ * would cut a long line short (stderr pipes are asynchronous on POSIX).
+ */
+function report(e: unknown): void {
+  const code = e instanceof UserError ? e.exitCode : 1;
+  process.exitCode = code;
+  if (e instanceof UserError) process.stderr.write(`rwkvc: ${e.message}\n`);
+  else console.error(e);
+  // Write callbacks run in order: this one once everything before it has been handed to the OS.
+  process.stderr.write('', () => process.exit(code));
 }
 
 try {

@@ -27,3 +27,11 @@ export class CompilerBug extends Error {
     this.name = 'CompilerBug';
   }
 }
+
+/**
+ * `s` cut to at most `max` characters (an ellipsis marks the cut): for quoting input (a name, a value
+ * from a file) in a message, so that one hostile value cannot make an error line megabytes long.
+ */
+export function clip(s: string, max = 200): string {
+  return s.length <= max ? s : `${s.slice(0, max)}…`;
+}

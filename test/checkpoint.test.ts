@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import * as zlib from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
 import { UserError } from '../kernels/errors.ts';
 import {
@@ -39,7 +40,7 @@ function userError(fn: () => unknown): UserError {
 
 // ---------- tiny ZIP and pickle writers, to build .pth files the readers have never seen ----------
 
-interface ZipInput { name: string; data?: Uint8Array; size?: number; method?: number }
+interface ZipInput { name: string; data?: Uint8Array; size?: number; method?: number; crc?: number }
 /** Positioned chunks of a stored ZIP (holes are left sparse on disk), optionally in ZIP64 form. */
 function buildZip(entries: ZipInput[], zip64 = false): { chunks: [number, Uint8Array][]; size: number } {
   const chunks: [number, Uint8Array][] = [];
@@ -62,6 +63,7 @@ function buildZip(entries: ZipInput[], zip64 = false): { chunks: [number, Uint8A
     const cd = Buffer.alloc(46 + name.length + (zip64 ? 28 : 0));
     cd.writeUInt32LE(0x02014b50, 0);
     cd.writeUInt16LE(e.method ?? 0, 10);
+    cd.writeUInt32LE(e.crc ?? (e.data ? zlib.crc32(e.data) : 0), 16); // an entry without data is never read
     cd.writeUInt32LE(zip64 ? 0xffffffff : size, 20);
     cd.writeUInt32LE(zip64 ? 0xffffffff : size, 24);
     cd.writeUInt16LE(name.length, 28);

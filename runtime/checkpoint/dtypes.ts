@@ -17,6 +17,8 @@ export interface TensorInfo {
 export interface StoredTensor extends TensorInfo {
   offset: number;
   nbytes: number;
+  /** A .pth tensor's storage (a ZIP entry), whose CRC-32 is checked once, the first time any of it is read. */
+  storage?: { name: string; offset: number; size: number; crc32: number };
 }
 
 export const DTYPE_BYTES: Record<StoredDType, number> = { f32: 4, f16: 2, bf16: 2, i32: 4, f64: 8, i64: 8 };

@@ -2,7 +2,8 @@
  * A pickle *data parser*, not an unpickler: it builds an inert tree of values and never calls, imports or
  * constructs anything. GLOBAL names go through a caller-supplied allow-list (anything else is refused by
  * name), REDUCE only records "fn(args)", and only the opcodes a torch.save state dict uses are accepted.
- * Every loop advances through the input, so no input can make it hang.
+ * Every loop advances through the input, so no input can make it hang, and values nest at most
+ * MAX_DEPTH deep, so nothing that walks them (a message describing one) can overflow the stack.
  */
 import { inputError } from './errors.ts';
 import { latin1, le } from './source.ts';
@@ -34,6 +35,9 @@ const REFUSED: Record<number, string> = {
   0x97: 'NEXT_BUFFER', 0x98: 'READONLY_BUFFER', 0x8f: 'EMPTY_SET', 0x90: 'ADDITEMS', 0x91: 'FROZENSET',
 };
 
+/** A state dict nests about 6 deep (dict → REDUCE → args → persistent id → tuple); far more is hostile. */
+export const MAX_DEPTH = 100;
+
 export function parsePickle(
   data: Uint8Array,
   allowGlobal: (module: string, name: string) => boolean,
@@ -48,6 +52,20 @@ export function parsePickle(
   const memo = new Map<number, PValue>();
   let pos = 0;
   let opAt = 0;
+  // Nesting depth of each container built (scalars are 0, an empty container 1), kept as containers
+  // are built and filled. A container filled after being nested elsewhere (through the memo) does not
+  // update its parents, so this bounds honest construction; describeValue is depth-bounded regardless.
+  const depths = new WeakMap<object, number>();
+  const depthOf = (v: PValue) => (typeof v === 'object' && v !== null ? depths.get(v) ?? 1 : 0);
+  const nested = <T extends object>(container: T, children: Iterable<PValue>, atLeast = 1): T => {
+    let d = atLeast;
+    for (const c of children) d = Math.max(d, 1 + depthOf(c));
+    if (d > MAX_DEPTH) throw bad(`malformed pickle: values nested more than ${MAX_DEPTH} deep`);
+    depths.set(container, d);
+    return container;
+  };
+  const grow = <T extends object>(container: T, children: Iterable<PValue>): T =>
+    nested(container, children, depthOf(container as PValue));
 
   const bad = (problem: string) => inputError(file, what, `${problem} (pickle byte ${opAt})`);
   const need = (n: number) => {
@@ -142,30 +160,30 @@ export function parsePickle(
         break;
       }
       case 0x29: stack.push(new PTuple([])); break; // EMPTY_TUPLE
-      case 0x74: stack.push(new PTuple(popToMark())); break; // TUPLE
+      case 0x74: { const items = popToMark(); stack.push(nested(new PTuple(items), items)); break; } // TUPLE
       case 0x85: case 0x86: case 0x87: { // TUPLE1..3
         const items = Array.from({ length: op - 0x84 }, pop).reverse();
-        stack.push(new PTuple(items));
+        stack.push(nested(new PTuple(items), items));
         break;
       }
       case 0x5d: stack.push([]); break; // EMPTY_LIST
-      case 0x6c: stack.push(popToMark()); break; // LIST
-      case 0x61: { const v = pop(); listOf(top()).push(v); break; } // APPEND
-      case 0x65: { const vs = popToMark(); const l = listOf(top()); for (const v of vs) l.push(v); break; } // APPENDS
+      case 0x6c: { const items = popToMark(); stack.push(nested(items, items)); break; } // LIST
+      case 0x61: { const v = pop(); grow(listOf(top()), [v]).push(v); break; } // APPEND
+      case 0x65: { const vs = popToMark(); const l = grow(listOf(top()), vs); for (const v of vs) l.push(v); break; } // APPENDS
       case 0x7d: stack.push(new Map()); break; // EMPTY_DICT
       case 0x64: { // DICT
         const kv = popToMark();
         if (kv.length % 2) throw bad('malformed pickle: odd DICT');
         const d = new Map<PValue, PValue>();
         for (let i = 0; i < kv.length; i += 2) d.set(kv[i]!, kv[i + 1]!);
-        stack.push(d);
+        stack.push(nested(d, kv));
         break;
       }
-      case 0x73: { const v = pop(), k = pop(); dictOf(top()).set(k, v); break; } // SETITEM
+      case 0x73: { const v = pop(), k = pop(); grow(dictOf(top()), [k, v]).set(k, v); break; } // SETITEM
       case 0x75: { // SETITEMS
         const kv = popToMark();
         if (kv.length % 2) throw bad('malformed pickle: odd SETITEMS');
-        const d = dictOf(top());
+        const d = grow(dictOf(top()), kv);
         for (let i = 0; i < kv.length; i += 2) d.set(kv[i]!, kv[i + 1]!);
         break;
       }
@@ -174,11 +192,11 @@ export function parsePickle(
         if (!(args instanceof PTuple)) throw bad('malformed pickle: REDUCE arguments are not a tuple');
         // OrderedDict() is the one call whose result later opcodes modify (SETITEMS): make it a real dict.
         const isDict = fn instanceof PGlobal && fn.module === 'collections' && fn.name === 'OrderedDict';
-        stack.push(isDict && args.items.length === 0 ? new Map() : new PReduce(fn, args));
+        stack.push(isDict && args.items.length === 0 ? new Map() : nested(new PReduce(fn, args), [fn, args]));
         break;
       }
       case 0x62: pop(); top(); break; // BUILD: sets attributes (OrderedDict._metadata); nothing we need
-      case 0x51: stack.push(new PPersistent(pop())); break; // BINPERSID
+      case 0x51: { const pid = pop(); stack.push(nested(new PPersistent(pid), [pid])); break; } // BINPERSID
       case 0x71: memo.set(buf[need(1)]!, top()); break; // BINPUT
       case 0x72: memo.set(dv.getUint32(need(4), true), top()); break; // LONG_BINPUT
       case 0x94: memo.set(memo.size, top()); break; // MEMOIZE

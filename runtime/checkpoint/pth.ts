@@ -4,11 +4,12 @@
  * persistent id `('storage', torch.XStorage, key, location, numel)` whose raw little-endian bytes are the
  * stored ZIP entry `<stem>/data/<key>`. We locate each tensor's bytes without reading them.
  */
-import { inputError } from './errors.ts';
+import { UserError } from '../../kernels/errors.ts';
+import { describeValue, inputError } from './errors.ts';
 import { DTYPE_BYTES, numelOf, shapeStr, type StoredDType, type StoredTensor } from './dtypes.ts';
 import { latin1, readAt, type ByteSource } from './source.ts';
 import { parsePickle, PGlobal, PPersistent, PReduce, PTuple, type PValue } from './pickle.ts';
-import { entryDataOffset, readZipDirectory, type ZipEntry } from './zip.ts';
+import { checkCrc, crc32, entryDataOffset, readZipDirectory, type ZipEntry } from './zip.ts';
 
 const STORAGE_DTYPES: Record<string, StoredDType> = {
   FloatStorage: 'f32', HalfStorage: 'f16', BFloat16Storage: 'bf16',
@@ -33,22 +34,37 @@ export function readPthTensors(f: ByteSource): StoredTensor[] {
   }
   const pklName = pkls[0]!;
   const stem = pklName.slice(0, -'data.pkl'.length);
-  const entryBytes = (e: ZipEntry, max: number) => {
+  const entryBytes = (e: ZipEntry, max: number, check = true) => {
     if (e.size > max) throw inputError(f.name, e.name, `implausibly large (${e.size} bytes)`);
-    return readAt(f, entryDataOffset(f, e), e.size, e.name);
+    const bytes = readAt(f, entryDataOffset(f, e), e.size, e.name);
+    if (check) checkCrc(f.name, e, bytes);
+    return bytes;
   };
   const byteorder = zip.get(`${stem}byteorder`);
   if (byteorder && latin1(entryBytes(byteorder, 16)) !== 'little') {
     throw inputError(f.name, byteorder.name, 'big-endian checkpoints are not supported');
   }
 
-  const root = parsePickle(entryBytes(zip.get(pklName)!, MAX_PICKLE), allowGlobal, f.name, pklName);
+  // The pickle is parsed before its CRC-32 is checked (parsing is inert): a refused global or opcode is
+  // named even in a file whose checksum is off too, and the message says both.
+  const pklEntry = zip.get(pklName)!;
+  const pklBytes = entryBytes(pklEntry, MAX_PICKLE, false);
+  let root: PValue;
+  try {
+    root = parsePickle(pklBytes, allowGlobal, f.name, pklName);
+  } catch (e) {
+    if (crc32(pklBytes) !== pklEntry.crc32 && e instanceof UserError) {
+      throw new UserError(`${e.message}; its CRC-32 does not match the ZIP directory either (a corrupt file)`, e.exitCode);
+    }
+    throw e;
+  }
+  checkCrc(f.name, pklEntry, pklBytes);
   if (!(root instanceof Map)) throw inputError(f.name, pklName, 'does not hold a dict of tensors');
 
   const storageStart = new Map<string, number>(); // key → data offset, each local header read once
   const tensors: StoredTensor[] = [];
   for (const [name, value] of root) {
-    if (typeof name !== 'string') throw inputError(f.name, pklName, `dict key ${String(name)} is not a string`);
+    if (typeof name !== 'string') throw inputError(f.name, pklName, `dict key ${describeValue(name)} is not a string`);
     const bad = (problem: string) => inputError(f.name, name, problem);
 
     // _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, backward_hooks[, metadata])
@@ -87,7 +103,10 @@ export function readPthTensors(f: ByteSource): StoredTensor[] {
     if (begin + nbytes > entry.size) {
       throw bad(`tensor bytes ${begin}..${begin + nbytes} extend past its storage ${entry.name} (${entry.size} bytes)`);
     }
-    tensors.push({ name, dtype, shape: shape as number[], offset: start + begin, nbytes });
+    tensors.push({
+      name, dtype, shape: shape as number[], offset: start + begin, nbytes,
+      storage: { name: entry.name, offset: start, size: entry.size, crc32: entry.crc32 },
+    });
   }
   return tensors;
 }

@@ -6,9 +6,10 @@
  * Portable (Node and browsers): it reads through a ByteSource. `openCheckpoint(path)` (index.ts) opens
  * a file in Node; `openCheckpointBytes` takes bytes already in memory (a fetched file, a browser File).
  */
-import { inputError } from './errors.ts';
+import { inputError, unsupportedFormat } from './errors.ts';
 import { widenToF32, type StoredTensor, type TensorInfo } from './dtypes.ts';
 import { readPthTensors } from './pth.ts';
+import { checkCrc } from './zip.ts';
 import { readSafetensorsHeader } from './safetensors.ts';
 import { bytesSource, latin1, readAt, type ByteSource } from './source.ts';
 
@@ -41,6 +42,7 @@ export function openCheckpointSource(file: ByteSource): Checkpoint {
   try {
     // A ZIP starts with a local file header; a safetensors file with its (small) header length.
     const magic = file.size >= 4 ? latin1(readAt(file, 0, 4)) : '';
+    if (magic === 'GGUF') throw unsupportedFormat(path, 'GGUF');
     if (magic === 'PK\x03\x04') {
       format = 'pth';
       stored = readPthTensors(file);
@@ -72,6 +74,8 @@ export function openCheckpointBytes(name: string, bytes: Uint8Array | ArrayBuffe
 
 class LazyCheckpoint implements Checkpoint {
   private closed = false;
+  /** .pth storages whose CRC-32 has been checked (by data offset). */
+  private readonly verified = new Set<number>();
   readonly path: string;
 
   constructor(
@@ -101,7 +105,15 @@ class LazyCheckpoint implements Checkpoint {
   readRaw(name: string): Uint8Array {
     const t = this.get(name);
     if (this.closed) throw inputError(this.path, name, 'checkpoint is closed');
-    return readAt(this.file, t.offset, t.nbytes, name);
+    const s = t.storage;
+    if (!s || this.verified.has(s.offset)) return readAt(this.file, t.offset, t.nbytes, name);
+    // The first read of a storage checks its CRC-32, which covers the whole entry: read all of it (no
+    // more than the file holds) and hand out this tensor's part.
+    const whole = readAt(this.file, s.offset, s.size, s.name);
+    checkCrc(this.path, { name: s.name, crc32: s.crc32 }, whole);
+    this.verified.add(s.offset);
+    const at = t.offset - s.offset;
+    return at === 0 && t.nbytes === whole.length ? whole : whole.slice(at, at + t.nbytes);
   }
 
   readF32(name: string): Float32Array {

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -10,7 +11,7 @@ import {
 } from '../runtime/checkpoint/index.ts';
 import { f16BitsToF32 } from '../runtime/checkpoint/dtypes.ts';
 import { openFile, closeFile, readAt } from '../runtime/checkpoint/fileio.ts';
-import { entryDataOffset, readZipDirectory } from '../runtime/checkpoint/zip.ts';
+import { crc32, entryDataOffset, readZipDirectory } from '../runtime/checkpoint/zip.ts';
 
 const FIX = path.join(import.meta.dirname, 'fixtures');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'rwkvc-ckpt-'));
@@ -155,6 +156,9 @@ function statePickle(tensors: PklTensor[]): Buffer {
   parts.push(op.setitems, op.stop);
   return Buffer.concat(parts);
 }
+
+const pthWith = (name: string, pkl: Buffer, storage = new Uint8Array(16), method = 0) =>
+  writeZip(tmpFile(name), [{ name: 'm/data.pkl', data: pkl, method }, { name: 'm/data/0', data: storage }]);
 
 // ---------- the fixtures ----------
 
@@ -410,8 +414,6 @@ describe('.pth reader', () => {
     });
   });
 
-  const pthWith = (name: string, pkl: Buffer, storage = new Uint8Array(16), method = 0) =>
-    writeZip(tmpFile(name), [{ name: 'm/data.pkl', data: pkl, method }, { name: 'm/data/0', data: storage }]);
   const oneTensor = (t: Partial<PklTensor>) =>
     statePickle([{ name: 'w', storage: 'FloatStorage', key: '0', numel: 4, offset: 0, size: [2, 2], stride: [2, 1], ...t }]);
 
@@ -445,5 +447,115 @@ describe('.pth reader', () => {
     expect(userError(() => openCheckpoint(pthWith('unk.pth', unknown))).message).toContain('unknown pickle opcode 0xff (pickle byte 2)');
     const nostop = Buffer.concat([op.proto, op.emptyDict]);
     expect(userError(() => openCheckpoint(pthWith('nostop.pth', nostop))).message).toContain('truncated pickle: no STOP opcode');
+  });
+});
+
+// ---------- hostile inputs (issue 17): bounded nesting, bounded messages, no aliasing, checksums, formats ----------
+
+describe('hostile checkpoints are refused in one short line', () => {
+  /** A safetensors file with this header text and `dataLen` bytes of data. */
+  const stWith = (name: string, header: string, dataLen = 0) => {
+    const h = Buffer.from(header);
+    const len = Buffer.alloc(8);
+    len.writeBigUInt64LE(BigInt(h.length));
+    const p = tmpFile(name);
+    fs.writeFileSync(p, Buffer.concat([len, h, Buffer.alloc(dataLen)]));
+    return p;
+  };
+  const deep = (n: number) => '['.repeat(n) + ']'.repeat(n);
+  const short = (e: UserError) => {
+    expect(e.message.length).toBeLessThanOrEqual(1000);
+    return e.message;
+  };
+
+  it('safetensors shape, dtype and data_offsets nested 20k deep', () => {
+    for (const field of ['shape', 'dtype', 'data_offsets']) {
+      const entry = { dtype: 'F32', shape: [1], data_offsets: [0, 4], [field]: '@' };
+      const p = stWith('deep.safetensors', JSON.stringify({ x: entry }).replace('"@"', deep(20_000)), 4);
+      expect(short(userError(() => openCheckpoint(p)))).toMatch(/deep\.safetensors: bad header JSON: nested more than 64 deep/);
+    }
+    // under the nesting bound, a wide or long value is described in a bounded way, not stringified whole
+    const wide = stWith('wide.safetensors', JSON.stringify({ x: { dtype: Array(100_000).fill([1, [2, [3]]]), shape: [1], data_offsets: [0, 4] } }), 4);
+    expect(short(userError(() => openCheckpoint(wide)))).toMatch(/wide\.safetensors: x: unknown dtype \[\[1, \[2, \[3\]\]\], .*…/);
+  });
+
+  it('a 5 MB dtype string is clipped, and through a pipe the CLI prints the whole line', () => {
+    const p = stWith('long.safetensors', JSON.stringify({ ['n'.repeat(1e5)]: { dtype: 'Z'.repeat(5e6), shape: [1], data_offsets: [0, 4] } }), 4);
+    const m = short(userError(() => openCheckpoint(p)));
+    expect(m).toMatch(/long\.safetensors: n{200}…: unknown dtype "Z{199}… \(supported: F32, /);
+    const r = spawnSync('node', ['bin/rwkvc.js', 'logits', '--model', p, '--tokens', '1', '--out', tmpFile('never.safetensors')], { encoding: 'utf8' });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/^rwkvc: .*long\.safetensors: n+…: unknown dtype "Z+… \(supported: F32, [^\n]*\)\n$/);
+    expect(r.stderr.length).toBeLessThan(1100);
+  });
+
+  it('a .pth dict key that is a 500k-deep list, a huge list, or a list holding itself', () => {
+    const n = 500_000;
+    const deepKey = Buffer.concat([op.proto, op.emptyDict, Buffer.alloc(n, ']'), Buffer.alloc(n - 1, 'a'), Buffer.from('N'), Buffer.from('s'), op.stop]);
+    expect(short(userError(() => openCheckpoint(pthWith('deepkey.pth', deepKey)))))
+      .toMatch(/deepkey\.pth: m\/data\.pkl: malformed pickle: values nested more than 100 deep \(pickle byte \d+\)/);
+    const ints = Buffer.alloc(2 * 1_000_000, 'K\x07', 'latin1');
+    const hugeKey = Buffer.concat([op.proto, op.emptyDict, op.mark, ints, Buffer.from('l'), Buffer.from('N'), Buffer.from('s'), op.stop]);
+    expect(short(userError(() => openCheckpoint(pthWith('hugekey.pth', hugeKey))))).toMatch(/hugekey\.pth: m\/data\.pkl: dict key \[7, 7, .*…/);
+    const selfKey = Buffer.concat([op.proto, op.emptyDict, Buffer.from(']q\x00h\x00a', 'latin1'), Buffer.from('N'), Buffer.from('s'), op.stop]);
+    expect(short(userError(() => openCheckpoint(pthWith('selfkey.pth', selfKey))))).toMatch(/selfkey\.pth: m\/data\.pkl: dict key \[\[\[\[/);
+  });
+
+  it('aliased and overlapping safetensors data_offsets are refused, naming both tensors', () => {
+    const t = (b: number, e: number) => ({ dtype: 'F32', shape: [(e - b) / 4], data_offsets: [b, e] });
+    const layers = Object.fromEntries(Array.from({ length: 400 }, (_, i) => [`blocks.${i}.att.key.weight`, t(0, 4096)]));
+    expect(short(userError(() => openCheckpoint(stWith('alias.safetensors', JSON.stringify(layers), 4096)))))
+      .toMatch(/alias\.safetensors: blocks\.\d+\.att\.key\.weight: data_offsets has the same bytes as tensor blocks\.\d+\.att\.key\.weight \(tensors may not share bytes\)/);
+    expect(userError(() => openCheckpoint(stWith('overlap.safetensors', JSON.stringify({ a: t(0, 8), b: t(4, 12) }), 12))).message)
+      .toMatch(/overlap\.safetensors: b: data_offsets overlaps tensor a/);
+    // adjacent tensors and empty ones anywhere are fine
+    withCkpt(stWith('adjacent.safetensors', JSON.stringify({ a: t(0, 8), b: t(8, 12), e: t(4, 4) }), 12), (c) => expect(c.names()).toHaveLength(3));
+  });
+
+  it('CRC-32: a flipped bit in a tensor storage or in data.pkl is refused, naming the entry', () => {
+    const src = path.join(FIX, 'finch-tiny', 'model.pth');
+    const bytes = fs.readFileSync(src);
+    const f = openFile(src);
+    const entries = [...readZipDirectory(f).values()];
+    const storage = entries.find((e) => /\/data\/\d+$/.test(e.name) && e.size > 0)!;
+    const pkl = entries.find((e) => e.name.endsWith('data.pkl'))!;
+    const storageAt = entryDataOffset(f, storage), pklAt = entryDataOffset(f, pkl);
+    closeFile(f);
+
+    const flipped = Buffer.from(bytes);
+    flipped[storageAt + Math.floor(storage.size / 2)]! ^= 0x10;
+    const p = tmpFile('crc.pth');
+    fs.writeFileSync(p, flipped);
+    withCkpt(p, (c) => {
+      const hit = c.names().filter((n) => { try { c.readRaw(n); return false; } catch (e) { return e instanceof UserError; } });
+      expect(hit.length).toBeGreaterThan(0);
+      const e = userError(() => c.readF32(hit[0]!));
+      expect(e.message).toContain(`crc.pth: ${storage.name}: corrupt ZIP entry: its data has CRC-32 0x`);
+    });
+
+    // a tensor name in the pickle, changed in place: the pickle parses, its checksum does not match
+    const name = Buffer.from('emb.weight');
+    const at = bytes.indexOf(name, pklAt);
+    expect(at).toBeGreaterThan(pklAt);
+    const renamed = Buffer.from(bytes);
+    renamed[at] = 'E'.charCodeAt(0);
+    fs.writeFileSync(p, renamed);
+    expect(userError(() => openCheckpoint(p)).message).toContain(`crc.pth: ${pkl.name}: corrupt ZIP entry`);
+  });
+
+  it('our CRC-32 is zlib\'s', () => {
+    for (const n of [0, 1, 7, 8, 9, 63, 64, 65, 4097]) {
+      const b = Uint8Array.from({ length: n }, (_, i) => (i * 197 + n) & 0xff);
+      expect(crc32(b), `${n} bytes`).toBe(zlib.crc32(b));
+    }
+  });
+
+  it('GGUF and unknown binaries are "not a supported format", not a truncation', () => {
+    const gguf = Buffer.concat([Buffer.from('GGUF'), Buffer.from([3, 0, 0, 0]), Buffer.alloc(64, 0xee)]);
+    fs.writeFileSync(tmpFile('m.gguf'), gguf);
+    expect(userError(() => openCheckpoint(tmpFile('m.gguf'))).message)
+      .toMatch(/m\.gguf: not a supported format \(expected a \.pth ZIP or safetensors\); this looks like GGUF$/);
+    fs.writeFileSync(tmpFile('m.bin'), Buffer.from(Array.from({ length: 100 }, (_, i) => (i * 37) & 0xff)));
+    expect(userError(() => openCheckpoint(tmpFile('m.bin'))).message).toMatch(/m\.bin: not a supported format \(expected a \.pth ZIP or safetensors\)$/);
   });
 });

@@ -5,6 +5,7 @@
  * and fetch each tensor's bytes only when asked. The readers themselves are portable (source.ts).
  */
 import * as fs from 'node:fs';
+import { spawn } from 'node:child_process';
 import { dirname } from 'node:path';
 import { inputError } from './errors.ts';
 import { readAt, sourceError, type ByteSource } from './source.ts';
@@ -99,49 +100,40 @@ function kind(st: fs.Stats): string {
 }
 
 /**
- * Temporary files being written now, removed if SIGINT/SIGTERM/SIGHUP ends the process. The writes are
- * synchronous, so a signal that arrives during one is handled when it returns (by then the file is whole
- * and renamed; the process then exits 128 + the signal number); the handlers stay one event-loop turn
- * after the last write so such a pending signal is not lost, then the default behaviour is back.
+ * Removal of a temporary file if this process dies during the write. The writes are synchronous, so a JS
+ * signal handler (process.once('SIGINT')) would only run once the write had ended: Ctrl-C would wait for
+ * a 100 MB file. Instead, while the temporary file exists, a small detached `sh` holds the read end
+ * of a pipe from this process; when this process ends, however it ends (SIGINT, SIGTERM, SIGKILL, out of
+ * memory, normally), the pipe closes and the `sh` removes the temporary name (a no-op when it was renamed
+ * into place). Signals keep their default action: the process stops at once (exit status 128 + signal).
  */
-const inFlight = new Set<string>();
-const SIGNALS = { SIGINT: 130, SIGTERM: 143, SIGHUP: 129 } as const;
-let handlers: [NodeJS.Signals, () => void][] | null = null;
-
-function track(tmp: string): void {
-  inFlight.add(tmp);
-  if (handlers) return;
-  handlers = Object.entries(SIGNALS).map(([sig, code]) => {
-    const h = () => {
-      for (const t of inFlight) try { fs.rmSync(t, { force: true }); } catch { /* exiting anyway */ }
-      process.exit(code);
-    };
-    process.once(sig as NodeJS.Signals, h);
-    return [sig as NodeJS.Signals, h];
-  });
-}
-
-function untrack(tmp: string): void {
-  inFlight.delete(tmp);
-  if (inFlight.size) return;
-  setImmediate(() => {
-    if (inFlight.size || !handlers) return;
-    for (const [sig, h] of handlers) process.off(sig, h);
-    handlers = null;
-  }).unref();
+function guard(tmp: string): () => void {
+  if (process.platform === 'win32') return () => {};
+  try {
+    const child = spawn('sh', ['-c', 'cat >/dev/null; rm -f -- "$1"', 'sh', tmp], { stdio: ['pipe', 'ignore', 'ignore'], detached: true });
+    child.on('error', () => { /* no sh: the write goes on without the guard */ });
+    child.stdin?.on('error', () => {});
+    child.unref();
+    (child.stdin as unknown as { unref?: () => void } | null)?.unref?.();
+    return () => child.stdin?.end();
+  } catch {
+    return () => {};
+  }
 }
 
 /**
  * Write `parts` one after another to a temporary file renamed to `path` at the end, so a failed write
  * (disk full, a bad value found half-way) never leaves a half file under `path`, and an interrupted one
- * (SIGINT, SIGTERM) leaves no temporary file. Only a regular file (or nothing) at `path` is replaced:
+ * (SIGINT, SIGTERM, even SIGKILL) leaves no temporary file (see guard). Only a regular file (or nothing) at `path` is replaced:
  * see checkWritable.
  */
 export function writeFileAtomic(path: string, parts: Iterable<Uint8Array>): void {
   checkWritable(path);
   const tmp = `${path}.tmp-${process.pid}`;
   let fd: number | undefined;
-  track(tmp);
+  let release: () => void;
+  // the guard first: from the moment the temporary file exists, its removal is assured
+  release = guard(tmp);
   try {
     // 'wx': never through something planted at the temporary name; a stale one of ours is replaced
     try {
@@ -152,8 +144,9 @@ export function writeFileAtomic(path: string, parts: Iterable<Uint8Array>): void
       fd = fs.openSync(tmp, 'wx');
     }
     // writeSync may write less than asked (and refuses > 2 GiB at once): loop in 1 GiB pieces
-    for (const b of parts)
+    for (const b of parts) {
       for (let done = 0; done < b.byteLength; ) done += fs.writeSync(fd, b, done, Math.min(CHUNK, b.byteLength - done));
+    }
     fs.closeSync(fd);
     fd = undefined;
     fs.renameSync(tmp, path);
@@ -163,6 +156,6 @@ export function writeFileAtomic(path: string, parts: Iterable<Uint8Array>): void
     const code = (e as NodeJS.ErrnoException).code;
     throw typeof code === 'string' ? inputError(path, undefined, `cannot write: ${code}`) : e;
   } finally {
-    untrack(tmp);
+    release();
   }
 }

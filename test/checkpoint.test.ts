@@ -559,3 +559,12 @@ describe('hostile checkpoints are refused in one short line', () => {
     expect(userError(() => openCheckpoint(tmpFile('m.bin'))).message).toMatch(/m\.bin: not a supported format \(expected a \.pth ZIP or safetensors\)$/);
   });
 });
+
+describe('pickle memory is bounded', () => {
+  it('a pickle of a million-plus EMPTY_DICTs, or a stack of millions of ints, is refused, not an out-of-memory crash', () => {
+    const dicts = Buffer.concat([op.proto, Buffer.alloc(1_200_000, '}'), op.stop]);
+    expect(userError(() => openCheckpoint(pthWith('dicts.pth', dicts))).message).toMatch(/dicts\.pth: m\/data\.pkl: malformed pickle: more than 1000000 values/);
+    const ints = Buffer.concat([op.proto, Buffer.alloc(2 * 4_100_000, 'K\x01', 'latin1'), op.stop]);
+    expect(userError(() => openCheckpoint(pthWith('ints.pth', ints))).message).toMatch(/ints\.pth: m\/data\.pkl: malformed pickle: more than 4000000 values on the stack/);
+  });
+});

@@ -37,6 +37,15 @@ const REFUSED: Record<number, string> = {
 
 /** A state dict nests about 6 deep (dict → REDUCE → args → persistent id → tuple); far more is hostile. */
 export const MAX_DEPTH = 100;
+/**
+ * Memory is bounded too: a state dict makes ~15 values per tensor, so a million (each at most a few
+ * hundred bytes in memory) is far beyond any real checkpoint, while a pickle of nothing but EMPTY_DICT
+ * opcodes would otherwise turn each of its bytes into a Map (a 256 MiB pickle, ~50 GB).
+ */
+export const MAX_VALUES = 1_000_000;
+export const MAX_STACK = 4_000_000;
+/** Opcodes that allocate something (a container, a string, a memo entry): each counts against MAX_VALUES. */
+const ALLOCATING = new Set([0x5d, 0x7d, 0x29, 0x74, 0x85, 0x86, 0x87, 0x6c, 0x64, 0x52, 0x51, 0x63, 0x93, 0x8a, 0x58, 0x8c, 0x8d, 0x71, 0x72, 0x94]);
 
 export function parsePickle(
   data: Uint8Array,
@@ -116,9 +125,12 @@ export function parsePickle(
     return memo.get(k)!;
   };
 
+  let made = 0;
   while (pos < buf.length) {
     opAt = pos;
     const op = buf[pos++]!;
+    if (ALLOCATING.has(op) && ++made > MAX_VALUES) throw bad(`malformed pickle: more than ${MAX_VALUES} values (a state dict makes a few per tensor)`);
+    if (stack.length + marks.length > MAX_STACK) throw bad(`malformed pickle: more than ${MAX_STACK} values on the stack`);
     switch (op) {
       case 0x80: need(1); break; // PROTO: any version; unknown opcodes are refused anyway
       case 0x95: need(8); break; // FRAME: only a read-ahead hint

@@ -2,7 +2,9 @@
  * Option value parsers shared by every command. Throwing commander's InvalidArgumentError makes it
  * print "option '--x <n>' argument 'abc' is invalid. …" and exit 2, naming the flag.
  */
+import { availableParallelism } from 'node:os';
 import { InvalidArgumentError, Option } from 'commander';
+import { MAX_THREADS } from '../driver/load.ts';
 import { TARGETS } from '../targets/registry.ts';
 import type { Target } from '../targets/target.ts';
 
@@ -12,13 +14,48 @@ export function num(v: string): number {
   return n;
 }
 
-/** A whole number ≥ 0 (seeds, sizes). */
+/** A whole number ≥ 0 (seeds, sizes), at most 2^53 − 1 (beyond, it would not be itself). */
 export function int(v: string): number {
   if (!/^\d+$/.test(v.trim())) throw new InvalidArgumentError('expected a whole number.');
-  return Number(v);
+  const n = Number(v);
+  if (!Number.isSafeInteger(n)) throw new InvalidArgumentError('too large.');
+  return n;
 }
 
-/** A whole number ≥ 1 (threads, token counts, chunk sizes). */
+/** A whole number in lo..hi. */
+export function intIn(lo: number, hi: number): (v: string) => number {
+  return (v) => {
+    const n = int(v);
+    if (n < lo || n > hi) throw new InvalidArgumentError(`expected ${lo}..${hi}.`);
+    return n;
+  };
+}
+
+/** `--threads <n>`: a whole number in 1..MAX_THREADS. */
+export function threads(v: string): number {
+  if (!/^\d+$/.test(v.trim())) throw new InvalidArgumentError(`expected a whole number of threads, 1..${MAX_THREADS}.`);
+  const n = Number(v);
+  if (n < 1 || n > MAX_THREADS) throw new InvalidArgumentError(`expected 1..${MAX_THREADS} threads (at most 4× the ${availableParallelism()} cores here, at least 8).`);
+  return n;
+}
+
+/** The weight storage formats. */
+export const WEIGHT_FORMATS = ['f32', 'bf16', 'f16', 'int8'] as const;
+
+/** `--weights <dtype>`, one of WEIGHT_FORMATS, checked when parsed. */
+export function weightsOption(what = 'weight storage', fallback = 'f32'): Option {
+  return new Option('--weights <dtype>', what).choices(WEIGHT_FORMATS).default(fallback);
+}
+
+/** Commander's "Allowed choices are …" for an option whose values are a closed set known only at run time. */
+export function oneOf(values: readonly string[]): (v: string) => string {
+  return (v) => {
+    if (!values.includes(v)) throw new InvalidArgumentError(`Allowed choices are ${values.join(', ')}.`);
+    return v;
+  };
+}
+
+/** A whole number ≥ 1 (token counts, chunk sizes). */
 export function count(v: string): number {
   const n = int(v);
   if (n < 1) throw new InvalidArgumentError('expected at least 1.');

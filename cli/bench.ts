@@ -6,7 +6,7 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { dirname, resolve } from 'node:path';
-import { count, targetOption } from './args.ts';
+import { count, oneOf, targetOption, threads as threadCount } from './args.ts';
 import { loadPlan } from '../driver/targets.ts';
 import { Command, Option } from 'commander';
 import { MultiBar, Presets, type SingleBar } from 'cli-progress';
@@ -152,10 +152,10 @@ export function benchCommand(): Command {
   return new Command('bench')
     .description('Measure decode and prefill speed of a target against limits measured in the same run')
     .addOption(targetOption('wasm', 'what to measure', (t) => BENCHED.has(t.name)))
-    .option('--preset <name>', `a model shape with seeded random weights: ${Object.keys(PRESETS).join(', ')}`, 'bench-0.1b')
+    .option('--preset <name>', `a model shape with seeded random weights: ${Object.keys(PRESETS).join(', ')}`, oneOf(Object.keys(PRESETS)), 'bench-0.1b')
     .option('--model <path>', 'a checkpoint instead of a preset')
     .addOption(new Option('--weights <dtype>', 'weight storage').choices(DTYPES).default('f32'))
-    .option('--threads <n>', 'WASM worker threads (default: all cores)', count)
+    .option('--threads <n>', 'WASM worker threads (default: all cores)', threadCount)
     .option('--decode <n>', 'decode tokens timed (median; at least 64 for wasm)', count, 64)
     .option('--prefill <n>', 'prompt tokens for the prefill measurement', count, 512)
     .option('--repeat <n>', 'n× the decode rounds (each a bandwidth probe, then tokens: medians); best of n prefills and compute probes', count, 1)

@@ -1,6 +1,6 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { count, targetOption } from './args.ts';
+import { count, targetOption, weightsOption } from './args.ts';
 import { UserError } from '../kernels/errors.ts';
 import { getTarget } from '../targets/registry.ts';
 import type { KernelSource } from '../targets/target.ts';
@@ -24,7 +24,7 @@ export function compileCommand(): Command {
     .addOption(new Option('--emit <what>', "what else to print or write: 'ir' (the optimised IR), 'kernels' (print every kernel --target generates, with its plan kernels and DSL lines), 'package' (an ES module package of the packaged targets and the runtime)").choices(['plan', 'ir', 'kernels', 'package']).default('plan'))
     .addOption(targetOption('', 'also generate this target\'s kernels into <out>/<target>/', (t) => !!t.codegen))
     .option('-o, --out <dir>', 'output directory', 'out/plan')
-    .addOption(new Option('--weights <dtype>', 'storage of the big matrices').choices(['f32', 'bf16', 'f16', 'int8']).default('f32'))
+    .addOption(weightsOption('storage of the big matrices'))
     .addOption(new Option('--logits <rows>', 'head rows: all positions, or only the last').choices(['all', 'last']).default('last'))
     .option('--chunk <n>', 'prefill chunk (tokens per prefill call)', count, 128)
     .option('--print-after <passes>', `print the IR after these passes (comma list or 'all'): ${PASSES.map((p) => p.name).join(', ')}`, list)

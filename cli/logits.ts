@@ -1,19 +1,37 @@
-import { count, targetOption } from './args.ts';
-import { Command, Option } from 'commander';
+import { targetOption, threads, weightsOption } from './args.ts';
+import { InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
 import { writeSafetensors } from '../runtime/checkpoint/index.ts';
 import { UserError } from '../kernels/errors.ts';
 import { initialState, openModel } from '../runtime/model.ts';
 import { parseMode, runTokens } from '../runtime/run-tokens.ts';
 import { DEFAULT_DSL, loadTargetForModel } from '../driver/load.ts';
 
-function parseTokens(s: string, vocab: number): Int32Array {
+/**
+ * `--tokens 5,17,3`: each a whole number written out (no 1.5, 1e3, NaN or hex), in the vocabulary; an id
+ * outside it is reported as written (2^31 as 2147483648, never wrapped).
+ */
+export function parseTokens(s: string, vocab: number): Int32Array {
   const ids = s.split(',').map((x) => x.trim());
   const out = new Int32Array(ids.length);
+  const clip = (x: string) => (x.length > 40 ? `${x.slice(0, 40)}…` : x);
   ids.forEach((x, i) => {
-    if (!/^\d+$/.test(x) || Number(x) >= vocab) throw new UserError(`--tokens: '${x}' is not a token id in 0..${vocab - 1}`);
-    out[i] = Number(x);
+    if (!/^\d+$/.test(x)) throw new UserError(`--tokens: '${clip(x)}' is not a token id (a whole number 0..${vocab - 1})`);
+    const id = x.replace(/^0+(?=\d)/, '');
+    if (Number(id) >= vocab) throw new UserError(`--tokens: token id ${clip(id)} is outside the vocabulary (0..${vocab - 1})`);
+    out[i] = Number(id);
   });
   return out;
+}
+
+/** `--mode`, checked when parsed. */
+function mode(v: string): string {
+  try {
+    parseMode(v);
+  } catch {
+    throw new InvalidArgumentError('expected step, seq or chunks:N (N > 0).');
+  }
+  return v;
 }
 
 export function logitsCommand(): Command {
@@ -21,10 +39,10 @@ export function logitsCommand(): Command {
     .description('Run token ids through a model and write the logits of every position and the final state')
     .requiredOption('--model <path>', 'checkpoint (.pth or .safetensors, official or Hugging Face names)')
     .requiredOption('--tokens <ids>', 'comma-separated token ids, e.g. 5,17,3')
-    .option('--mode <mode>', 'step | seq | chunks:N', 'seq')
+    .option('--mode <mode>', 'step | seq | chunks:N', mode, 'seq')
     .addOption(targetOption('ref'))
-    .option('--weights <dtype>', 'weight storage for compiled targets: f32|bf16|f16|int8', 'f32')
-    .option('--threads <n>', 'worker threads (wasm)', count)
+    .addOption(weightsOption('weight storage for compiled targets'))
+    .option('--threads <n>', 'worker threads (wasm)', threads)
     .option('--dsl <file>', 'model description (default: examples/finch.ts of this package)', DEFAULT_DSL)
     .requiredOption('--out <file>', 'output .safetensors: logits [T, V], state.{l}.att_shift/wkv/ffn_shift')
     .addHelpText('after', '\nExample:\n  rwkvc logits --model model.pth --tokens 5,17,3 --mode chunks:2 --target plan --out out.safetensors')

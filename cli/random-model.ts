@@ -1,22 +1,39 @@
-import { count, int } from './args.ts';
+import { int, intIn, oneOf } from './args.ts';
 import { Command, Option } from 'commander';
 import { SingleBar, Presets } from 'cli-progress';
 import type { ModelConfig } from '../kernels/config.ts';
 import { UserError } from '../kernels/errors.ts';
 import { PRESETS } from '../runtime/presets.ts';
 import { writeRandomModel } from '../runtime/random-model.ts';
+import { expectedTensors } from '../runtime/checkpoint/index.ts';
 import { checkWritable } from '../runtime/checkpoint/fileio.ts';
 
+
+/** The largest shapes `random-model` writes (finch-14b is 61 layers, width 4096, vocabulary 65536, about 28 GB in bf16). */
+const LIMITS = { layers: 256, embd: 16384, headSize: 256, vocab: 1 << 20, ffn: 1 << 16, tensorElems: 2 ** 30, fileBytes: 2 ** 37 };
+
+/** Refuse a shape whose tensors could not be held (one at a time, f32) or whose file would exceed LIMITS.fileBytes. */
+function checkSize(cfg: ModelConfig, dtype: string): void {
+  let elems = 0;
+  for (const [name, shape] of expectedTensors(cfg)) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    if (n > LIMITS.tensorElems) throw new UserError(`random-model: ${name} would have ${n} values (more than ${LIMITS.tensorElems}): a smaller shape`);
+    elems += n;
+  }
+  const bytes = elems * (dtype === 'f32' ? 4 : 2);
+  if (bytes > LIMITS.fileBytes)
+    throw new UserError(`random-model: ${cfg.nLayer} layers × width ${cfg.nEmbd} × vocabulary ${cfg.vocabSize} is ${(bytes / 2 ** 30).toFixed(0)} GiB in ${dtype} (at most ${LIMITS.fileBytes / 2 ** 30} GiB)`);
+}
 
 export function randomModelCommand(): Command {
   return new Command('random-model')
     .description('Write a seeded random RWKV-6 checkpoint in the official safetensors layout')
-    .option('--preset <name>', `a named shape: ${Object.keys(PRESETS).join(', ')}`)
-    .option('--layers <n>', 'layers', count)
-    .option('--embd <n>', 'width (a multiple of the head size)', count)
-    .option('--vocab <n>', 'vocabulary size', count)
-    .option('--head-size <n>', 'head size', count, 64)
-    .option('--ffn <n>', 'ffn width (default: floor(3.5·embd/32)·32)', count)
+    .option('--preset <name>', `a named shape: ${Object.keys(PRESETS).join(', ')}`, oneOf(Object.keys(PRESETS)))
+    .option('--layers <n>', `layers (1..${LIMITS.layers})`, intIn(1, LIMITS.layers))
+    .option('--embd <n>', `width, a multiple of the head size (1..${LIMITS.embd})`, intIn(1, LIMITS.embd))
+    .option('--vocab <n>', `vocabulary size (1..${LIMITS.vocab})`, intIn(1, LIMITS.vocab))
+    .option('--head-size <n>', `head size (1..${LIMITS.headSize})`, intIn(1, LIMITS.headSize), 64)
+    .option('--ffn <n>', `ffn width (default: floor(3.5·embd/32)·32; 1..${LIMITS.ffn})`, intIn(1, LIMITS.ffn))
     .addOption(new Option('--dtype <dtype>', 'stored dtype').choices(['f32', 'bf16', 'f16']).default('bf16'))
     .option('--seed <n>', 'random seed', int, 1)
     .requiredOption('-o, --out <file>', 'output .safetensors')
@@ -28,10 +45,13 @@ export function randomModelCommand(): Command {
       const C = o.embd ?? base?.nEmbd, L = o.layers ?? base?.nLayer, V = o.vocab ?? base?.vocabSize, N = o.headSize;
       if (!C || !L || !V) throw new UserError('give --preset or all of --layers, --embd, --vocab');
       if (C % N) throw new UserError(`--embd ${C} is not a multiple of the head size ${N}`);
+      const F = o.ffn ?? Math.floor((C * 3.5) / 32) * 32;
+      if (F < 1) throw new UserError(`--embd ${C} gives no ffn width (floor(3.5·${C}/32)·32 = 0): give --ffn`);
       const cfg: ModelConfig = {
-        nLayer: L, nEmbd: C, headSize: N, nHead: C / N, dimFfn: o.ffn ?? Math.floor((C * 3.5) / 32) * 32, vocabSize: V,
+        nLayer: L, nEmbd: C, headSize: N, nHead: C / N, dimFfn: F, vocabSize: V,
         loraMix: C >= 4096 ? 64 : 32, loraDecay: C >= 4096 ? 128 : 64,
       };
+      checkSize(cfg, o.dtype);
       const bar = new SingleBar({ format: 'random-model [{bar}] {value}/{total} tensors', clearOnComplete: true, stream: process.stderr }, Presets.shades_classic);
       bar.start(1, 0);
       writeRandomModel(o.out, cfg, o.seed, o.dtype, (i, n) => { bar.setTotal(n); bar.update(i + 1); });

@@ -5,6 +5,7 @@
  * the compiler, through runtime/session.ts alone.
  */
 import { existsSync, readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Graph } from '../ir/node.ts';
@@ -19,6 +20,7 @@ import type { KernelPlan, WeightDType } from '../kernels/plan.ts';
 import { Session } from '../runtime/session.ts';
 import { loadWorldTokenizer, type WorldTokenizer } from '../runtime/tokenizer.ts';
 import { loadGraph, loadPlan } from './targets.ts';
+import { verifyGraph } from '../ir/verify.ts';
 
 export interface TargetChoice {
   dsl: string;
@@ -29,6 +31,19 @@ export interface TargetChoice {
   batch?: number;
   /** Progress while compiling and loading weights (phase, done, total). */
   onProgress?: (phase: string, done: number, total: number) => void;
+}
+
+/**
+ * The most worker threads a load accepts: 4× this machine's cores (at least 8, at most 256). More
+ * threads than that only add memory (each has its scratch) and barrier waits; 256 took 2 GB.
+ */
+export const MAX_THREADS = Math.max(8, Math.min(256, 4 * availableParallelism()));
+
+/** A thread count (`--threads`, LoadOptions.threads): a whole number in 1..MAX_THREADS, or absent. */
+export function checkThreads(n: unknown): void {
+  if (n === undefined) return;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > MAX_THREADS)
+    throw new UserError(`threads: expected a whole number in 1..${MAX_THREADS} (4× the ${availableParallelism()} cores here, at least 8), got ${String(n).slice(0, 40)}`);
 }
 
 /** Does the nearest package.json above `dir` say "type": "module" (so tsx loads .ts there as ESM)? */
@@ -55,7 +70,39 @@ export async function buildGraph(dsl: string, config: ModelConfig): Promise<Grap
   }
   const fn = mod.default;
   if (typeof fn !== 'function') throw new UserError(`${dsl}: the default export must be a function (config) => Graph`);
-  return (fn as (c: ModelConfig) => Graph)(config);
+  let g: unknown;
+  try {
+    g = await (fn as (c: ModelConfig) => Graph | Promise<Graph>)(config);
+  } catch (e) {
+    if (e instanceof UserError) throw new UserError(`${dsl}: ${e.message}`, e.exitCode);
+    throw new UserError(`${dsl}: the model description threw: ${clip(errorLine(e))}`);
+  }
+  if (!looksLikeGraph(g)) throw new UserError(`${dsl}: the default export returned ${describe(g)}, not a graph (build one with the DSL: (config) => Graph)`);
+  try {
+    verifyGraph(g);
+  } catch (e) {
+    throw new UserError(`${dsl}: ${clip(e instanceof UserError ? e.message : `the graph it returned is malformed: ${errorLine(e)}`)}`);
+  }
+  return g;
+}
+
+/** The outline of a Graph (what the verifier then checks node by node). */
+function looksLikeGraph(g: unknown): g is Graph {
+  if (!g || typeof g !== 'object') return false;
+  const { nodes, outputs } = g as { nodes?: unknown; outputs?: unknown };
+  return Array.isArray(nodes) && nodes.length > 0 && Array.isArray(outputs) && outputs.length > 0 &&
+    nodes.every((n) => !!n && typeof n === 'object' && typeof (n as { op?: unknown }).op === 'string' &&
+      Array.isArray((n as { inputs?: unknown }).inputs) && Array.isArray((n as { types?: unknown }).types)) &&
+    outputs.every((o) => !!o && typeof o === 'object' && typeof (o as { name?: unknown }).name === 'string' &&
+      !!(o as { ref?: unknown }).ref && typeof (o as { ref?: unknown }).ref === 'object');
+}
+
+const clip = (s: string, n = 300) => (s.length > n ? `${s.slice(0, n)}…` : s);
+const errorLine = (e: unknown) => { try { return String(e instanceof Error ? e.message : e).split('\n')[0]; } catch { return 'an error'; } };
+function describe(v: unknown): string {
+  if (v === null || v === undefined) return String(v);
+  if (Array.isArray(v)) return 'an array';
+  return typeof v === 'object' ? 'an object' : `a ${typeof v}`;
 }
 
 /** Weights for a plan from a checkpoint, reporting progress as each is read. */
@@ -69,6 +116,7 @@ export function weightProvider(plan: KernelPlan, model: OpenModel, onProgress?: 
 }
 
 export async function loadTargetForModel(target: string, model: OpenModel, o: TargetChoice): Promise<TargetModel> {
+  checkThreads(o.threads);
   const graph = await buildGraph(o.dsl, model.config);
   if (getTarget(target).graph) return loadGraph(target, graph, model.read);
   const { plan } = compileGraph(graph, model.config, { weights: o.weights as WeightDType, logits: o.logits, batch: o.batch });

@@ -60,8 +60,8 @@ function quote(v: unknown): string {
 
 /**
  * Version 2 (this writer): a safetensors file, metadata {format, version: "2", config, crc32}, one F32
- * tensor per state tensor, packed in name order from offset 0 with no gaps; crc32 covers all tensor bytes.
- * Version 1 files (no crc32) are still read.
+ * tensor per state tensor, packed in name order from offset 0 with no gaps; crc32 is the CRC-32 of the
+ * tensors' bytes taken in name order. Version 1 files (no crc32, so no check of the bytes) are still read.
  */
 export function encodeState(state: StateTensors, cfg: ModelConfig): Uint8Array {
   const names = Object.keys(state).sort();
@@ -152,17 +152,23 @@ export function decodeState(bytes: Uint8Array, cfg: ModelConfig, source = 'state
     if (spans[i][0] < spans[i - 1][1]) bad(`${spans[i][2]}: its bytes overlap ${spans[i - 1][2]}'s`);
   }
   const data = bytes.subarray(base);
-  if (version === String(STATE_VERSION)) {
-    if (typeof meta.crc32 !== 'string') bad('no crc32 checksum in the metadata');
-    const sum = crc32(data);
-    if (meta.crc32 !== sum) bad(`the tensor bytes are damaged (crc32 ${sum}, the file says ${quote(meta.crc32)})`);
-  }
   const out: StateTensors = {};
-  for (const [a, b, name] of spans) {
+  const byName = [...spans].sort((x, y) => (x[2] < y[2] ? -1 : 1));
+  for (const [a, b, name] of byName) {
     // a fresh copy: never `.buffer` of the input, which for a Node Buffer is its whole (shared) pool
     const f = new Float32Array((b - a) / 4);
     new Uint8Array(f.buffer).set(data.subarray(a, b));
     out[name] = f;
+  }
+  // the checksum covers the tensors' bytes in name order (what the writer lays out), so it also catches
+  // offsets pointing at another tensor's bytes
+  if (version === String(STATE_VERSION) && typeof meta.crc32 !== 'string') bad('no crc32 checksum in the metadata');
+  if (meta.crc32 !== undefined) {
+    const all = new Uint8Array(byName.reduce((n, [a, b]) => n + b - a, 0));
+    let p = 0;
+    for (const [, , name] of byName) { all.set(new Uint8Array(out[name].buffer), p); p += out[name].byteLength; }
+    const sum = crc32(all);
+    if (meta.crc32 !== sum) bad(`the tensor bytes are damaged (crc32 ${sum}, the file says ${quote(meta.crc32)})`);
   }
   return out;
 }

@@ -152,6 +152,36 @@ describe('decodeState', () => {
   });
 });
 
+describe('Session.state.fromBytes is all or nothing on every CPU target', () => {
+  const model = join(FIXTURES, 'finch-tiny', 'model.safetensors');
+  it.each(['ref', 'plan', 'wasm'] as const)('%s: 60 corrupted files are refused and leave the state as it was', async (target) => {
+    const s = await load(model, { target, threads: 1 });
+    await s.prefill([5, 6, 7]);
+    const before = (await s.state.save()).tensors;
+    const good = await s.state.toBytes();
+    const r = rng(99);
+    let refused = 0;
+    for (let i = 0; i < 60; i++) {
+      const c = Uint8Array.from(good);
+      if (i % 3 === 2) c.subarray(0, 8 + Number(Buffer.from(good).readBigUInt64LE(0)))[Math.floor(r() * 200) + 8] ^= 1 << Math.floor(r() * 8);
+      else c[Math.floor(r() * c.length)] ^= 1 << Math.floor(r() * 8);
+      try {
+        await s.state.fromBytes(Buffer.from(c), 'bad.state');
+      } catch (e) {
+        expect(e).toBeInstanceOf(UserError);
+        refused++;
+      }
+      expect(same((await s.state.save()).tensors, before), `case ${i} changed the state`).toBe(true);
+    }
+    expect(refused).toBe(60);
+    // and a good file from a Buffer still restores, and prefill works after all that
+    await s.state.fromBytes(Buffer.from(good), 'good.state');
+    expect(same((await s.state.save()).tensors, before)).toBe(true);
+    expect((await s.prefill([8])).length).toBe(256);
+    s.model.dispose();
+  }, 60_000);
+});
+
 describe('rwkvc run --state-out / --state-in round trip through files, every target', () => {
   const model = join(FIXTURES, 'finch-tiny', 'model.safetensors');
   // a byte vocabulary: byte b is token b + 1, so text prompts are token ids (the fixture has 256 rows)

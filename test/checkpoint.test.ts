@@ -568,3 +568,13 @@ describe('pickle memory is bounded', () => {
     expect(userError(() => openCheckpoint(pthWith('ints.pth', ints))).message).toMatch(/ints\.pth: m\/data\.pkl: malformed pickle: more than 4000000 values on the stack/);
   });
 });
+
+describe('.pth memory is bounded by the file', () => {
+  it('hundreds of tensors over one storage are refused; a few sharing one are fine', () => {
+    const many = Array.from({ length: 400 }, (_, i) => ({ name: `blocks.${i}.w`, storage: 'FloatStorage', key: '0', numel: 1024, offset: 0, size: [1024], stride: [1] }));
+    const p = writeZip(tmpFile('shared.pth'), [{ name: 'm/data.pkl', data: statePickle(many) }, { name: 'm/data/0', data: new Uint8Array(4096) }]);
+    expect(userError(() => openCheckpoint(p)).message).toMatch(/shared\.pth: tensors declare 1638400 bytes, over 4× the file's \d+: storages shared implausibly often/);
+    const tied = writeZip(tmpFile('tied.pth'), [{ name: 'm/data.pkl', data: statePickle(many.slice(0, 2)) }, { name: 'm/data/0', data: new Uint8Array(4096) }]);
+    withCkpt(tied, (c) => expect(c.names()).toHaveLength(2));
+  });
+});

@@ -15,7 +15,9 @@ const STORAGE_DTYPES: Record<string, StoredDType> = {
   FloatStorage: 'f32', HalfStorage: 'f16', BFloat16Storage: 'bf16',
   IntStorage: 'i32', LongStorage: 'i64', DoubleStorage: 'f64',
 };
-const MAX_PICKLE = 256 << 20; // a state dict's pickle is kilobytes; more is corruption
+const MAX_PICKLE = 256 << 20;
+/** Tied weights or views double a tensor's bytes at most in practice; beyond 4× the file is an amplification attack. */
+const MAX_SHARING = 4; // a state dict's pickle is kilobytes; more is corruption
 
 /** The only callables a tensor checkpoint may name. Everything else (os.system, eval…) is refused. */
 function allowGlobal(module: string, name: string): boolean {
@@ -107,6 +109,12 @@ export function readPthTensors(f: ByteSource): StoredTensor[] {
       name, dtype, shape: shape as number[], offset: start + begin, nbytes,
       storage: { name: entry.name, offset: start, size: entry.size, crc32: entry.crc32 },
     });
+  }
+  // Storages may be shared (tied weights, views), but each tensor read is its own copy: tensors declaring
+  // many times the file's bytes would make a small file take gigabytes (400 tensors over one storage).
+  const declared = tensors.reduce((n, t) => n + t.nbytes, 0);
+  if (declared > MAX_SHARING * f.size) {
+    throw inputError(f.name, undefined, `tensors declare ${declared} bytes, over ${MAX_SHARING}× the file's ${f.size}: storages shared implausibly often`);
   }
   return tensors;
 }

@@ -1,50 +1,63 @@
 /**
  * Bad command-line values (issue 17, "CLI arguments"): every closed-set option is checked when parsed,
  * thread counts and token ids are taken as written or refused, a broken model description and absurd
- * random-model sizes are refused; each case is one line on stderr, no stack trace, exit code 2.
+ * random-model sizes are refused. Most cases run the commands in-process (commander's parse, the
+ * action up to its first check); a few run `rwkvc` itself: one line on stderr, no stack trace, exit 2.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { CommanderError, type Command } from 'commander';
 import { describe, expect, it } from 'vitest';
-import { MAX_THREADS } from '../driver/load.ts';
+import { benchCommand } from '../cli/bench.ts';
+import { compileCommand } from '../cli/compile.ts';
+import { logitsCommand, parseTokens } from '../cli/logits.ts';
+import { randomModelCommand } from '../cli/random-model.ts';
+import { runCommand } from '../cli/text.ts';
+import { buildGraph, checkThreads, MAX_THREADS } from '../driver/load.ts';
+import { UserError } from '../kernels/errors.ts';
+import { PRESETS } from '../runtime/presets.ts';
 import { FIXTURES } from './helpers/golden.ts';
 
 const tmp = mkdtempSync(join(tmpdir(), 'rwkvc-args-'));
-const rwkvc = (...args: string[]) => spawnSync('node', ['bin/rwkvc.js', ...args], { encoding: 'utf8', timeout: 60_000 });
 const fixture = join(FIXTURES, 'finch-tiny', 'model.safetensors');
 const out = join(tmp, 'o.safetensors');
 
-/** One line, exit 2, no stack trace, matching `message`. */
-function refused(r: ReturnType<typeof rwkvc>, message: RegExp): void {
-  expect(r.status, r.stderr).toBe(2);
-  const lines = r.stderr.trim().split('\n');
-  expect(lines, r.stderr).toHaveLength(1);
-  expect(r.stderr).not.toMatch(/\n\s+at /);
-  expect(lines[0]).toMatch(message);
+/** What a command refuses `args` with: commander's message (exit 2 in the CLI) or a UserError's; fails if it is accepted. */
+async function refusal(cmd: Command, args: string[]): Promise<string> {
+  let err = '';
+  cmd.exitOverride().configureOutput({ writeErr: (s) => (err += s), writeOut: () => {} });
+  try {
+    await cmd.parseAsync(args, { from: 'user' });
+  } catch (e) {
+    if (e instanceof CommanderError) return (err || e.message).trim();
+    if (e instanceof UserError) return e.message;
+    throw e;
+  }
+  throw new Error(`accepted: ${args.join(' ')}`);
 }
 
 describe('closed sets are checked when parsed', () => {
-  const withWeights: [string, string[]][] = [
-    ['logits (plan)', ['logits', '--model', fixture, '--tokens', '1,2', '--target', 'plan', '--out', out]],
-    ['logits (ref)', ['logits', '--model', fixture, '--tokens', '1,2', '--target', 'ref', '--out', out]],
-    ['logits (wasm)', ['logits', '--model', fixture, '--tokens', '1,2', '--target', 'wasm', '--out', out]],
-    ['run', ['run', '--model', fixture, '--vocab', join(tmp, 'none.txt'), '--prompt', 'hi']],
-    ['bench', ['bench', '--preset', 'finch-tiny']],
-    ['compile', ['compile', 'examples/finch.ts', '--config', 'finch-tiny', '-o', join(tmp, 'c')]],
+  const withWeights: [string, () => Command, string[]][] = [
+    ['logits (plan)', logitsCommand, ['--model', fixture, '--tokens', '1,2', '--target', 'plan', '--out', out]],
+    ['logits (ref)', logitsCommand, ['--model', fixture, '--tokens', '1,2', '--target', 'ref', '--out', out]],
+    ['logits (wasm)', logitsCommand, ['--model', fixture, '--tokens', '1,2', '--target', 'wasm', '--out', out]],
+    ['run', runCommand, ['--model', fixture, '--vocab', join(tmp, 'none.txt'), '--prompt', 'hi']],
+    ['bench', benchCommand, ['--preset', 'finch-tiny']],
+    ['compile', compileCommand, ['examples/finch.ts', '--config', 'finch-tiny', '-o', join(tmp, 'c')]],
   ];
-  it.each(withWeights)('--weights nonsense: %s', (_, args) => {
-    refused(rwkvc(...args, '--weights', 'nonsense'), /'--weights <dtype>' argument 'nonsense' is invalid\. Allowed choices are f32, bf16, f16, int8/);
+  it.each(withWeights)('--weights nonsense: %s', async (_, cmd, args) => {
+    expect(await refusal(cmd(), [...args, '--weights', 'nonsense'])).toMatch(/'--weights <dtype>' argument 'nonsense' is invalid\. Allowed choices are f32, bf16, f16, int8/);
   });
   it.each([
-    ['logits --mode', ['logits', '--model', fixture, '--tokens', '1', '--out', out, '--mode', 'chunks:0'], /'--mode <mode>' argument 'chunks:0' is invalid/],
-    ['bench --preset', ['bench', '--preset', 'nope'], /'--preset <name>' argument 'nope' is invalid\. Allowed choices are finch-tiny/],
-    ['random-model --preset', ['random-model', '--preset', 'nope', '-o', join(tmp, 'r.safetensors')], /'--preset <name>' argument 'nope' is invalid/],
-    ['random-model --dtype', ['random-model', '--preset', 'finch-tiny', '--dtype', 'q4', '-o', join(tmp, 'r.safetensors')], /'--dtype <dtype>' argument 'q4' is invalid/],
-    ['compile --emit', ['compile', 'examples/finch.ts', '--config', 'finch-tiny', '--emit', 'nope'], /'--emit <what>' argument 'nope' is invalid/],
-    ['logits --target', ['logits', '--model', fixture, '--tokens', '1', '--out', out, '--target', 'nope'], /'--target <target>' argument 'nope' is invalid/],
-  ] as [string, string[], RegExp][])('%s', (_, args, message) => refused(rwkvc(...args), message));
+    ['logits --mode', logitsCommand, ['--model', fixture, '--tokens', '1', '--out', out, '--mode', 'chunks:0'], /'--mode <mode>' argument 'chunks:0' is invalid/],
+    ['bench --preset', benchCommand, ['--preset', 'nope'], /'--preset <name>' argument 'nope' is invalid\. Allowed choices are finch-tiny/],
+    ['random-model --preset', randomModelCommand, ['--preset', 'nope', '-o', join(tmp, 'r.safetensors')], /'--preset <name>' argument 'nope' is invalid/],
+    ['random-model --dtype', randomModelCommand, ['--preset', 'finch-tiny', '--dtype', 'q4', '-o', join(tmp, 'r.safetensors')], /'--dtype <dtype>' argument 'q4' is invalid/],
+    ['compile --emit', compileCommand, ['examples/finch.ts', '--config', 'finch-tiny', '--emit', 'nope'], /'--emit <what>' argument 'nope' is invalid/],
+    ['logits --target', logitsCommand, ['--model', fixture, '--tokens', '1', '--out', out, '--target', 'nope'], /'--target <target>' argument 'nope' is invalid/],
+  ] as [string, () => Command, string[], RegExp][])('%s', async (_, cmd, args, message) => expect(await refusal(cmd(), args)).toMatch(message));
 });
 
 describe(`--threads: a whole number in 1..${MAX_THREADS}`, () => {
@@ -52,17 +65,17 @@ describe(`--threads: a whole number in 1..${MAX_THREADS}`, () => {
     expect(MAX_THREADS).toBe(Math.max(8, Math.min(256, 4 * availableParallelism())));
   });
   const bad = ['0', '-5', '1.5', 'NaN', '3e6', '3000000', String(MAX_THREADS + 1), ...(MAX_THREADS < 256 ? ['256'] : []), ''];
-  it.each(bad)('logits --threads %j', (v) => {
-    refused(rwkvc('logits', '--model', fixture, '--tokens', '1', '--target', 'wasm', '--threads', v, '--out', out), /'--threads <n>' argument .* is invalid/);
+  it.each(bad)('logits and bench --threads %j', async (v) => {
+    expect(await refusal(logitsCommand(), ['--model', fixture, '--tokens', '1', '--target', 'wasm', '--threads', v, '--out', out])).toMatch(/'--threads <n>' argument .* is invalid/);
+    expect(await refusal(benchCommand(), ['--preset', 'finch-tiny', '--threads', v])).toMatch(/'--threads <n>' argument .* is invalid/);
   });
-  it.each(['0', '3000000'])('bench --threads %s', (v) => refused(rwkvc('bench', '--preset', 'finch-tiny', '--threads', v), /'--threads <n>' argument/));
-  it('run (its own parser) and the load API are held to the same cap', () => {
-    refused(rwkvc('run', '--model', fixture, '--vocab', join(tmp, 'none.txt'), '--prompt', 'hi', '--threads', '3000000'),
-      /threads: expected a whole number in 1\.\.\d+.*got 3000000|'--threads <n>' argument/);
-  });
-  it('the cap itself is accepted', () => {
-    const r = rwkvc('logits', '--model', fixture, '--tokens', '1,2', '--target', 'wasm', '--threads', '2', '--out', out);
-    expect(r.status, r.stderr).toBe(0);
+  it('run (its own parser) and the load API are held to the same cap', async () => {
+    expect(await refusal(runCommand(), ['--model', fixture, '--vocab', join(tmp, 'none.txt'), '--prompt', 'hi', '--threads', '3000000']))
+      .toMatch(/threads: expected a whole number in 1\.\.\d+.*got 3000000|'--threads <n>' argument/);
+    for (const n of [0, -5, 1.5, NaN, Infinity, 3e6, MAX_THREADS + 1, '2'])
+      expect(() => checkThreads(n), String(n)).toThrow(UserError);
+    expect(() => checkThreads(MAX_THREADS)).not.toThrow();
+    expect(() => checkThreads(undefined)).not.toThrow();
   });
 });
 
@@ -81,9 +94,11 @@ describe('--tokens: ids as written', () => {
     ['9'.repeat(5000), /token id 9{40}… is outside the vocabulary/],
     ['', /'' is not a token id/],
   ])('1,%s', (bad, message) => {
-    const r = rwkvc('logits', '--model', fixture, '--tokens', `1,${bad}`, '--target', 'plan', '--out', join(tmp, 'tok.safetensors'));
-    refused(r, message);
-    expect(existsSync(join(tmp, 'tok.safetensors'))).toBe(false);
+    expect(() => parseTokens(`1,${bad}`, 256)).toThrow(message);
+    expect(() => parseTokens(`1,${bad}`, 256)).toThrow(UserError);
+  });
+  it('leading zeros and spaces are the id itself', () => {
+    expect([...parseTokens(' 007, 255', 256)]).toEqual([7, 255]);
   });
 });
 
@@ -98,14 +113,15 @@ describe('a broken model description is one line', () => {
     ['returns dangling references', 'export default () => ({ nodes: [{ id: 0, op: "add", inputs: [{ id: 5, out: 0 }], types: [] }], outputs: [{ name: "logits", ref: { id: 0, out: 0 } }] })', /malformed|verification failed/],
     ['returns an unknown op', 'export default () => ({ nodes: [{ id: 0, op: "zzz", inputs: [], types: [], attrs: {} }], outputs: [{ name: "logits", ref: { id: 0, out: 0 } }] })', /unknown op 'zzz'/],
     ['exports no function', 'export default 3', /the default export must be a function/],
-  ])('%s', (name, src, message) => {
+  ])('%s', async (name, src, message) => {
     const file = dsl(`${name.replace(/\W+/g, '-')}.mts`, src);
-    refused(rwkvc('logits', '--model', fixture, '--tokens', '1,2', '--target', 'plan', '--dsl', file, '--out', out), message);
-    refused(rwkvc('compile', file, '--config', 'finch-tiny', '-o', join(tmp, 'c')), message);
+    const e = await buildGraph(file, PRESETS['finch-tiny']).then(() => null, (x) => x);
+    expect(e).toBeInstanceOf(UserError);
+    expect((e as Error).message).toMatch(message);
   });
 });
 
-describe('random-model: absurd sizes are one line', () => {
+describe('random-model: absurd sizes are refused before anything is written', () => {
   const o = join(tmp, 'rm.safetensors');
   it.each([
     [['--layers', '1000000000', '--embd', '128', '--vocab', '10'], /'--layers <n>' argument '1000000000' is invalid\. expected 1\.\.256/],
@@ -117,8 +133,28 @@ describe('random-model: absurd sizes are one line', () => {
     [['--layers', '2', '--embd', '8', '--head-size', '8', '--vocab', '10'], /gives no ffn width/],
     [['--layers', '256', '--embd', '16384', '--vocab', '1048576'], /emb\.weight would have 17179869184 values/],
     [['--layers', '256', '--embd', '16384', '--vocab', '65536', '--dtype', 'f32'], /GiB in f32 \(at most 128 GiB\)/],
-  ])('%j', (args, message) => {
-    refused(rwkvc('random-model', ...args, '-o', o), message);
+  ])('%j', async (args, message) => {
+    expect(await refusal(randomModelCommand(), [...args, '-o', o])).toMatch(message);
     expect(existsSync(o)).toBe(false);
+  });
+});
+
+describe('rwkvc itself: one line on stderr, no stack trace, exit code 2', () => {
+  const rwkvc = (...args: string[]) => spawnSync('node', ['bin/rwkvc.js', ...args], { encoding: 'utf8', timeout: 120_000 });
+  const dslThrows = join(tmp, 'cli-throws.mts');
+  writeFileSync(dslThrows, 'export default () => { throw new Error("boom"); }');
+  it.each([
+    [['logits', '--model', fixture, '--tokens', '1,2', '--target', 'plan', '--weights', 'nonsense', '--out', out], /'--weights <dtype>' argument 'nonsense' is invalid/],
+    [['logits', '--model', fixture, '--tokens', '1,2', '--threads', 'NaN', '--out', out], /'--threads <n>' argument 'NaN' is invalid/],
+    [['logits', '--model', fixture, '--tokens', `1,${2 ** 31}`, '--target', 'plan', '--out', out], /^rwkvc: --tokens: token id 2147483648 is outside the vocabulary \(0\.\.255\)$/],
+    [['compile', dslThrows, '--config', 'finch-tiny', '-o', join(tmp, 'c')], /^rwkvc: .*cli-throws\.mts: the model description threw: boom$/],
+    [['random-model', '--layers', '256', '--embd', '16384', '--vocab', '1048576', '-o', join(tmp, 'big.safetensors')], /^rwkvc: random-model: emb\.weight would have/],
+  ])('%j', (args, message) => {
+    const r = rwkvc(...args);
+    expect(r.status, r.stderr).toBe(2);
+    const lines = r.stderr.trim().split('\n');
+    expect(lines, r.stderr).toHaveLength(1);
+    expect(lines[0]).toMatch(message);
+    expect(existsSync(out)).toBe(false);
   });
 });

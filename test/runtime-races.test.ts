@@ -110,6 +110,7 @@ describe.each([
   ['wasm', 2],
   ['wgsl', undefined],
   ['cuda-sim', undefined],
+  ['cuda', undefined],
 ] as const)('after dispose() on %s (threads %s)', (target, threads) => {
   it('prefill, decode, run and state calls reject promptly with "this model was disposed"', async (ctx) => {
     let s: Session;

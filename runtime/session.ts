@@ -108,7 +108,12 @@ export class Session {
     return this.lastLogits;
   }
 
-  /** Generate text after `prompt` (text, or token ids), as it is produced. */
+  /**
+   * Generate text after `prompt` (text, or token ids), as it is produced. Two generate() calls on one
+   * session run one after the other (the second starts when the first has finished, or was left with
+   * `break`/return()); a generator iterated part way and then dropped without return() keeps the
+   * session's turn, so leave a loop with `break`, not by abandoning the iterator.
+   */
   async *generate(prompt: string | number[], o: GenerateOptions = {}): AsyncGenerator<string> {
     const tok = this.tokenizer;
     if (!tok) throw new UserError('generate: this session has no tokenizer (pass one to Session or load)');

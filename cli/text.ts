@@ -56,7 +56,7 @@ export function runCommand(): Command {
     .option('--seed <n>', 'random seed', int)
     .option('--stop <text...>', 'stop strings')
     .option('--state-in <file>', 'start from a saved state')
-    .option('--state-out <file>', 'save the state at the end')
+    .option('--state-out <file>', 'save the state at the end (checked before generating; a symlink or special file is refused)')
     .addHelpText('after', `
 Examples:
   rwkvc run --model RWKV-x060-World-1B6.pth --vocab rwkv_vocab_v20230424.txt --prompt "User: hi\\n\\nAssistant:"

@@ -16,7 +16,9 @@ export interface TensorToWrite {
 
 /**
  * Write a safetensors file. Tensors are streamed one by one (no concatenated copy of a large model), into
- * a temporary file renamed at the end so that a failed write never leaves a half file under `path`.
+ * a temporary file renamed at the end so that a failed write never leaves a half file under `path`; only a
+ * regular file (or nothing) at `path` is replaced: a device node, FIFO, directory or symlink is refused
+ * (writeFileAtomic).
  */
 export function writeSafetensors(path: string, tensors: TensorToWrite[], metadata?: Record<string, string>): void {
   // No prototype: tensor names such as "__proto__" or "toString" are plain keys here.

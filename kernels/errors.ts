@@ -6,7 +6,7 @@
 export class UserError extends Error {
   readonly exitCode: number;
   constructor(message: string, exitCode = 2) {
-    super(message);
+    super(oneLine(message)); // input quoted in a message may hold newlines or terminal controls
     this.name = 'UserError';
     this.exitCode = exitCode;
   }
@@ -27,6 +27,10 @@ export class CompilerBug extends Error {
     this.name = 'CompilerBug';
   }
 }
+
+/** Control characters (newlines, escapes, line separators) written as \\uXXXX: a message stays one line. */
+export const oneLine = (s: string): string =>
+  s.replace(/[\u0000-\u001f\u007f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 
 /**
  * `s` cut to at most `max` characters (an ellipsis marks the cut): for quoting input (a name, a value

@@ -4,7 +4,7 @@
  * All three must give the same logits and state.
  */
 import type { TargetModel } from '../targets/backend.ts';
-import { UserError } from '../kernels/errors.ts';
+import { clip, UserError } from '../kernels/errors.ts';
 
 export type Mode = { kind: 'step' } | { kind: 'seq' } | { kind: 'chunks'; size: number };
 
@@ -12,7 +12,7 @@ export function parseMode(s: string): Mode {
   if (s === 'step' || s === 'seq') return { kind: s };
   const m = /^chunks:(\d+)$/.exec(s);
   if (m && Number(m[1]) > 0) return { kind: 'chunks', size: Number(m[1]) };
-  throw new UserError(`--mode: expected step, seq or chunks:N (N > 0), got '${s}'`);
+  throw new UserError(`--mode: expected step, seq or chunks:N (N > 0), got '${clip(s, 40)}'`);
 }
 
 /** Run all tokens; returns the logits of every position, [T, V] row-major. */

@@ -3,10 +3,7 @@
  * come from the file itself, and a corrupt (or hostile) one may hold newlines, terminal control
  * characters or megabytes of text: each quoted part is clipped, so a message stays one short line.
  */
-import { clip, inputError as baseInputError, type UserError } from '../../kernels/errors.ts';
-
-const oneLine = (s: string) =>
-  s.replace(/[\u0000-\u001f\u007f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+import { clip, inputError as baseInputError, oneLine, type UserError } from '../../kernels/errors.ts';
 
 /** The file name is the user's (a path they typed), so it is kept whole; names and problems are clipped. */
 export function inputError(file: string, what: string | undefined, problem: string): UserError {

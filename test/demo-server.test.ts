@@ -249,39 +249,29 @@ describe('demo server: serve.ts command line', () => {
     expect(r.stderr).not.toMatch(/\bat .*:\d+:\d+/);
   });
 
-  it('--host 0.0.0.0 warns that the server is reachable from the network', async () => {
-    const child = spawn(process.execPath, ['--import', 'tsx', serve, '--host', '0.0.0.0', '--port', '0'], { cwd: REPO_ROOT });
+  /** serve.ts's output up to its "open http://" line (the server is stopped after). */
+  async function serveOutput(args: string[]): Promise<string> {
+    const child = spawn(process.execPath, ['--import', 'tsx', serve, ...args, '--port', '0'], { cwd: REPO_ROOT });
     let out = '';
-    child.stdout.on('data', (c) => { out += c; });
-    child.stderr.on('data', (c) => { out += c; });
     try {
       await new Promise<void>((resolve, reject) => {
         const t = setTimeout(() => reject(new Error(`no "open" line in time:\n${out}`)), 60_000);
-        const check = () => { if (/open http:\/\//.test(out)) { clearTimeout(t); resolve(); } };
-        child.stdout.on('data', check);
-        child.stderr.on('data', check);
+        const take = (c: Buffer) => { out += c; if (/open http:\/\//.test(out)) { clearTimeout(t); resolve(); } };
+        child.stdout.on('data', take);
+        child.stderr.on('data', take);
         child.on('exit', (code) => { clearTimeout(t); reject(new Error(`exited ${code}:\n${out}`)); });
       });
-      expect(out).toMatch(/warning: .*reachable from the network/);
+      return out;
     } finally {
       child.kill('SIGTERM');
     }
+  }
+
+  it('--host 0.0.0.0 warns that the server is reachable from the network', async () => {
+    expect(await serveOutput(['--host', '0.0.0.0'])).toMatch(/warning: .*reachable from the network/);
   });
 
   it('the default (127.0.0.1) prints no such warning', async () => {
-    const child = spawn(process.execPath, ['--import', 'tsx', serve, '--port', '0'], { cwd: REPO_ROOT });
-    let out = '';
-    child.stdout.on('data', (c) => { out += c; });
-    child.stderr.on('data', (c) => { out += c; });
-    try {
-      await new Promise<void>((resolve, reject) => {
-        const t = setTimeout(() => reject(new Error(`no "open" line in time:\n${out}`)), 60_000);
-        child.stdout.on('data', () => { if (/open http:\/\//.test(out)) { clearTimeout(t); resolve(); } });
-        child.on('exit', (code) => { clearTimeout(t); reject(new Error(`exited ${code}:\n${out}`)); });
-      });
-      expect(out).not.toMatch(/reachable from the network/);
-    } finally {
-      child.kill('SIGTERM');
-    }
+    expect(await serveOutput([])).not.toMatch(/reachable from the network/);
   });
 });

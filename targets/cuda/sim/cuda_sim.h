@@ -277,31 +277,15 @@ using half2 = __half2;
 inline float ld_f32(const float* p) { rwkvc_sim::on_read(p, 4, 4); return *p; }
 inline void st_f32(float* p, float v) { rwkvc_sim::on_write(p, 4, 4); *p = v; }
 inline float ldg_f32(const float* p) { rwkvc_sim::on_read(p, 4, 4); return *p; }
-inline uint32_t ldg_u8(const void* p) {
-  rwkvc_sim::on_read(p, 1, 1);
-  return *static_cast<const unsigned char*>(p);
-}
-inline uint32_t ldg_u16(const void* p) {
-  rwkvc_sim::on_read(p, 2, 2);
-  unsigned short v;
-  std::memcpy(&v, p, 2);
+/** A counted, aligned read of one T (the vector loads' widths are their alignments too). */
+template <class T> inline T ldg_as(const void* p) {
+  rwkvc_sim::on_read(p, sizeof(T), sizeof(T));
+  T v;
+  std::memcpy(&v, p, sizeof(T));
   return v;
 }
-inline uint32_t ldg_u32(const void* p) {
-  rwkvc_sim::on_read(p, 4, 4);
-  uint32_t v;
-  std::memcpy(&v, p, 4);
-  return v;
-}
-inline uint2 ldg_u2(const void* p) {
-  rwkvc_sim::on_read(p, 8, 8);
-  uint2 v;
-  std::memcpy(&v, p, 8);
-  return v;
-}
-inline uint4 ldg_u4(const void* p) {
-  rwkvc_sim::on_read(p, 16, 16);
-  uint4 v;
-  std::memcpy(&v, p, 16);
-  return v;
-}
+inline uint32_t ldg_u8(const void* p) { return ldg_as<unsigned char>(p); }
+inline uint32_t ldg_u16(const void* p) { return ldg_as<unsigned short>(p); }
+inline uint32_t ldg_u32(const void* p) { return ldg_as<uint32_t>(p); }
+inline uint2 ldg_u2(const void* p) { return ldg_as<uint2>(p); }
+inline uint4 ldg_u4(const void* p) { return ldg_as<uint4>(p); }

@@ -6,6 +6,8 @@ import { UserError } from '../kernels/errors.ts';
 import { initialState, openModel } from '../runtime/model.ts';
 import { parseMode, runTokens } from '../runtime/run-tokens.ts';
 import { DEFAULT_DSL, loadTargetForModel } from '../driver/load.ts';
+import { loadOnnxRuntime } from '../driver/onnx/index.ts';
+import { withOnnxruntime } from './onnx.ts';
 
 /**
  * `--tokens 5,17,3`: each a whole number written out (no 1.5, 1e3, NaN or hex), in the vocabulary; an id
@@ -40,7 +42,7 @@ export function logitsCommand(): Command {
     .requiredOption('--model <path>', 'checkpoint (.pth or .safetensors, official or Hugging Face names)')
     .requiredOption('--tokens <ids>', 'comma-separated token ids, e.g. 5,17,3')
     .option('--mode <mode>', 'step | seq | chunks:N', mode, 'seq')
-    .addOption(targetOption('ref'))
+    .addOption(withOnnxruntime(targetOption('ref')))
     .addOption(weightsOption('weight storage for compiled targets'))
     .option('--threads <n>', 'worker threads (wasm)', threads)
     .option('--dsl <file>', 'model description (default: examples/finch.ts of this package)', DEFAULT_DSL)
@@ -50,7 +52,9 @@ export function logitsCommand(): Command {
       const model = openModel(o.model);
       const tokens = parseTokens(o.tokens, model.config.vocabSize);
       const mode = parseMode(o.mode);
-      const target = await loadTargetForModel(o.target, model, { dsl: o.dsl, weights: o.weights, threads: o.threads, logits: 'all' });
+      const target = o.target === 'onnxruntime'
+        ? await loadOnnxRuntime(model, { dsl: o.dsl, weights: o.weights, threads: o.threads, logits: 'all' })
+        : await loadTargetForModel(o.target, model, { dsl: o.dsl, weights: o.weights, threads: o.threads, logits: 'all' });
       try {
         const init = initialState(model);
         if (init) await target.writeState(init);

@@ -11,6 +11,7 @@ import { randomModelCommand } from './random-model.ts';
 import { demoCommand } from './demo.ts';
 import { benchCommand } from './bench.ts';
 import { ggufCommand } from './gguf.ts';
+import { onnxCommand } from './onnx.ts';
 import { detokenizeCommand, runCommand, tokenizeCommand } from './text.ts';
 
 const program = new Command()
@@ -27,6 +28,7 @@ program.addCommand(logitsCommand());
 program.addCommand(benchCommand());
 program.addCommand(randomModelCommand());
 program.addCommand(ggufCommand());
+program.addCommand(onnxCommand());
 program.addCommand(runCommand());
 program.addCommand(tokenizeCommand());
 program.addCommand(detokenizeCommand());

@@ -3,7 +3,7 @@
  * print "option '--x <n>' argument 'abc' is invalid. …" and exit 2, naming the flag.
  */
 import { availableParallelism } from 'node:os';
-import { InvalidArgumentError, Option } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 import { MAX_THREADS } from '../driver/load.ts';
 import { TARGETS } from '../targets/registry.ts';
 import type { Target } from '../targets/target.ts';
@@ -40,7 +40,7 @@ export function threads(v: string): number {
 }
 
 /** The weight storage formats. */
-export const WEIGHT_FORMATS = ['f32', 'bf16', 'f16', 'int8'] as const;
+export const WEIGHT_FORMATS = ['f32', 'bf16', 'f16', 'int8', 'q4_0', 'q4_1'] as const;
 
 /** `--weights <dtype>`, one of WEIGHT_FORMATS, checked when parsed. */
 export function weightsOption(what = 'weight storage', fallback = 'f32'): Option {
@@ -75,4 +75,53 @@ export function targetOption(fallback: string, what = 'what runs it', filter: (t
       return v;
     })
     .default(fallback);
+}
+
+/**
+ * The one rule for text given on the command line (`run --prompt`, `tokenize TEXT`): the escapes `\n`
+ * (newline), `\t` (tab) and `\\` (a backslash) are interpreted, so a prompt can hold a newline without
+ * shell quoting tricks; any other backslash stays as written. `--raw` takes the text literally, and text
+ * read from standard input is always literal.
+ */
+export function unescapeText(s: string): string {
+  return s.replace(/\\([nt\\])/g, (_, c: string) => (c === 'n' ? '\n' : c === 't' ? '\t' : '\\'));
+}
+
+/** The help line every command that takes text shows for `--raw`. */
+export const RAW_HELP = 'take the text literally (by default \\n, \\t and \\\\ in it are a newline, a tab and a backslash)';
+
+/**
+ * `alias` (hidden from the help) sets the same value as `target`, e.g. `--temp` for `--temperature`: an
+ * unknown `--temp` made commander suggest `--help`, its nearest spelling. The alias parses its value with
+ * the same parser, so a bad value is reported naming the flag the user typed.
+ */
+export function addAlias(cmd: Command, alias: string, target: string): void {
+  const opt = cmd.options.find((o) => o.long === target);
+  if (!opt) throw new Error(`addAlias: ${cmd.name()} has no option ${target}`);
+  const a = new Option(`${alias}${opt.required ? ' <value>' : opt.optional ? ' [value]' : ''}`).hideHelp();
+  if (opt.parseArg) a.argParser(opt.parseArg);
+  cmd.addOption(a);
+  cmd.on(`option:${a.name()}`, () => cmd.setOptionValueWithSource(opt.attributeName(), cmd.getOptionValue(a.attributeName()), 'cli'));
+}
+
+/**
+ * A better "Did you mean …?" for an unknown option: commander suggests by edit distance only, so an
+ * abbreviation (`--temp` for `--temperature`, `--max` for `--max-tokens`) got its nearest short flag,
+ * `--help`. Options the unknown one abbreviates (or shares a 4-letter start with) come first; otherwise
+ * commander's own suggestion. Commander has no public hook for this, so its `unknownOption` is wrapped.
+ */
+export function suggestOptions(cmd: Command): Command {
+  const c = cmd as unknown as { unknownOption(flag: string): void };
+  const fallback = c.unknownOption.bind(cmd);
+  c.unknownOption = (flag: string) => {
+    const w = flag.replace(/^--?/, '').split('=')[0]!;
+    const longs = cmd.createHelp().visibleOptions(cmd).map((o) => o.long).filter((l): l is string => !!l && l !== '--help');
+    const near = w.length >= 2 ? longs.filter((l) => {
+      const n = l.slice(2);
+      return n.startsWith(w) || (w.length >= 4 && n.slice(0, 4) === w.slice(0, 4));
+    }) : [];
+    if (!near.length) return fallback(flag);
+    cmd.error(`error: unknown option '${flag}'\n(Did you mean ${near.length > 1 ? `one of ${near.join(', ')}` : near[0]}?)`, { code: 'commander.unknownOption' });
+  };
+  return cmd;
 }

@@ -1,6 +1,6 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { count, targetOption, weightsOption } from './args.ts';
+import { count, suggestOptions, targetOption, weightsOption } from './args.ts';
 import { UserError } from '../kernels/errors.ts';
 import { getTarget } from '../targets/registry.ts';
 import type { KernelSource } from '../targets/target.ts';
@@ -9,19 +9,22 @@ import { compileGraph } from '../compiler/index.ts';
 import { PASSES } from '../compiler/pipeline.ts';
 import { printGraph } from '../ir/print.ts';
 import type { WeightDType } from '../kernels/plan.ts';
-import { resolveConfig } from './config-arg.ts';
+import { CONFIG_JSON_HELP, resolveConfig } from './config-arg.ts';
 import { buildGraph } from '../driver/load.ts';
 import { summarizePlan, formatSummary } from './inspect.ts';
 import { emitPackage } from '../driver/emit-package.ts';
+import { PRESETS } from '../runtime/presets.ts';
 
 const list = (v: string, prev: string[] = []) => [...prev, ...v.split(',')];
 
 export function compileCommand(): Command {
-  return new Command('compile')
-    .description('Compile a model description to a kernel plan (and target kernels)')
+  return suggestOptions(new Command('compile'))
+    .description('Compile a model description for a config: writes the kernel plan (<out>/plan.json), or the optimised IR (--emit ir), and with --target that target\'s kernels (<out>/<target>/)')
     .argument('<dsl>', 'model description, e.g. examples/finch.ts')
-    .requiredOption('--config <preset|file>', 'a preset name, a config .json, or a checkpoint (its shapes give the config)')
-    .addOption(new Option('--emit <what>', "what else to print or write: 'ir' (the optimised IR), 'kernels' (print every kernel --target generates, with its plan kernels and DSL lines), 'package' (an ES module package of the packaged targets and the runtime)").choices(['plan', 'ir', 'kernels', 'package']).default('plan'))
+    .requiredOption('--config <preset|file>', `a preset (${Object.keys(PRESETS).join(', ')}), a checkpoint (its shapes give the config), or ${CONFIG_JSON_HELP}`)
+    .addOption(new Option('--emit <what>', "'plan': write <out>/plan.json and print its summary; 'ir': write <out>/graph.ir (the IR after the passes) and print it; " +
+      "'kernels': the plan, and print every kernel --target generates, with its plan kernels and DSL lines; 'package': an ES module package of the packaged targets and the runtime in <out>")
+      .choices(['plan', 'ir', 'kernels', 'package']).default('plan'))
     .addOption(targetOption('', 'also generate this target\'s kernels into <out>/<target>/', (t) => !!t.codegen))
     .option('-o, --out <dir>', 'output directory', 'out/plan')
     .addOption(weightsOption('storage of the big matrices'))
@@ -34,6 +37,7 @@ export function compileCommand(): Command {
     .addHelpText('after', `
 Examples:
   rwkvc compile examples/finch.ts --config finch-1b6 -o out/1b6 --time-passes
+  rwkvc compile examples/finch.ts --config config.json --emit ir -o out/ir      # config.json: {"n_layer": 12, "n_embd": 768, "vocab_size": 65536}
   rwkvc compile examples/finch.ts --config model.pth --print-after fuse-wkv
   rwkvc compile examples/finch.ts --config bench-0.1b --weights f16 --print-after all --verify-each
   rwkvc compile examples/finch.ts --config finch-tiny --target wgsl --emit kernels
@@ -51,12 +55,16 @@ Examples:
         printAfter: o.printAfter, printBefore: o.printBefore, timePasses: o.timePasses, verifyEach: o.verifyEach,
       });
       const ms = performance.now() - t0;
-      mkdirSync(o.out, { recursive: true });
-      writeFileSync(join(o.out, 'plan.json'), JSON.stringify(r.plan, null, 1));
-      writeFileSync(join(o.out, 'graph.ir'), printGraph(r.graph) + '\n');
-      if (o.emit === 'ir') process.stdout.write(printGraph(r.graph) + '\n');
-      process.stderr.write(`rwkvc: compiled ${dsl} (${graph.nodes.length} → ${r.graph.nodes.length} nodes) in ${ms.toFixed(0)} ms → ${o.out}/plan.json\n`);
       if (o.emit === 'kernels' && !o.target) throw new UserError('--emit kernels: say which target\'s kernels (--target)');
+      mkdirSync(o.out, { recursive: true });
+      // one artifact per --emit: the IR (text, for reading and diffing passes) or the plan (what targets and `inspect` take)
+      const wrote = join(o.out, o.emit === 'ir' ? 'graph.ir' : 'plan.json');
+      if (o.emit === 'ir') {
+        const ir = printGraph(r.graph) + '\n';
+        writeFileSync(wrote, ir);
+        process.stdout.write(ir);
+      } else writeFileSync(wrote, JSON.stringify(r.plan, null, 1));
+      process.stderr.write(`rwkvc: compiled ${dsl} (${graph.nodes.length} → ${r.graph.nodes.length} nodes) in ${ms.toFixed(0)} ms → ${wrote}\n`);
       if (o.target) {
         const t = getTarget(o.target);
         const t1 = performance.now();
@@ -70,7 +78,7 @@ Examples:
         if (o.emit === 'kernels') process.stdout.write(formatKernels(t.name, kernels));
         process.stderr.write(`rwkvc: ${t.name}: ${kernels.length} kernels, ${Object.keys(files).join(', ')} in ${(performance.now() - t1).toFixed(0)} ms → ${dir}\n`);
       }
-      process.stderr.write(formatSummary(summarizePlan(r.plan), false) + '\n');
+      if (o.emit !== 'ir') process.stderr.write(formatSummary(summarizePlan(r.plan), false) + '\n');
     });
 }
 

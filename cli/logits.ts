@@ -1,4 +1,4 @@
-import { targetOption, threads, weightsOption } from './args.ts';
+import { suggestOptions, targetOption, threads, weightsOption } from './args.ts';
 import { InvalidArgumentError } from 'commander';
 import { Command } from 'commander';
 import { writeSafetensors } from '../runtime/checkpoint/index.ts';
@@ -37,17 +37,22 @@ function mode(v: string): string {
 }
 
 export function logitsCommand(): Command {
-  return new Command('logits')
+  return suggestOptions(new Command('logits'))
     .description('Run token ids through a model and write the logits of every position and the final state')
     .requiredOption('--model <path>', 'checkpoint (.pth or .safetensors, official or Hugging Face names)')
     .requiredOption('--tokens <ids>', 'comma-separated token ids, e.g. 5,17,3')
     .option('--mode <mode>', 'step | seq | chunks:N', mode, 'seq')
-    .addOption(withOnnxruntime(targetOption('ref')))
+    .addOption(withOnnxruntime(targetOption('wasm')))
     .addOption(weightsOption('weight storage for compiled targets'))
     .option('--threads <n>', 'worker threads (wasm)', threads)
     .option('--dsl <file>', 'model description (default: examples/finch.ts of this package)', DEFAULT_DSL)
     .requiredOption('--out <file>', 'output .safetensors: logits [T, V], state.{l}.att_shift/wkv/ffn_shift')
-    .addHelpText('after', '\nExample:\n  rwkvc logits --model model.pth --tokens 5,17,3 --mode chunks:2 --target plan --out out.safetensors')
+    .addHelpText('after', `
+Prints one line: the logits' shape, the top 5 ids of the last row (id:logit), and the file written.
+
+Examples:
+  rwkvc logits --model model.pth --tokens 5,17,3 --out out.safetensors
+  rwkvc logits --model model.pth --tokens 5,17,3 --mode chunks:2 --target plan --out out.safetensors`)
     .action(async (o) => {
       const model = openModel(o.model);
       const tokens = parseTokens(o.tokens, model.config.vocabSize);
@@ -67,10 +72,17 @@ export function logitsCommand(): Command {
             name, dtype: 'f32' as const, shape: name.endsWith('.wkv') ? [H, N, N] : [C], data,
           })),
         ]);
-        process.stderr.write(`rwkvc: ${tokens.length} tokens through ${target.target} (${o.mode}) → ${o.out}\n`);
+        const V = model.config.vocabSize;
+        process.stdout.write(`logits [${tokens.length}, ${V}] on ${target.target} (${o.mode}); last row top-5 ${topK(logits.subarray((tokens.length - 1) * V), 5)}; ` +
+          `+ ${Object.keys(state).length} state tensors → ${o.out}\n`);
       } finally {
         target.dispose();
         model.close();
       }
     });
+}
+
+/** The k largest entries of a row as `id:logit` (4 decimals), largest first. */
+export function topK(row: Float32Array, k: number): string {
+  return [...row.keys()].sort((a, b) => row[b]! - row[a]! || a - b).slice(0, k).map((i) => `${i}:${row[i]!.toFixed(4)}`).join(' ');
 }

@@ -1,4 +1,4 @@
-import { count, int, num, targetOption } from './args.ts';
+import { addAlias, count, int, num, RAW_HELP, suggestOptions, targetOption, unescapeText } from './args.ts';
 import { Command, Option } from 'commander';
 import { SingleBar, Presets } from 'cli-progress';
 import { readFileSync } from 'node:fs';
@@ -10,20 +10,26 @@ import type { WeightDType } from '../kernels/plan.ts';
 
 
 export function tokenizeCommand(): Command {
-  return new Command('tokenize')
+  return suggestOptions(new Command('tokenize'))
     .description('Encode text with the RWKV World tokenizer; prints the ids as JSON')
     .requiredOption('--vocab <file>', 'rwkv_vocab_v20230424.txt')
-    .argument('[text]', 'text to encode (default: standard input)')
-    .addHelpText('after', '\nExample:\n  rwkvc tokenize --vocab rwkv_vocab_v20230424.txt "Hello, world"')
+    .argument('[text]', 'text to encode; \\n, \\t and \\\\ in it are a newline, a tab and a backslash (default: standard input, taken literally)')
+    .option('--raw', RAW_HELP)
+    .addHelpText('after', `
+Examples:
+  rwkvc tokenize --vocab rwkv_vocab_v20230424.txt "Hello, world"
+  rwkvc tokenize --vocab rwkv_vocab_v20230424.txt "User: hi\\n\\nAssistant:"     # two newlines, as run --prompt reads it
+  rwkvc tokenize --vocab rwkv_vocab_v20230424.txt --raw 'C:\\new'          # a backslash and an n`)
     .action((text: string | undefined, o) => {
       const tok = loadWorldTokenizer(o.vocab);
-      process.stdout.write(JSON.stringify(tok.encode(text ?? readFileSync(0, 'utf8'))) + '\n');
+      const input = text === undefined ? readFileSync(0, 'utf8') : o.raw ? text : unescapeText(text);
+      process.stdout.write(JSON.stringify(tok.encode(input)) + '\n');
     });
 }
 
 export function detokenizeCommand(): Command {
-  return new Command('detokenize')
-    .description('Decode token ids (JSON array or comma list) back to text')
+  return suggestOptions(new Command('detokenize'))
+    .description('Decode token ids (JSON array or comma list) back to text: exactly the decoded text when piped, a final newline added on a terminal')
     .requiredOption('--vocab <file>', 'rwkv_vocab_v20230424.txt')
     .argument('[ids]', 'e.g. [33155,45] or 33155,45 (default: standard input)')
     .addHelpText('after', '\nExample:\n  rwkvc detokenize --vocab rwkv_vocab_v20230424.txt 33155,45,40213')
@@ -34,21 +40,24 @@ export function detokenizeCommand(): Command {
         if (!/^\d+$/.test(x)) throw new UserError(`detokenize: '${x}' is not a token id`);
         return Number(x);
       }) : [];
-      process.stdout.write(tok.decode(list));
+      // Piped, the output is the text's exact bytes (so `detokenize | tokenize` round-trips); on a
+      // terminal a newline ends it, so the shell prompt does not land on the text's last line.
+      process.stdout.write(tok.decode(list) + (process.stdout.isTTY ? '\n' : ''));
     });
 }
 
 export function runCommand(): Command {
-  return new Command('run')
+  const cmd = new Command('run')
     .description('Generate text from a prompt, streaming it as it is produced')
     .requiredOption('--model <path>', 'checkpoint (.pth or .safetensors)')
     .requiredOption('--vocab <file>', 'rwkv_vocab_v20230424.txt')
-    .requiredOption('--prompt <text>', 'the prompt')
+    .requiredOption('--prompt <text>', 'the prompt; \\n, \\t and \\\\ in it are a newline, a tab and a backslash')
+    .option('--raw', RAW_HELP)
     .addOption(targetOption('wasm'))
-    .addOption(new Option('--weights <dtype>', 'weight storage').choices(['f32', 'bf16', 'f16', 'int8']).default('f32'))
+    .addOption(new Option('--weights <dtype>', 'weight storage').choices(['f32', 'bf16', 'f16', 'int8', 'q4_0', 'q4_1']).default('f32'))
     .option('--threads <n>', 'worker threads (wasm; default all cores)', count)
-    .option('--max-tokens <n>', 'most tokens to generate', count, 100)
-    .option('--temperature <t>', 'sampling temperature (0 = greedy)', num, 1)
+    .option('-n, --max-tokens <n>', 'most tokens to generate', count, 100)
+    .option('--temperature <t>', 'sampling temperature (0 = greedy; also --temp)', num, 1)
     .option('--top-p <p>', 'nucleus sampling', num, 0.85)
     .option('--top-k <k>', 'top-k sampling (0 = off)', int, 0)
     .option('--presence-penalty <x>', 'presence penalty', num, 0)
@@ -60,7 +69,7 @@ export function runCommand(): Command {
     .addHelpText('after', `
 Examples:
   rwkvc run --model RWKV-x060-World-1B6.pth --vocab rwkv_vocab_v20230424.txt --prompt "User: hi\\n\\nAssistant:"
-  rwkvc run --model m.pth --vocab v.txt --prompt "Once" --temperature 0 --max-tokens 20 --weights f16`)
+  rwkvc run --model m.pth --vocab v.txt --prompt "Once" --temp 0 -n 20 --weights f16`)
     .action(async (o) => {
       // an unwritable --state-out is found now, not after the generation
       if (o.stateOut) checkWritable(o.stateOut);
@@ -78,7 +87,7 @@ Examples:
       if (o.stateIn) await session.state.fromBytes(readStateFile(o.stateIn), o.stateIn);
       const t0 = performance.now();
       let n = 0, tFirst = 0;
-      for await (const piece of session.generate(o.prompt.replace(/\\n/g, '\n'), {
+      for await (const piece of session.generate(o.raw ? o.prompt : unescapeText(o.prompt), {
         maxTokens: o.maxTokens, temperature: o.temperature, topP: o.topP, topK: o.topK,
         presencePenalty: o.presencePenalty, frequencyPenalty: o.frequencyPenalty, seed: o.seed, stopStrings: o.stop,
         onToken: () => { if (n++ === 0) tFirst = performance.now(); },
@@ -89,6 +98,8 @@ Examples:
       if (o.stateOut) writeFileAtomic(o.stateOut, [await session.state.toBytes()]);
       session.model.dispose();
     });
+  addAlias(cmd, '--temp', '--temperature');
+  return suggestOptions(cmd);
 }
 
 /** A state file's bytes; a missing or unreadable file is one line naming it. */

@@ -2,7 +2,7 @@
  * The GGUF export (runtime/checkpoint/gguf-write.ts): the file's structure read back here, and
  * llama.cpp (node-llama-cpp's prebuilt ggml) running the exported fixtures against the official logits.
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -13,6 +13,7 @@ import { dequantize, f16ToF32 } from '../kernels/dtype.ts';
 import type { ModelConfig } from '../kernels/config.ts';
 import { writeRandomModel } from '../runtime/random-model.ts';
 import { loadWorldTokenizer } from '../runtime/tokenizer.ts';
+import { TOKENIZER_GOLDEN, VOCAB, vocabSkipReason } from './helpers/vocab.ts';
 
 const FIX = join(import.meta.dirname, 'fixtures');
 const dir = mkdtempSync(join(tmpdir(), 'rwkvc-gguf-'));
@@ -149,16 +150,15 @@ describe.skipIf(!llama)('llama.cpp runs the exported fixtures', () => {
     expect('unavailable' in s && s.unavailable).toMatch(/llama\.cpp could not run .*truncated\.gguf/);
   });
 
-  const VOCAB = join(import.meta.dirname, '..', '..', 'shared', 'fixtures', 'rwkv_vocab_v20230424.txt');
-  const haveVocab = existsSync(VOCAB);
-  if (!haveVocab) console.log(`skipping the GGUF vocabulary check: no ${VOCAB} (the World vocabulary is not bundled)`);
-  it.skipIf(!haveVocab)('with the World vocabulary, llama.cpp tokenizes the golden texts to the official ids', async () => {
+  const noVocab = vocabSkipReason(true);
+  if (noVocab) console.log(`skipping the GGUF vocabulary check: ${noVocab} (the World vocabulary is not bundled)`);
+  it.skipIf(!!noVocab)('with the World vocabulary, llama.cpp tokenizes the golden texts to the official ids', async () => {
     const cfg: ModelConfig = { nLayer: 1, nEmbd: 64, headSize: 64, nHead: 1, dimFfn: 224, vocabSize: 65536, loraMix: 32, loraDecay: 64 };
     const st = join(dir, 'full-vocab.safetensors'), path = join(dir, 'full-vocab.gguf');
     writeRandomModel(st, cfg, 3, 'f32');
     const m = openModel(st);
     writeGguf(path, m.config, m.read, 'f16', { vocab: loadWorldTokenizer(VOCAB) });
-    const golden = JSON.parse(readFileSync(join(VOCAB, '..', 'tokenizer-golden.json'), 'utf8')) as { cases: { text: string; ids: number[] }[] };
+    const golden = JSON.parse(readFileSync(TOKENIZER_GOLDEN, 'utf8')) as { cases: { text: string; ids: number[] }[] };
     const l = await llama!.getLlama({ gpu: false, build: 'never', logLevel: llama!.LlamaLogLevel.error });
     const model = await l.loadModel({ modelPath: path });
     try {

@@ -1,18 +1,18 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { UserError } from '../kernels/errors.ts';
 import { loadWorldTokenizer, parsePythonLiteral, parseWorldVocab, type WorldTokenizer } from '../runtime/tokenizer.ts';
+import { TOKENIZER_GOLDEN, VOCAB, vocabSkipReason } from './helpers/vocab.ts';
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-// The official vocabulary lives outside the repository (it must not be copied in).
-const vocabPath = path.resolve(repoRoot, '../shared/fixtures/rwkv_vocab_v20230424.txt');
-const goldenPath = path.resolve(repoRoot, '../shared/fixtures/tokenizer-golden.json');
-const haveVocab = existsSync(vocabPath) && existsSync(goldenPath);
-if (!haveVocab) console.warn(`tokenizer tests on the World vocabulary skipped: ${vocabPath} or ${goldenPath} not found`);
+// The official vocabulary lives outside the repository (it must not be copied in): ../shared or RWKVC_VOCAB.
+const vocabPath = VOCAB;
+const goldenPath = TOKENIZER_GOLDEN;
+const skipWhy = vocabSkipReason(true);
+const haveVocab = !skipWhy;
+if (skipWhy) console.warn(`tokenizer tests on the World vocabulary skipped: ${skipWhy}`);
 
 const bytesOf = (s: string) => Array.from(new TextEncoder().encode(s));
 
@@ -80,7 +80,7 @@ describe('vocabulary file errors', () => {
   });
 });
 
-describe.skipIf(!haveVocab)('World tokenizer (official vocabulary)', () => {
+describe.skipIf(!haveVocab)(`World tokenizer (official vocabulary)${skipWhy ? ` (skipped: ${skipWhy})` : ''}`, () => {
   let tk: WorldTokenizer;
   const tokenizer = () => (tk ??= loadWorldTokenizer(vocabPath));
 

@@ -13,6 +13,8 @@ import { benchCommand } from './bench.ts';
 import { ggufCommand } from './gguf.ts';
 import { onnxCommand } from './onnx.ts';
 import { detokenizeCommand, runCommand, tokenizeCommand } from './text.ts';
+import { chatCommand } from './chat.ts';
+import { serveCommand } from './serve.ts';
 
 const program = new Command()
   .name('rwkvc')
@@ -32,6 +34,8 @@ program.addCommand(onnxCommand());
 program.addCommand(runCommand());
 program.addCommand(tokenizeCommand());
 program.addCommand(detokenizeCommand());
+program.addCommand(chatCommand());
+program.addCommand(serveCommand());
 
 // commands made with `new Command` do not inherit the parent's settings
 for (const c of program.commands) c.exitOverride(usageExit);

@@ -17,13 +17,13 @@ import { kernelBuffers } from '../kernels/program.ts';
 
 function weightName(n: NodeOf<'weight'>): string {
   const a = n.attrs;
-  return a.name + (a.transpose ? '^T' : '') + (a.fold ? '+ln0' : '');
+  return a.name + (a.transpose ? '^T' : '') + (a.fold ? '+ln0' : '') + (a.repeat ? `*${a.repeat.times}` : '');
 }
 
 function layerOf(g: Graph, n: Node): number | null {
   for (const r of n.inputs) {
     const p = g.nodes[r.id];
-    const m = p.op === 'weight' ? /^blocks\.(\d+)\./.exec(p.attrs.name) : null;
+    const m = p.op === 'weight' ? /^(?:blocks|model\.layers)\.(\d+)\./.exec(p.attrs.name) : null;
     if (m) return Number(m[1]);
   }
   return null;
@@ -37,7 +37,7 @@ function weightDecls(g: Graph): WeightDecl[] {
     if (seen.has(name)) continue;
     seen.set(name, {
       name, shape: [...a.shape], dtype: a.storage ?? 'f32',
-      source: { tensor: a.name, stored: [...(a.stored ?? a.shape)], ...(a.transpose ? { transpose: true } : {}), ...(a.fold ? { fold: a.fold } : {}) },
+      source: { tensor: a.name, stored: [...(a.stored ?? a.shape)], ...(a.transpose ? { transpose: true } : {}), ...(a.fold ? { fold: a.fold } : {}), ...(a.repeat ? { repeat: a.repeat } : {}) },
     });
   }
   return [...seen.values()];
@@ -85,6 +85,8 @@ function lowerProgram(g: Graph, maxT: number, batch = false): Program {
       kernels.push({ kind: 'embed', name, layer, src, tokens: value(n.inputs[0]), table: weight(n.inputs[1]), out: outs[0] });
     } else if (n.op === 'layernorm') {
       kernels.push({ kind: 'layernorm', name, layer, src, rows: 'all', x: value(n.inputs[0]), w: weight(n.inputs[1]), b: weight(n.inputs[2]), eps: n.attrs.eps, out: outs[0] });
+    } else if (n.op === 'rmsnorm') {
+      kernels.push({ kind: 'layernorm', name, layer, src, rows: 'all', x: value(n.inputs[0]), w: weight(n.inputs[1]), b: null, rms: true, eps: n.attrs.eps, out: outs[0] });
     } else {
       throw new UserError(`${fmtLoc(n.loc)}: cannot compile '${n.op === 'unary' || n.op === 'binary' ? n.attrs.fn : n.op}': ` +
         `no kernel computes it on its own, and no fusion took it in (${printNode(g, n)})`);

@@ -10,6 +10,7 @@ import { UserError } from '../kernels/errors.ts';
 import { rewrite, type Rule } from './rewrite.ts';
 import { canonicalize, constantFold } from './passes/canonicalize.ts';
 import { foldLn0 } from './passes/fold-ln0.ts';
+import { foldKvRepeat } from './passes/fold-kv-repeat.ts';
 import { fuseTokenShift } from './passes/fuse-token-shift.ts';
 import { fuseWkv } from './passes/fuse-wkv.ts';
 import { fuseEpilogues } from './passes/fuse-epilogues.ts';
@@ -35,6 +36,7 @@ export const PASSES: Pass[] = [
   { name: 'constant-fold', summary: 'ops on constants become constants', rules: () => [constantFold] },
   { name: 'cse-dce', summary: 'merge identical nodes, drop unused ones', rules: () => [] },
   { name: 'fold-ln0', summary: 'LayerNorm of the embedding folded into the table (f32, at load)', rules: () => [foldLn0] },
+  { name: 'fold-kv-repeat', summary: 'repeat(W·x) of grouped k/v heads → W\'·x, rows of W repeated (at load)', rules: () => [foldKvRepeat] },
   { name: 'fuse-token-shift', summary: 'LN + time shift + lerps + ddlerp LoRA → token_shift', rules: () => [fuseTokenShift] },
   { name: 'fuse-wkv', summary: 'decay + recurrence + GroupNorm + gate → wkv_fused', rules: () => [fuseWkv] },
   { name: 'fuse-epilogues', summary: 'matmuls → linear with fused prologue/epilogue', rules: (g) => [fuseEpilogues(g)] },

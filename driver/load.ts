@@ -9,7 +9,7 @@ import { availableParallelism } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Graph } from '../ir/node.ts';
-import type { ModelConfig } from '../kernels/config.ts';
+import { familyOf, type ModelConfig } from '../kernels/config.ts';
 import { UserError } from '../kernels/errors.ts';
 import { initialState, openModel, type OpenModel } from '../runtime/model.ts';
 import type { TargetModel, WeightProvider } from '../targets/backend.ts';
@@ -57,8 +57,27 @@ function isEsmFolder(dir: string): boolean {
   }
 }
 
+/**
+ * Import a model description. From the sources (tsx, vitest) a .ts file imports like any module; the built
+ * package runs on plain Node, so a TypeScript file goes through tsx's scoped loader, imported only then
+ * (the default DSL is shipped compiled, as .js).
+ */
+async function importDsl(dsl: string): Promise<{ default?: unknown }> {
+  const url = pathToFileURL(resolve(dsl)).href;
+  if (!/\.[mc]?ts$/.test(dsl) || import.meta.url.endsWith('.ts')) return import(url);
+  let tsx: typeof import('tsx/esm/api');
+  try {
+    tsx = await import('tsx/esm/api');
+  } catch {
+    throw new UserError(`${dsl}: a TypeScript model description needs the tsx package (npm install tsx), or compile it to .js first`);
+  }
+  return tsx.tsImport(url, import.meta.url);
+}
+
 /** Load a DSL file and build its graph for `config`. */
 export async function buildGraph(dsl: string, config: ModelConfig): Promise<Graph> {
+  // the default description is the config's family's (a QRWKV6 checkpoint gets examples/qrwkv6.ts)
+  if (dsl === DEFAULT_DSL && familyOf(config) === 'qrwkv6') dsl = QRWKV6_DSL;
   let mod: { default?: unknown };
   if (!existsSync(dsl)) throw new UserError(`${dsl}: no such model description`);
   if (dsl.endsWith('.ts') && !isEsmFolder(dirname(resolve(dsl))))
@@ -140,7 +159,10 @@ export interface LoadOptions {
   onProgress?: (phase: string, done: number, total: number) => void;
 }
 
-export const DEFAULT_DSL = resolve(import.meta.dirname, '..', 'examples', 'finch.ts');
+/** examples/finch: the source in a checkout, compiled beside this module (.js) in the built package. */
+export const DEFAULT_DSL = resolve(import.meta.dirname, '..', 'examples', import.meta.url.endsWith('.js') ? 'finch.js' : 'finch.ts');
+/** The description of QRWKV6 checkpoints (docs/qrwkv6.md), used where DEFAULT_DSL is asked for one. */
+export const QRWKV6_DSL = resolve(import.meta.dirname, '..', 'examples', import.meta.url.endsWith('.js') ? 'qrwkv6.js' : 'qrwkv6.ts');
 
 export async function load(checkpoint: string, o: LoadOptions = {}): Promise<Session> {
   const model = openModel(checkpoint);

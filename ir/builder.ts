@@ -90,6 +90,8 @@ export class Builder {
   }
   embed(tokens: Tensor, table: Tensor): Tensor { return this.one('embed', [tokens, table], {}); }
   layerNorm(x: Tensor, w: Tensor, b: Tensor, eps: number): Tensor { return this.one('layernorm', [x, w, b], { eps }); }
+  /** RMSNorm (Qwen2 / QRWKV6): x / sqrt(mean(x²) + eps) ⊙ w. */
+  rmsNorm(x: Tensor, w: Tensor, eps: number): Tensor { return this.one('rmsnorm', [x, w], { eps }); }
   groupNorm(x: Tensor, w: Tensor, b: Tensor, groups: number, eps: number): Tensor {
     return this.one('groupnorm', [x, w, b], { groups, eps });
   }

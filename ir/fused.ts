@@ -22,7 +22,8 @@ export interface Naming {
 export interface TokenShiftInputs<R = Ref> {
   x: R;
   shiftIn: R;
-  ln: { w: R; b: R } | null;
+  /** RMSNorm (token_shift rms): no bias, b null. */
+  ln: { w: R; b: R | null } | null;
   mix: R[];
   lora: { mu: R; a: R; b: R } | null;
 }
@@ -37,11 +38,11 @@ export interface WkvInputs<R = Ref> {
 
 export const tokenShiftInputs = {
   pack: (i: TokenShiftInputs): Ref[] =>
-    [i.x, i.shiftIn, ...(i.ln ? [i.ln.w, i.ln.b] : []), ...i.mix, ...(i.lora ? [i.lora.mu, i.lora.a, i.lora.b] : [])],
+    [i.x, i.shiftIn, ...(i.ln ? [i.ln.w, ...(i.ln.b ? [i.ln.b] : [])] : []), ...i.mix, ...(i.lora ? [i.lora.mu, i.lora.a, i.lora.b] : [])],
   of(n: NodeOf<'token_shift'>): TokenShiftInputs {
-    const ins = n.inputs, { nMix, loraDim, eps } = n.attrs;
+    const ins = n.inputs, { nMix, loraDim, eps, rms } = n.attrs;
     let i = 2;
-    const ln = eps !== null ? { w: ins[i++], b: ins[i++] } : null;
+    const ln = eps !== null ? { w: ins[i++], b: rms ? null : ins[i++] } : null;
     const mix = ins.slice(i, i + nMix);
     i += nMix;
     return { x: ins[0], shiftIn: ins[1], ln, mix, lora: loraDim ? { mu: ins[i], a: ins[i + 1], b: ins[i + 2] } : null };
@@ -91,7 +92,7 @@ export function fusedKernel(n: Node, names: Naming, name: string, layer: number 
       const i = tokenShiftInputs.of(n);
       const { nMix, loraDim, eps } = n.attrs;
       return {
-        kind: 'token_shift', ...common, x: v(i.x), ln: i.ln ? { w: w(i.ln.w), b: w(i.ln.b), eps: eps! } : null, shiftIn: v(i.shiftIn),
+        kind: 'token_shift', ...common, x: v(i.x), ln: i.ln ? { w: w(i.ln.w), b: i.ln.b ? w(i.ln.b) : null, eps: eps!, ...(n.attrs.rms ? { rms: true } : {}) } : null, shiftIn: v(i.shiftIn),
         shiftOut: names.outs[nMix], mix: i.mix.map(w), lora: i.lora ? { mu: w(i.lora.mu), a: w(i.lora.a), b: w(i.lora.b), dim: loraDim } : null,
         outs: names.outs.slice(0, nMix),
       };

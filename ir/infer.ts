@@ -37,8 +37,8 @@ export function inferTypes<K extends OpName>(op: K, ins: TensorType[], attrs: No
       return [{ dtype, shape }];
     }
     case 'weight': {
-      const { shape, stored } = attrs as NodeAttrs['weight'];
-      if (stored && stored.reduce((x, y) => x * y, 1) !== shape.reduce((x, y) => x * y, 1))
+      const { shape, stored, repeat } = attrs as NodeAttrs['weight'];
+      if (stored && stored.reduce((x, y) => x * y, 1) * (repeat?.times ?? 1) !== shape.reduce((x, y) => x * y, 1))
         fail(`view ${fmtShape(shape)} has another size than the stored ${fmtShape(stored)}`);
       return [f32(shape)];
     }
@@ -56,6 +56,12 @@ export function inferTypes<K extends OpName>(op: K, ins: TensorType[], attrs: No
       const C = lastDim(ins[0].shape);
       for (const p of ins.slice(1)) if (!sameShape(p.shape, [C])) fail(`norm weight ${fmtShape(p.shape)} does not match width ${C}`);
       if (op === 'groupnorm' && typeof C === 'number' && C % (a.groups as number)) fail(`width ${C} does not split into ${a.groups} groups`);
+      return [ins[0]];
+    }
+    case 'rmsnorm': {
+      arity(2);
+      const C = lastDim(ins[0].shape);
+      if (!sameShape(ins[1].shape, [C])) fail(`norm weight ${fmtShape(ins[1].shape)} does not match width ${C}`);
       return [ins[0]];
     }
     case 'matmul': {
@@ -115,9 +121,9 @@ export function inferTypes<K extends OpName>(op: K, ins: TensorType[], attrs: No
       return [r, s];
     }
     case 'token_shift': {
-      const { nMix, loraDim, eps } = a as NodeAttrs['token_shift'];
-      // inputs: x, prev, [lnw, lnb], mix × nMix, [mu, A, B]
-      const expected = 2 + (eps !== null ? 2 : 0) + nMix + (loraDim ? 3 : 0);
+      const { nMix, loraDim, eps, rms } = a as NodeAttrs['token_shift'];
+      // inputs: x, prev, [lnw, lnb] (RMSNorm: lnw only), mix × nMix, [mu, A, B]
+      const expected = 2 + (eps !== null ? (rms ? 1 : 2) : 0) + nMix + (loraDim ? 3 : 0);
       arity(expected);
       return [...Array.from({ length: nMix }, () => ins[0]), f32([lastDim(ins[0].shape)])];
     }

@@ -3,7 +3,7 @@
  * time. Step, sequence and chunked modes are the same graph called with T = 1, T = all, or T = chunk,
  * the state carried between calls as explicit inputs and outputs.
  */
-import { runKernel, type Arr } from '../kernels/reference.ts';
+import { rmsNormRow, runKernel, type Arr } from '../kernels/reference.ts';
 import { materializeWeight, type TensorReader } from '../kernels/weights.ts';
 import { dequantize } from '../kernels/dtype.ts';
 import { fusedKernel, isFused } from './fused.ts';
@@ -54,7 +54,7 @@ export function interpret(g: Graph, T: number, inputs: Inputs, read: TensorReade
       }
       case 'weight': {
         const a = n.attrs;
-        const w = materializeWeight({ tensor: a.name, stored: [...(a.stored ?? a.shape)], transpose: a.transpose, fold: a.fold }, read);
+        const w = materializeWeight({ tensor: a.name, stored: [...(a.stored ?? a.shape)], transpose: a.transpose, fold: a.fold, ...(a.repeat ? { repeat: a.repeat } : {}) }, read);
         const v = a.storage ? dequantize(w, a.shape[a.shape.length - 1], a.storage) : w;
         put(Float64Array.from(v));
         break;
@@ -82,6 +82,12 @@ export function interpret(g: Graph, T: number, inputs: Inputs, read: TensorReade
             const inv = 1 / Math.sqrt(vr / N + n.attrs.eps);
             for (let i = 0; i < N; i++) out[o + i] = (v.data[o + i] - mean) * inv * w.data[gi * N + i] + b.data[gi * N + i];
           }
+        put(out);
+        break;
+      }
+      case 'rmsnorm': {
+        const [v, w] = x, C = w.data.length, out = new Float64Array(v.data.length);
+        for (let row = 0; row < v.data.length / C; row++) rmsNormRow(v.data, row * C, C, w.data, n.attrs.eps, out, row * C);
         put(out);
         break;
       }

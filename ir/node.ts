@@ -38,6 +38,8 @@ export interface WeightAttrs {
   stored?: readonly number[];
   transpose?: boolean;
   fold?: { w: string; b: string; eps: number };
+  /** Rows repeated in groups (QRWKV6's k/v projections with their head repeat folded in): kernels/plan.ts WeightSource. */
+  repeat?: { group: number; times: number };
   storage?: WeightDType;
 }
 
@@ -48,6 +50,8 @@ export type NodeAttrs = {
   const: { value: number };
   embed: Record<string, never>;
   layernorm: { eps: number };
+  /** x / sqrt(mean(x²) + eps) ⊙ w over the last axis (no mean subtraction, no bias): QRWKV6, Qwen2. */
+  rmsnorm: { eps: number };
   groupnorm: { groups: number; eps: number };
   /** x [T, in] times a matrix stored [out, in] (nn.Linear) or [in, out] (LoRA factors). */
   matmul: { layout: 'out_in' | 'in_out' };
@@ -65,7 +69,7 @@ export type NodeAttrs = {
   repeat: { group: number; times: number };
   wkv: WkvAttrs;
   // ── fused ops, made by compiler passes; each lowers to one kernel kind of kernels/plan.ts ──
-  token_shift: { eps: number | null; nMix: number; loraDim: number };
+  token_shift: { eps: number | null; nMix: number; loraDim: number; rms?: boolean };
   /** Inputs per group: x, W [out, in], then `extra` buffers an Expr loads as {op:'load', buf:'0'}, '1', … */
   linear: { groups: { epilogue?: Expr; prologue?: Expr; extra: number }[]; rows: 'all' | 'last' };
   wkv_fused: WkvAttrs & { decay: 'lora' | 'direct'; loraDim: number; norm: { eps: number } | null; gate: boolean };

@@ -34,6 +34,11 @@ export interface WeightSource {
   stored: number[];
   transpose?: boolean;
   fold?: { w: string; b: string; eps: number };
+  /**
+   * After the transforms above: the rows (first axis) taken in groups of `group`, each group repeated
+   * `times` times (QRWKV6's k/v projections, whose heads the recurrence shares H/KV ways: repeat(W·x) = W'·x).
+   */
+  repeat?: { group: number; times: number };
 }
 
 export interface WeightDecl {
@@ -69,7 +74,7 @@ export interface EmbedKernel extends KernelCommon {
 
 /**
  * Token shift + lerps (+ ddlerp LoRA), optionally with the LayerNorm that produces its input.
- *   a_t = LN(x_t) (or x_t when ln is null);  prev_0 = shiftIn, prev_t = a_{t-1};  dx_t = prev_t − a_t
+ *   a_t = LN(x_t) (or x_t when ln is null; RMSNorm x/sqrt(mean(x²) + eps) ⊙ w when ln.rms, b null);  prev_0 = shiftIn, prev_t = a_{t-1};  dx_t = prev_t − a_t
  *   lora:    xxx = a + dx⊙μ_x;  z = tanh(A·xxx) ∈ R^{S·D};  m_s[c] = Σ_d B[s, c, d]·z[s·D + d]
  *            out_s = a + dx⊙(mix_s + m_s)
  *   no lora: out_s = a + dx⊙mix_s
@@ -80,7 +85,7 @@ export interface EmbedKernel extends KernelCommon {
 export interface TokenShiftKernel extends KernelCommon {
   kind: 'token_shift';
   x: string;
-  ln: { w: string; b: string; eps: number } | null;
+  ln: { w: string; b: string | null; eps: number; rms?: boolean } | null;
   shiftIn: string;
   shiftOut: string;
   mix: string[]; // [C] each, one per output
@@ -138,13 +143,17 @@ export interface WkvKernel extends KernelCommon {
   batch?: boolean;
 }
 
-/** out = LN(x) ⊙ w + b over the last axis; rows 'last' normalises only the last row (out has one row). */
+/**
+ * out = LN(x) ⊙ w + b over the last axis; rows 'last' normalises only the last row (out has one row).
+ * rms: RMSNorm instead, out = x / sqrt(mean(x²) + eps) ⊙ w, and b is null.
+ */
 export interface LayerNormKernel extends KernelCommon {
   kind: 'layernorm';
   rows: 'all' | 'last';
   x: string;
   w: string;
-  b: string;
+  b: string | null;
+  rms?: boolean;
   eps: number;
   out: string;
 }

@@ -44,19 +44,31 @@ function layerNormRow(x: Arr, xo: number, C: number, w: Arr, b: Arr, eps: number
   for (let c = 0; c < C; c++) out[oo + c] = (x[xo + c] - mean) * inv * w[c] + b[c];
 }
 
+/** RMSNorm of one row: x / sqrt(mean(x²) + eps) ⊙ w (ggml rms_norm then mul; HF Qwen2RMSNorm). */
+export function rmsNormRow(x: Arr, xo: number, C: number, w: Arr, eps: number, out: Arr, oo: number): void {
+  let q = 0;
+  for (let c = 0; c < C; c++) q += x[xo + c] * x[xo + c];
+  const inv = 1 / Math.sqrt(q / C + eps);
+  for (let c = 0; c < C; c++) out[oo + c] = x[xo + c] * inv * w[c];
+}
+
 function layerNorm(k: LayerNormKernel, env: KernelEnv): void {
-  const x = env.buf(k.x), out = env.buf(k.out), w = env.weight(k.w), b = env.weight(k.b);
+  const x = env.buf(k.x), out = env.buf(k.out), w = env.weight(k.w), b = k.b ? env.weight(k.b) : null;
   const C = w.length;
   const t0 = k.rows === 'last' ? env.T - 1 : 0;
-  for (let t = t0; t < env.T; t++) layerNormRow(x, t * C, C, w, b, k.eps, out, (t - t0) * C);
+  for (let t = t0; t < env.T; t++)
+    if (k.rms || !b) rmsNormRow(x, t * C, C, w, k.eps, out, (t - t0) * C);
+    else layerNormRow(x, t * C, C, w, b, k.eps, out, (t - t0) * C);
 }
 
 function tokenShift(k: TokenShiftKernel, env: KernelEnv): void {
   const x = env.buf(k.x), T = env.T, C = x.length / T;
   const a = new Float64Array(T * C);
   if (k.ln) {
-    const w = env.weight(k.ln.w), b = env.weight(k.ln.b);
-    for (let t = 0; t < T; t++) layerNormRow(x, t * C, C, w, b, k.ln.eps, a, t * C);
+    const w = env.weight(k.ln.w), b = k.ln.b ? env.weight(k.ln.b) : null;
+    for (let t = 0; t < T; t++)
+      if (k.ln.rms || !b) rmsNormRow(x, t * C, C, w, k.ln.eps, a, t * C);
+      else layerNormRow(x, t * C, C, w, b, k.ln.eps, a, t * C);
   } else a.set(x);
   const shiftIn = Float64Array.from(env.buf(k.shiftIn));
   const mix = k.mix.map((m) => env.weight(m));

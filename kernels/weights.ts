@@ -29,5 +29,12 @@ export function materializeWeight(src: WeightSource, read: TensorReader): Float3
     }
     v = out;
   }
+  if (src.repeat) {
+    // rows in groups of `group`, each group `times` times: [G·group, cols] → [G·times·group, cols]
+    const { group, times } = src.repeat, rows = src.stored[0], cols = v.length / rows, out = new Float32Array(v.length * times);
+    for (let gi = 0; gi < rows / group; gi++)
+      for (let k = 0; k < times; k++) out.set(v.subarray(gi * group * cols, (gi + 1) * group * cols), (gi * times + k) * group * cols);
+    v = out;
+  }
   return v;
 }

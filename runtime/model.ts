@@ -1,6 +1,7 @@
 /** Opening a checkpoint as a model: read, infer the config, check every tensor, in one place. */
 import { inferConfig, openCheckpoint, validateCheckpoint, type Checkpoint } from './checkpoint/index.ts';
 import type { ModelConfig } from '../kernels/config.ts';
+import { isHfFolder, openHfCheckpoint, readHfConfig, validateQrwkv6 } from './checkpoint/hf-qrwkv6.ts';
 import type { StateTensors } from '../targets/backend.ts';
 
 export interface OpenModel {
@@ -37,10 +38,14 @@ export function initialState(m: OpenModel): StateTensors | null {
 }
 
 export function openModel(path: string): OpenModel {
-  const ckpt = openCheckpoint(path);
+  // a Hugging Face folder (config.json + safetensors, sharded or not): QRWKV6's config is the file's
+  const folder = isHfFolder(path);
+  const ckpt = folder ? openHfCheckpoint(path) : openCheckpoint(path);
   try {
-    const config = inferConfig(ckpt);
-    validateCheckpoint(ckpt, config);
+    const hf = folder ? readHfConfig(path) : null;
+    const config = hf ?? inferConfig(ckpt);
+    if (hf) validateQrwkv6(ckpt, hf);
+    else validateCheckpoint(ckpt, config);
     return { path, ckpt, config, read: (n) => ckpt.readF32(n), close: () => ckpt.close() };
   } catch (e) {
     ckpt.close();

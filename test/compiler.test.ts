@@ -147,10 +147,15 @@ describe('plan targets', () => {
     expect(() => compileGraph(b.build(), tinyConfig(), opts)).toThrow(/compiler\.test\.ts:\d+:\d+: cannot compile 'tanh'/);
   });
 
-  it('an op no kernel implements (QRWKV6 k/v head repeat) is refused at its DSL line', async () => {
+  it('the QRWKV6 k/v head repeat folds into its projection (rows repeated at load), so the time-mix compiles', async () => {
     const { default: qrwkv } = await import('../examples/qrwkv6-timemix.ts');
     const g = qrwkv({ nEmbd: 64, nHead: 4, nKvHead: 2, headSize: 16, loraMix: 8, loraDecay: 8 });
-    expect(() => compileGraph(g, tinyConfig(), opts)).toThrow(/examples\/qrwkv6-timemix\.ts:\d+:\d+: cannot compile 'repeat'/);
+    const { plan } = compileGraph(g, tinyConfig(), opts);
+    const rep = plan.weights.filter((w) => w.source.repeat);
+    expect(rep.map((w) => [w.source.tensor, w.shape, w.source.stored, w.source.repeat])).toEqual([
+      ['key.weight', [64, 64], [32, 64], { group: 16, times: 2 }], ['value.weight', [64, 64], [32, 64], { group: 16, times: 2 }],
+    ]);
+    expect(plan.decode.kernels.map((k) => k.kind)).not.toContain('repeat');
   });
 
   it('DSL type errors name the DSL line', () => {

@@ -4,7 +4,8 @@
  * residual add, a multiply by another activation), and whose prologue absorbs a single-use
  * elementwise computation of its input. Where two matmul chains meet in one op (ChannelMix's
  * sigmoid(W_r·x) ⊙ (W_v·k)), the deeper matmul takes it, so the shallower one can run earlier,
- * batched with its siblings.
+ * batched with its siblings; where they are equally deep and the op feeds a matmul (SwiGLU's
+ * silu(W_gate·x) ⊙ (W_up·x) into W_down), it becomes that matmul's prologue, so gate and up batch.
  */
 import type { Expr } from '../../kernels/plan.ts';
 import type { Graph, Node, NodeOf, Ref } from '../../ir/node.ts';
@@ -30,6 +31,12 @@ function chainRoot(ctx: RewriteCtx, r: Ref): Node | undefined {
     n = ctx.producer(src);
   }
   return n.op === 'matmul' ? n : undefined;
+}
+
+/** Is n's result read only as the input of a matmul (which can take n as its prologue)? */
+function feedsMatmul(ctx: RewriteCtx, n: Node): boolean {
+  const u = onlyUser(ctx, r0(n));
+  return !!u && u.op === 'matmul' && u.inputs[0].id === n.id && u.inputs[0].out === 0;
 }
 
 export function fuseEpilogues(g: Graph): Rule {
@@ -95,6 +102,9 @@ export function fuseEpilogues(g: Graph): Rule {
           if (op.op === 'weight' || !sameShape(op.types[other.out].shape, outShape)) break;
           const rival = onlyUser(ctx, other) === u ? chainRoot(ctx, other) : undefined;
           if (rival && depth[rival.id] > depth[n.id]) break; // the deeper chain takes this op
+          // Two chains of equal depth meeting in an op a matmul then reads (SwiGLU: silu(W_g·x) ⊙ (W_u·x)
+          // into W_down): neither takes it, so both run in one launch and the consumer's prologue does the op.
+          if (rival && depth[rival.id] === depth[n.id] && feedsMatmul(ctx, u)) break;
         }
         const o = load(other);
         epi = { op: u.attrs.fn, args: u.inputs[0].id === cur.id && u.inputs[0].out === cur.out ? [epi, o] : [o, epi] };

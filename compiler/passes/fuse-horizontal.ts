@@ -8,7 +8,7 @@ import { isFused, linearInputs } from '../../ir/fused.ts';
 import type { Rule } from '../rewrite.ts';
 import { locsOf } from '../rewrite.ts';
 
-const isKernel = (n: Node) => isFused(n) || n.op === 'embed' || n.op === 'layernorm';
+const isKernel = (n: Node) => isFused(n) || n.op === 'embed' || n.op === 'layernorm' || n.op === 'rmsnorm';
 
 /** Kernels on the longest path from the inputs to each node. */
 function kernelLevels(g: Graph): number[] {

@@ -1,6 +1,6 @@
 /**
  * fuse-token-shift: the time shift, the lerps a + (prev − a)⊙μ that read it, the ddlerp LoRA
- * (z = tanh((a + dx⊙μ_x)·A), m_s = z_s·B_s) and the LayerNorm that makes `a` become one
+ * (z = tanh((a + dx⊙μ_x)·A), m_s = z_s·B_s) and the LayerNorm (or RMSNorm) that makes `a` become one
  * token_shift node (kernels/plan.ts TokenShiftKernel), which also writes the new shift state.
  *
  * Pattern, rooted at shift(a, prev):  dx = shift − a;  each lerp = a + dx ⊙ M, where M is a weight
@@ -71,18 +71,19 @@ export const fuseTokenShift: Rule = (n, ctx) => {
   // Take the LayerNorm in too when nothing else reads its output.
   const aNode = ctx.producer(a);
   const inPattern = new Set<Node>([n, dx, last, ...lerps.map((l) => l.out)]);
-  const lnFusable = is(aNode, 'layernorm') && ctx.users(a).every((u) => inPattern.has(u));
-  const ln = lnFusable ? (aNode as NodeOf<'layernorm'>) : undefined;
+  const lnFusable = (is(aNode, 'layernorm') || is(aNode, 'rmsnorm')) && ctx.users(a).every((u) => inPattern.has(u));
+  const ln = lnFusable ? (aNode as NodeOf<'layernorm'> | NodeOf<'rmsnorm'>) : undefined;
+  const rms = ln?.op === 'rmsnorm';
 
   const inputs = tokenShiftInputs.pack({
     x: ctx.map(ln ? ln.inputs[0] : a),
     shiftIn: ctx.map(prev),
-    ln: ln ? { w: ctx.map(ln.inputs[1]), b: ctx.map(ln.inputs[2]) } : null,
+    ln: ln ? { w: ctx.map(ln.inputs[1]), b: rms ? null : ctx.map(ln.inputs[2]) } : null,
     mix: outs.map((l) => ctx.map(r0(l.mix))),
     lora: loraPart ? { mu: ctx.map(r0(loraPart.mu)), a: transposedWeight(ctx, loraPart.A), b: transposedWeight(ctx, loraPart.B) } : null,
   });
   const absorbed: Node[] = [n, dx, last, ...lerps.flatMap((l) => [...l.nodes, ...(l.lora?.nodes ?? [])]), ...(loraPart?.nodes ?? []), ...(ln ? [ln] : [])];
-  const refs = ctx.emit('token_shift', inputs, { eps: ln ? ln.attrs.eps : null, nMix: outs.length, loraDim: loraPart?.D ?? 0 },
+  const refs = ctx.emit('token_shift', inputs, { eps: ln ? ln.attrs.eps : null, nMix: outs.length, loraDim: loraPart?.D ?? 0, ...(rms ? { rms: true } : {}) },
     n.loc, locsOf(absorbed));
   outs.forEach((l, i) => ctx.replace(r0(l.out), refs[i]));
   ctx.replace(r0(last), refs[outs.length]);

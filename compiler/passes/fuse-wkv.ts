@@ -1,6 +1,6 @@
 /**
  * fuse-wkv: the decay w = exp(−exp(base + z·B)), the recurrence (with its bonus), the GroupNorm of
- * its output and the gate multiply become one wkv_fused node (kernels/plan.ts WkvKernel). The LoRA's
+ * its output (when there is one: QRWKV6 has none) and the gate multiply become one wkv_fused node (kernels/plan.ts WkvKernel). The LoRA's
  * first half, z = tanh(x_w·A), stays a matmul (it batches with the r/k/v/g projections).
  */
 import type { Node, Ref } from '../../ir/node.ts';
@@ -41,15 +41,16 @@ export const fuseWkv: Rule = (n, ctx) => {
     normWeights = { w: ctx.map(gn.inputs[1]), b: ctx.map(gn.inputs[2]) };
     absorbed.push(gn);
     out = gn;
-    const mul = onlyUser(ctx, r0(gn));
-    if (isBinary(mul, 'mul')) {
-      const g = otherOperand(mul, r0(gn));
-      const gt = ctx.producer(g).types[g.out];
-      if (gt.shape.length === 2 && gt.shape[1] === C) {
-        gate = ctx.map(g);
-        absorbed.push(mul);
-        out = mul;
-      }
+  }
+  // QRWKV6 has no GroupNorm: the gate multiplies the recurrence's output directly
+  const mul = onlyUser(ctx, r0(out));
+  if (isBinary(mul, 'mul')) {
+    const g = otherOperand(mul, r0(out));
+    const gt = ctx.producer(g).types[g.out];
+    if (gt.shape.length === 2 && gt.shape[1] === C) {
+      gate = ctx.map(g);
+      absorbed.push(mul);
+      out = mul;
     }
   }
   const inputs = wkvInputs.pack({

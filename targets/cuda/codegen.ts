@@ -106,15 +106,17 @@ export function renderKernel(key: CudaKey, name: string): string {
     case 'embed':
       return TEMPLATES.embed({ ...common, per: embedPer(key.fmt), ...fmtFlags(key.fmt) });
     case 'layernorm':
-      return TEMPLATES.layernorm(common);
+      return TEMPLATES.layernorm({ ...common, rms: !!key.rms, stats: key.rms ? 'rms_stats' : 'ln_stats' });
     case 'token_shift': {
       const S = key.outs;
-      const mix0 = key.ln ? 2 : 0;
-      const pack = [...(key.ln ? ['ln.w', 'ln.b'] : []), ...Array.from({ length: S }, (_, s) => `mix${s}`), ...(key.lora ? ['mu_x'] : [])];
+      const mix0 = key.ln ? (key.rms ? 1 : 2) : 0;
+      const pack = [...(key.ln ? (key.rms ? ['ln.w'] : ['ln.w', 'ln.b']) : []), ...Array.from({ length: S }, (_, s) => `mix${s}`), ...(key.lora ? ['mu_x'] : [])];
       return TEMPLATES.token_shift({
         ...common,
         packDoc: `[${pack.join(', ')}]`,
         ln: key.ln,
+        rms: !!key.rms,
+        stats: key.rms ? 'rms_stats' : 'ln_stats',
         batch: key.batch,
         lora: !!key.lora,
         muAt: mix0 + S,

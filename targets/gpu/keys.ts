@@ -41,9 +41,10 @@ export interface LinearGroupKey {
 
 export type ShaderKey =
   | { kind: 'embed'; fmt: WFormat }
-  | { kind: 'layernorm' }
+  /** rms: RMSNorm (no mean, no bias: the pack is [w]). */
+  | { kind: 'layernorm'; rms?: boolean }
   /** batch: each row is its own sequence with its own shift-state row (plan.ts). */
-  | { kind: 'token_shift'; ln: boolean; outs: number; lora: { dim: number } | null; batch: boolean }
+  | { kind: 'token_shift'; ln: boolean; rms?: boolean; outs: number; lora: { dim: number } | null; batch: boolean }
   | {
       kind: 'wkv'; headSize: number; decay: 'lora' | 'direct'; loraDim: number; u: boolean;
       order: 'read_first' | 'update_first'; kDecayScale: boolean; norm: boolean; gate: boolean;

@@ -268,7 +268,7 @@ function lowerKernel(k: Kernel, ctx: Ctx, opts: LowerOptions): Step[] {
       const C = ctx.numel(k.w);
       // In place is fine: a workgroup reads its whole row (the statistics) before writing it.
       return [{
-        kind: 'dispatch', kernel: k.name, key: { kind: 'layernorm' }, weights: [ctx.pack(k.name, [k.w, k.b])],
+        kind: 'dispatch', kernel: k.name, key: k.b ? { kind: 'layernorm' } : { kind: 'layernorm', rms: true }, weights: [ctx.pack(k.name, k.b ? [k.w, k.b] : [k.w])],
         params: { x: ctx.off(k.x), out: ctx.off(k.out), c: C, last: k.rows === 'last' ? 1 : 0, eps: k.eps },
         grid: (T) => [k.rows === 'last' ? 1 : T, 1, 1],
       }];
@@ -277,7 +277,7 @@ function lowerKernel(k: Kernel, ctx: Ctx, opts: LowerOptions): Step[] {
       const C = ctx.width(k.x);
       const S = k.outs.length;
       if (k.mix.length !== S) throw new Error(`${k.name}: ${k.mix.length} mix vectors for ${S} outputs`);
-      const parts = [...(k.ln ? [k.ln.w, k.ln.b] : []), ...k.mix, ...(k.lora ? [k.lora.mu] : [])];
+      const parts = [...(k.ln ? [k.ln.w, ...(k.ln.b ? [k.ln.b] : [])] : []), ...k.mix, ...(k.lora ? [k.lora.mu] : [])];
       for (const p of parts) if (ctx.numel(p) !== C) throw new Error(`${k.name}: ${p} is not [${C}]`);
       if (k.lora && (ctx.numel(k.lora.a) !== S * k.lora.dim * C || ctx.numel(k.lora.b) !== S * C * k.lora.dim))
         throw new Error(`${k.name}: LoRA matrices are not [${S}·${k.lora.dim}, ${C}] and [${S}, ${C}, ${k.lora.dim}]`);
@@ -287,7 +287,7 @@ function lowerKernel(k: Kernel, ctx: Ctx, opts: LowerOptions): Step[] {
       const weights = [ctx.pack(k.name, parts), ...(k.lora ? [ctx.pack(k.name, [k.lora.a]), ctx.pack(k.name, [k.lora.b])] : [])];
       return [{
         kind: 'dispatch', kernel: k.name,
-        key: { kind: 'token_shift', ln: !!k.ln, outs: S, lora: k.lora ? { dim: k.lora.dim } : null, batch: !!k.batch },
+        key: { kind: 'token_shift', ln: !!k.ln, ...(k.ln && !k.ln.b ? { rms: true } : {}), outs: S, lora: k.lora ? { dim: k.lora.dim } : null, batch: !!k.batch },
         weights,
         params: {
           x: ctx.off(k.x), c: C, shift_in: ctx.off(k.shiftIn), shift_out: ctx.off(k.shiftOut),

@@ -34,9 +34,9 @@ export function wkvView(key: Extract<ShaderKey, { kind: 'wkv' }>) {
 export function keyTitle(key: ShaderKey, group: string): string {
   switch (key.kind) {
     case 'embed': return `embed: rows of a ${key.fmt} table`;
-    case 'layernorm': return `layernorm: LN over the last axis, one ${group} per row`;
+    case 'layernorm': return `layernorm: ${key.rms ? 'RMSNorm' : 'LN'} over the last axis, one ${group} per row`;
     case 'token_shift':
-      return `token_shift: ${key.ln ? 'LN + ' : ''}shift + ${key.outs} lerps${key.lora ? ` + ddlerp LoRA (D = ${key.lora.dim})` : ''}${key.batch ? ', batch' : ''}`;
+      return `token_shift: ${key.ln ? (key.rms ? 'RMSNorm + ' : 'LN + ') : ''}shift + ${key.outs} lerps${key.lora ? ` + ddlerp LoRA (D = ${key.lora.dim})` : ''}${key.batch ? ', batch' : ''}`;
     case 'wkv': return `wkv: ${key.order} recurrence, head size ${key.headSize}, ${key.decay} decay${key.batch ? ', batch' : ''}`;
     case 'matvec': case 'matmul':
       return `linear (${key.kind}): ${key.groups.length} group(s), ${key.groups.map((g) => g.fmt).join(' ')} weights`;

@@ -75,10 +75,10 @@ function weightUses(plan: KernelPlan) {
           if (d.dtype === 'bf16' || d.dtype === 'f16') tables16.set(k.table, d); else raw(k.table);
           break;
         }
-        case 'layernorm': raw(k.w); raw(k.b); break;
+        case 'layernorm': raw(k.w); if (k.b) raw(k.b); break;
         case 'linear': for (const g of k.groups) panel(g.w); break;
         case 'token_shift':
-          if (k.ln) { raw(k.ln.w); raw(k.ln.b); }
+          if (k.ln) { raw(k.ln.w); if (k.ln.b) raw(k.ln.b); }
           k.mix.forEach(raw);
           if (k.lora) {
             raw(k.lora.mu);
@@ -334,10 +334,10 @@ function decodeBytes(p: Program, weights: PackedWeightLayout[], raws: Map<string
         add(`${k.table}@raw`, row * (d?.dtype === 'bf16' || d?.dtype === 'f16' ? 2 : 4));
         break;
       }
-      case 'layernorm': names.push(k.w, k.b); break;
+      case 'layernorm': names.push(k.w, ...(k.b ? [k.b] : [])); break;
       case 'linear': for (const g of k.groups) add(g.w); break;
       case 'token_shift':
-        if (k.ln) names.push(k.ln.w, k.ln.b);
+        if (k.ln) names.push(k.ln.w, ...(k.ln.b ? [k.ln.b] : []));
         names.push(...k.mix);
         if (k.lora) { names.push(k.lora.mu); add(k.lora.a); k.outs.forEach((_, s) => add(sliceKey(k.lora!.b, s))); }
         break;

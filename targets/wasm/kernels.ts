@@ -130,9 +130,9 @@ function layerNorm(k: LayerNormKernel, env: LowerEnv): Phase {
   const last = k.rows === 'last';
   const xRow = last ? `(i32.sub (local.get $T) (i32.const 1))` : get('t');
   const body = `${rowRange(last ? i32(1) : '(local.get $T)')}
-${rowLoop(`(call $ln_row (i32.add ${P.addr(env.buf(k.x))} (i32.mul ${xRow} ${i32(C * 4)}))
+${rowLoop(`(call ${k.b ? '$ln_row' : '$rms_row'} (i32.add ${P.addr(env.buf(k.x))} (i32.mul ${xRow} ${i32(C * 4)}))
   (i32.add ${P.addr(env.buf(k.out))} (i32.mul ${get('t')} ${i32(C * 4)}))
-  ${P.addr(env.raw(k.w))} ${P.addr(env.raw(k.b))} ${i32(C)} (f32.const ${k.eps}))`)}`;
+  ${P.addr(env.raw(k.w))} ${k.b ? P.addr(env.raw(k.b)) : ''} ${i32(C)} (f32.const ${k.eps}))`)}`;
   return { body, params: P, locals: L };
 }
 
@@ -164,7 +164,7 @@ function tokenShiftDecode(k: TokenShiftKernel, env: LowerEnv, C: number): Phase[
   const prep = [
     `(memory.copy ${ts(A0)} ${P.addr(env.buf(k.shiftIn))} ${i32(C * 4)})`,
     k.ln
-      ? `(call $ln_row ${P.addr(env.buf(k.x))} ${ts(A1)} ${P.addr(env.raw(k.ln.w))} ${P.addr(env.raw(k.ln.b))} ${i32(C)} (f32.const ${k.ln.eps}))`
+      ? `(call ${k.ln.b ? '$ln_row' : '$rms_row'} ${P.addr(env.buf(k.x))} ${ts(A1)} ${P.addr(env.raw(k.ln.w))} ${k.ln.b ? P.addr(env.raw(k.ln.b)) : ''} ${i32(C)} (f32.const ${k.ln.eps}))`
       : `(memory.copy ${ts(A1)} ${P.addr(env.buf(k.x))} ${i32(C * 4)})`,
     vecLoop(C, (store) => {
       const s = [set('a', ld(at(ts(A1), get('c')))), set('d', `(f32x4.sub ${ld(at(ts(A0), get('c')))} ${get('a')})`)];
@@ -217,7 +217,7 @@ function tokenShift(k: TokenShiftKernel, env: LowerEnv): Phase[] {
     const { P, L } = newPhase();
     const row = (base: number, r: string) => `(i32.add ${P.addr(base)} (i32.mul ${r} ${i32(C * 4)}))`;
     const one = k.ln
-      ? `(call $ln_row ${row(env.buf(k.x), get('t'))} ${row(A + C * 4, get('t'))} ${P.addr(env.raw(k.ln.w))} ${P.addr(env.raw(k.ln.b))} ${i32(C)} (f32.const ${k.ln.eps}))`
+      ? `(call ${k.ln.b ? '$ln_row' : '$rms_row'} ${row(env.buf(k.x), get('t'))} ${row(A + C * 4, get('t'))} ${P.addr(env.raw(k.ln.w))} ${k.ln.b ? P.addr(env.raw(k.ln.b)) : ''} ${i32(C)} (f32.const ${k.ln.eps}))`
       : `(memory.copy ${row(A + C * 4, get('t'))} ${row(env.buf(k.x), get('t'))} ${i32(C * 4)})`;
     const copyIn = k.batch
       ? rowLoop(`(memory.copy ${row(prevBase, get('t'))} ${row(env.buf(k.shiftIn), get('t'))} ${i32(C * 4)})`)

@@ -63,11 +63,11 @@ function renderShader(key: ShaderKey): string {
         weights: accessors([key.fmt]),
       });
     case 'layernorm':
-      return TEMPLATES.layernorm({ ...common, bindings: f32Bindings(['vecs']) });
+      return TEMPLATES.layernorm({ ...common, bindings: f32Bindings(['vecs']), rms: !!key.rms, stats: key.rms ? 'rms_stats' : 'ln_stats' });
     case 'token_shift': {
-      const mix0 = key.ln ? 2 : 0;
+      const mix0 = key.ln ? (key.rms ? 1 : 2) : 0;
       const S = key.outs;
-      const pack = [...(key.ln ? ['ln.w', 'ln.b'] : []), ...Array.from({ length: S }, (_, s) => `mix${s}`), ...(key.lora ? ['mu_x'] : [])];
+      const pack = [...(key.ln ? (key.rms ? ['ln.w'] : ['ln.w', 'ln.b']) : []), ...Array.from({ length: S }, (_, s) => `mix${s}`), ...(key.lora ? ['mu_x'] : [])];
       const sd = key.lora ? S * key.lora.dim : 0;
       return TEMPLATES.token_shift({
         ...common,
@@ -75,6 +75,8 @@ function renderShader(key: ShaderKey): string {
         bindings: f32Bindings(key.lora ? ['vecs', 'lora_a', 'lora_b'] : ['vecs']),
         packDoc: `[${pack.join(', ')}]`,
         ln: key.ln,
+        rms: !!key.rms,
+        stats: key.rms ? 'rms_stats' : 'ln_stats',
         batch: key.batch,
         lora: !!key.lora,
         mixAt: mix0,

@@ -361,17 +361,17 @@ function int8InputBound(c: KernelCase, p: Prepared, bits: number | undefined): R
       out[g.y] = (1.1 * maxRowSum(g.w) * xmax) / q;
     }
 
-  if (k.kind === 'token_shift' && k.lora && (decl(k.lora.a).dtype === 'int8' || decl(k.lora.b).dtype === 'int8')) {
+  if (k.kind === 'token_shift' && k.lora && (isBlockFormat(decl(k.lora.a).dtype) || isBlockFormat(decl(k.lora.b).dtype))) {
     // a = LN(x) (or x), row by row, computed through the kernel itself
     const C = c.bufs[k.x].width, xs = all(k.x), a = new Float64Array(xs.length);
     if (k.ln) {
-      const T = xs.length / C, ln: Kernel = { ...common, kind: 'layernorm', name: 'ln', rows: 'all', x: 'x', w: 'w', b: 'b', eps: k.ln.eps, out: 'a' };
-      const w = deq(k.ln.w), b = deq(k.ln.b), x64 = Float64Array.from(xs);
+      const T = xs.length / C, ln: Kernel = { ...common, kind: 'layernorm', name: 'ln', rows: 'all', x: 'x', w: 'w', b: k.ln.b ? 'b' : null, rms: k.ln.rms, eps: k.ln.eps, out: 'a' };
+      const w = deq(k.ln.w), b = k.ln.b ? deq(k.ln.b) : w, x64 = Float64Array.from(xs);
       runKernel(ln, { T, buf: (n) => (n === 'x' ? x64 : a), tokens: () => new Int32Array(T), weight: (n) => (n === 'w' ? w : b) });
     } else a.set(xs);
     const amax = maxAbs(a), dmax = Math.max(amax, maxAbs(all(k.shiftIn))) + amax;
-    const eA = decl(k.lora.a).dtype === 'int8' ? (maxRowSum(k.lora.a) * (amax + dmax * maxAbs(deq(k.lora.mu)))) / q : 0;
-    const eZ = decl(k.lora.b).dtype === 'int8' ? 1 / q : 0;
+    const eA = isBlockFormat(decl(k.lora.a).dtype) ? (maxRowSum(k.lora.a) * (amax + dmax * maxAbs(deq(k.lora.mu)))) / q : 0;
+    const eZ = isBlockFormat(decl(k.lora.b).dtype) ? 1 / q : 0;
     for (const o of k.outs) out[o] = dmax * maxRowSum(k.lora.b) * (eA + eZ);
   }
   return out;

@@ -3,6 +3,7 @@
 // checkpoint fed to its file input, a token-id prompt generated from greedily. The logits after the prompt
 // must match the official ones, the continuation must be the Node WASM target's, and tokens/s must show,
 // on WebGPU (SwiftShader) and on WASM with 1 and 2 threads (Web Workers).
+import { statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -13,11 +14,37 @@ import { argmax } from '../runtime/sampler.ts';
 import type { DemoState } from '../examples/browser/main.ts';
 import { browserSkipReason, launchChromium, openPage, REPO_ROOT, startStaticServer, type StaticServer } from './helpers/browser.ts';
 import { FIXTURES, maxAbsDiff, readGolden } from './helpers/golden.ts';
+import { autoThreads, BYTES_PER_THREAD, bytesPerToken } from '../examples/browser/threads.ts';
+import { compileGraph } from '../compiler/index.ts';
+import { buildGraph } from '../driver/load.ts';
+import { PRESETS } from '../runtime/presets.ts';
+import type { ModelConfig } from '../kernels/config.ts';
+import type { WeightDType } from '../kernels/plan.ts';
 
 const skip = browserSkipReason();
 const MODEL = join(FIXTURES, 'finch-tiny', 'model.safetensors');
 const PKG = join(REPO_ROOT, 'out', 'browser-demo-test', 'pkg');
 const GENERATE = 16;
+
+describe('the demo\'s default thread count, from the weights a token streams', () => {
+  const plan = async (config: ModelConfig, weights: WeightDType) =>
+    compileGraph(await buildGraph(join(REPO_ROOT, 'examples', 'finch.ts'), config), config, { weights, logits: 'last', chunk: 128 }).plan;
+
+  test('the fixture model runs on 1 thread; bench-0.1b on every core; a page without workers on 1', async () => {
+    const tiny = bytesPerToken(await plan(PRESETS['finch-tiny']!, 'f32'));
+    // 2 layers of C=128: 2.3 MiB of f32 weights in all, the 256×128 embedding (one row read per token) aside
+    expect(tiny).toBeGreaterThan(2 * 2 ** 20);
+    expect(tiny).toBeLessThan(2.4 * 2 ** 20);
+    expect(autoThreads(tiny, 16, true)).toBe(1);
+    const b01 = bytesPerToken(await plan(PRESETS['bench-0.1b']!, 'f16'));
+    expect(b01 / 2 ** 30).toBeCloseTo(0.27, 2); // the README's CUDA section: 0.27 GiB of f16 per token, embedding row aside
+    expect(autoThreads(b01, 16, true)).toBe(16);
+    expect(autoThreads(b01, 2, true)).toBe(2);
+    expect(autoThreads(b01, 16, false)).toBe(1);
+    expect(autoThreads(3.5 * BYTES_PER_THREAD, 16, true)).toBe(3);
+    expect(bytesPerToken(await plan(PRESETS['bench-0.1b']!, 'int8')) / b01).toBeCloseTo(34 / 64, 2);
+  }, 60_000);
+});
 
 describe.skipIf(!!skip)(`browser demo in headless Chromium${skip ? ` (skipped: ${skip})` : ''}`, () => {
   let isolated: StaticServer, open: StaticServer, browser: Browser;
@@ -135,6 +162,64 @@ describe.skipIf(!!skip)(`browser demo in headless Chromium${skip ? ` (skipped: $
     expect(r.shown.backend).toMatch(/^WASM .*SIMD.*, 2 threads$/);
     expect(isolated.requests.some((u) => u.endsWith('/targets/wasm/team-worker.js'))).toBe(true);
     checkRun(r);
+  });
+
+  test('WASM with the thread field left empty: the automatic count (1 on this model) and the weight format are shown', async () => {
+    const pkg = '/' + relative(REPO_ROOT, PKG).split('\\').join('/') + '/';
+    const { page, log } = await openPage(browser, `${isolated.url}/examples/browser/index.html?pkg=${pkg}`);
+    await page.waitForFunction(() => (window as unknown as { rwkvcDemo?: DemoState }).rwkvcDemo?.package, null, { timeout: 60_000 });
+    expect(await page.inputValue('#threads')).toBe('');
+    expect(await page.getAttribute('#threads', 'placeholder')).toBe('auto: 1');
+    expect(await page.textContent('#threads-info')).toMatch(/^auto: 1 \(2\.\d MiB of weights per token, one thread per 16 MiB/);
+    await page.setInputFiles('#checkpoint', MODEL);
+    await page.selectOption('#target', 'wasm');
+    await page.click('#load');
+    const d = await until(page, ['ready'], log);
+    expect(d.threads).toMatchObject({ auto: 1, asked: 1 });
+    expect(d.backend).toMatchObject({ target: 'wasm', threads: 1 });
+    expect(d.weights).toBe('f32');
+    expect(await page.textContent('#weights')).toMatch(/^f32 \(2\.\d MiB per token\)$/);
+    await page.close();
+  });
+
+  test('the loaded checkpoint stays in the browser (OPFS): after a reload Load needs no file; "Forget cached model" drops it', async () => {
+    const pkg = '/' + relative(REPO_ROOT, PKG).split('\\').join('/') + '/';
+    const { page, log } = await openPage(browser, `${isolated.url}/examples/browser/index.html?pkg=${pkg}`);
+    const ready = () => page.waitForFunction(() => (window as unknown as { rwkvcDemo?: DemoState }).rwkvcDemo?.package, null, { timeout: 60_000 });
+    await ready();
+    expect((await demoState(page)).cached).toEqual({});
+    expect(await page.isDisabled('#forget')).toBe(true);
+    await page.setInputFiles('#checkpoint', MODEL);
+    await page.selectOption('#target', 'wasm');
+    await page.click('#load');
+    expect((await until(page, ['ready'], log)).checkpointFrom).toBe('file');
+
+    await page.reload();
+    await ready();
+    const after = await demoState(page);
+    expect(after.cached.checkpoint).toMatchObject({ name: 'model.safetensors', size: statSync(MODEL).size, where: 'OPFS' });
+    expect(await page.textContent('#cached')).toMatch(/cached in this browser \(OPFS\): model\.safetensors/);
+    expect(await page.evaluate(() => (document.getElementById('checkpoint') as HTMLInputElement).files!.length)).toBe(0);
+    await page.selectOption('#target', 'wasm');
+    await page.click('#load');
+    const d = await until(page, ['ready'], log);
+    expect(d.checkpointFrom).toBe('cache');
+    // the cached bytes are the checkpoint: the official logits after the prompt
+    await page.fill('#prompt', `ids:${prompt.join(',')}`);
+    await page.fill('#max-tokens', '1');
+    await page.click('#generate');
+    const g = await until(page, ['done'], log);
+    expect(maxAbsDiff(g.logitsAfterPrompt!, expectedLogits)).toBeLessThanOrEqual(1e-4);
+
+    await page.click('#forget');
+    await page.waitForFunction(() => !(window as unknown as { rwkvcDemo: DemoState }).rwkvcDemo.cached.checkpoint);
+    expect(await page.textContent('#cached')).toBe('no cached model');
+    await page.reload();
+    await ready();
+    expect((await demoState(page)).cached).toEqual({});
+    await page.click('#load');
+    expect(await page.textContent('#status')).toMatch(/Pick a checkpoint/);
+    await page.close();
   });
 
   test('WASM asked for 2 threads in a page that is not cross-origin isolated: 1 thread, and the page says why', async () => {

@@ -5,13 +5,21 @@
  *
  * For tests the page keeps its state on `window.rwkvcDemo`: the logits after the prompt, the generated
  * ids, the rates and the backend.
+ *
+ * The WASM thread count defaults to one per 16 MiB of weights a token streams (threads.ts: on small models
+ * more threads are slower); the field overrides it. The checkpoint and vocabulary last loaded stay in the
+ * browser (cache.ts: OPFS, else IndexedDB), so after a reload Load works without picking them again.
  */
+import { autoThreads, bytesPerToken, type PlanWeights } from './threads.ts';
+import { forget, peek, read, store, type Cached } from './cache.ts';
 
 /** What the demo uses of a generated package's entry (index.d.ts has the full, model-specific types). */
 interface Backend { target: 'wasm' | 'wgsl'; description: string; threads?: number; adapter?: string; notes: string[] }
 interface Model {
   readonly vocabSize: number;
   readonly backend: Backend;
+  /** The weight storage running (f32, bf16, f16, int8, …). */
+  readonly weights: string;
   prefill(tokens: ArrayLike<number>): Promise<Float32Array>;
   decode(token: number): Promise<Float32Array>;
   tokenize(text: string): number[];
@@ -38,6 +46,14 @@ export interface DemoState {
   /** The package's name, once its module is imported. */
   package?: string;
   backend?: Backend;
+  /** The weight storage the loaded model runs with. */
+  weights?: string;
+  /** Weights a decode token streams (the package's default storage), and the thread count that gives. */
+  threads?: { bytesPerToken: number; auto: number; asked?: number };
+  /** What the browser holds from an earlier load. */
+  cached: { checkpoint?: Cached; vocab?: Cached };
+  /** Where the last load's checkpoint came from. */
+  checkpointFrom?: 'file' | 'cache';
   promptIds?: number[];
   /** The logits after the last prompt token. */
   logitsAfterPrompt?: number[];
@@ -46,13 +62,14 @@ export interface DemoState {
   decode?: { tokens: number; ms: number; tokensPerSecond: number };
 }
 
-const demo: DemoState = { state: 'idle', generated: [] };
+const demo: DemoState = { state: 'idle', generated: [], cached: {} };
 (window as unknown as { rwkvcDemo: DemoState }).rwkvcDemo = demo;
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 const ui = {
   pkg: $('package'), checkpoint: $<HTMLInputElement>('checkpoint'), vocab: $<HTMLInputElement>('vocab'),
   target: $<HTMLSelectElement>('target'), threads: $<HTMLInputElement>('threads'), load: $<HTMLButtonElement>('load'),
+  threadsInfo: $('threads-info'), cached: $('cached'), forget: $<HTMLButtonElement>('forget'), weights: $('weights'),
   prompt: $<HTMLTextAreaElement>('prompt'), maxTokens: $<HTMLInputElement>('max-tokens'), temperature: $<HTMLInputElement>('temperature'),
   topP: $<HTMLInputElement>('top-p'), generate: $<HTMLButtonElement>('generate'), stop: $<HTMLButtonElement>('stop'),
   status: $('status'), backend: $('backend'), notes: $('notes'), prefillTps: $('prefill-tps'), prefillInfo: $('prefill-info'),
@@ -92,35 +109,88 @@ async function init(): Promise<void> {
   ui.pkg.textContent = `package: ${name} (${Pkg.name}) from ${pkgUrl}: ${c.nLayer} layers × ${c.nEmbd}, vocabulary ${c.vocabSize}` +
     ` · ${self.crossOriginIsolated ? 'cross-origin isolated (WASM threads available)' : 'not cross-origin isolated: WASM runs 1 thread'}` +
     ` · ${'gpu' in navigator ? 'WebGPU present' : 'no WebGPU'}`;
-  ui.threads.value = String(self.crossOriginIsolated ? navigator.hardwareConcurrency || 1 : 1);
+  // the default plan's weights give the thread count; a package without plan.json leaves it at 1
+  const plan = await fetch(new URL('plan.json', pkgUrl)).then((r) => (r.ok ? (r.json() as Promise<PlanWeights>) : null), () => null);
+  const bytes = plan ? bytesPerToken(plan) : 0;
+  demo.threads = { bytesPerToken: bytes, auto: autoThreads(bytes, navigator.hardwareConcurrency || 1, self.crossOriginIsolated) };
+  ui.threads.placeholder = `auto: ${demo.threads.auto}`;
+  ui.threadsInfo.textContent = `auto: ${demo.threads.auto} (${mib(bytes)} of weights per token, one thread per 16 MiB` +
+    `, ${navigator.hardwareConcurrency || 1} cores${self.crossOriginIsolated ? '' : ', no workers: not cross-origin isolated'})`;
+  await showCached();
   demo.package = name;
 }
 
+const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
+
+/** Show what the browser has cached (and enable "Forget"). */
+async function showCached(): Promise<void> {
+  const [checkpoint, vocab] = await Promise.all([peek('checkpoint'), peek('vocab')]).catch(() => [null, null]);
+  demo.cached = { ...(checkpoint && { checkpoint }), ...(vocab && { vocab }) };
+  ui.cached.textContent = checkpoint
+    ? `cached in this browser (${checkpoint.where}): ${checkpoint.name} (${mib(checkpoint.size)})${vocab ? ` and ${vocab.name}` : ''}; Load uses it when no file is picked`
+    : 'no cached model';
+  ui.forget.disabled = !checkpoint && !vocab;
+}
+
+async function forgetCached(): Promise<void> {
+  try {
+    await forget();
+    await showCached();
+    status('cached model forgotten');
+  } catch (e) {
+    fail(e);
+  }
+}
+
 async function load(): Promise<void> {
-  const file = ui.checkpoint.files?.[0];
-  if (!file) return status('Pick a checkpoint (.pth or .safetensors) first.', true);
+  const picked = ui.checkpoint.files?.[0];
+  const cached = picked ? null : await read('checkpoint').catch(() => null);
+  if (!picked && !cached) return status('Pick a checkpoint (.pth or .safetensors) first.', true);
+  const file = picked ?? cached!.file;
+  const fileName = picked?.name ?? cached!.name;
   ui.load.disabled = ui.generate.disabled = true;
   demo.state = 'loading';
   delete demo.error;
   model?.dispose();
   model = null;
   try {
-    status(`reading ${file.name} (${(file.size / 2 ** 20).toFixed(1)} MiB)…`);
+    status(`reading ${fileName} (${mib(file.size)}${cached ? `, cached in ${cached.where}` : ''})…`);
     const bytes = new Uint8Array(await file.arrayBuffer());
-    const vocabFile = ui.vocab.files?.[0];
+    const vocabPicked = ui.vocab.files?.[0];
+    // a cached vocabulary goes with a cached checkpoint; a picked checkpoint takes only a picked vocabulary
+    const vocabCached = !vocabPicked && cached ? await read('vocab').catch(() => null) : null;
+    const vocabFile = vocabPicked ?? vocabCached?.file;
     const vocab = vocabFile ? new Uint8Array(await vocabFile.arrayBuffer()) : undefined;
+    const asked = Number(ui.threads.value);
+    const threads = Number.isInteger(asked) && asked >= 1 ? asked : demo.threads?.auto ?? 1;
+    if (demo.threads) demo.threads.asked = threads;
     const target = ({ auto: 'auto', webgpu: 'wgsl', wasm: 'wasm' } as const)[ui.target.value as 'auto' | 'webgpu' | 'wasm'];
     const t0 = performance.now();
     model = await Pkg.load(bytes, {
-      target, vocab, threads: Math.max(1, Number(ui.threads.value) || 1),
+      target, vocab, threads,
       onProgress: (phase, done, total) => { if (done === total || done % 16 === 0) status(`loading ${phase} ${done}/${total}…`); },
     });
     hasVocab = !!vocab;
     demo.backend = model.backend;
+    demo.weights = model.weights;
+    demo.checkpointFrom = picked ? 'file' : 'cache';
     ui.backend.textContent = model.backend.description;
+    ui.weights.textContent = `${model.weights}${demo.threads?.bytesPerToken ? ` (${mib(demo.threads.bytesPerToken)} per token)` : ''}`;
     ui.notes.textContent = model.backend.notes.join('; ');
+    const took = `${((performance.now() - t0) / 1000).toFixed(2)} s`;
+    if (picked) {
+      // kept for the next visit only once it loaded: a file the package refuses is not worth storing
+      status(`loaded ${fileName} in ${took}; keeping it in this browser…`);
+      try {
+        await store('checkpoint', picked.name, picked);
+        if (vocabPicked) await store('vocab', vocabPicked.name, vocabPicked);
+      } catch (e) {
+        console.warn(`could not cache the checkpoint: ${(e as Error).message}`);
+      }
+      await showCached();
+    }
     demo.state = 'ready';
-    status(`loaded ${file.name} in ${((performance.now() - t0) / 1000).toFixed(2)} s${vocab ? '' : ' (no vocabulary: output shown as token ids and bytes)'}`);
+    status(`loaded ${fileName}${picked ? '' : ' from the browser cache'} in ${took}${vocab ? '' : ' (no vocabulary: output shown as token ids and bytes)'}`);
     ui.generate.disabled = false;
   } catch (e) {
     fail(e);
@@ -218,6 +288,7 @@ async function generate(): Promise<void> {
 ui.load.addEventListener('click', () => void load());
 ui.generate.addEventListener('click', () => void generate());
 ui.stop.addEventListener('click', () => { stopRequested = true; });
+ui.forget.addEventListener('click', () => void forgetCached());
 
 init().catch((e) => {
   fail(new Error(`cannot load the package from ${pkgUrl}: ${(e as Error).message}. Build it with ` +

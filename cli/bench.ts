@@ -8,7 +8,7 @@ import { availableParallelism } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { count, oneOf, targetOption, threads as threadCount } from './args.ts';
 import { loadPlan } from '../driver/targets.ts';
-import { Command, Option } from 'commander';
+import { Command, Option, type OptionValues } from 'commander';
 import { MultiBar, Presets, type SingleBar } from 'cli-progress';
 import { compileGraph } from '../compiler/index.ts';
 import type { KernelPlan, WeightDType } from '../kernels/plan.ts';
@@ -163,6 +163,8 @@ export function benchCommand(): Command {
     .option('--json', 'print one JSON object')
     .option('--plot <file.svg>', 'sweep weight formats × threads, prompt lengths and context lengths; write the charts')
     .option('--dsl <file>', 'model description (default: examples/finch.ts of this package)', DEFAULT_DSL)
+    .option('--serve', 'rwkvc serve under --clients concurrent clients: requests/s and aggregate tokens/s against one client in the same run (replies of --decode tokens, 2×--repeat requests per client)')
+    .option('--clients <list>', 'concurrent clients for --serve', '1,4,16')
     .addHelpText('after', `
 Examples:
   rwkvc bench --target wasm --preset bench-0.1b --json
@@ -183,6 +185,7 @@ Examples:
           progress.remove(b);
         }
       }
+      if (o.serve) return serveBench(path, o, progress);
       const ctx: Ctx = { model: openModel(path), preset: o.model ? undefined : o.preset, dsl: o.dsl, progress, peer: o.peer };
       const threads = o.threads ?? availableParallelism();
       try {
@@ -289,3 +292,17 @@ async function sweep(ctx: Ctx, file: string, maxThreads: number, decode: number,
   }
 }
 
+/** `--serve`: bench/serve-bench.ts (its own module: nothing of the server loads otherwise). */
+async function serveBench(path: string, o: OptionValues, progress: MultiBar): Promise<void> {
+  const { benchServe, formatServe, parseClients, serveSvg } = await import('../bench/serve-bench.ts');
+  const clients = parseClients(o.clients);
+  let b: SingleBar | undefined;
+  const r = await benchServe({
+    checkpoint: path, model: o.model ?? o.preset, target: o.target, weights: o.weights, threads: o.threads, clients,
+    maxTokens: o.decode, promptTokens: 16, requestsPerClient: 2 * o.repeat,
+    onProgress: (phase, done, total) => { (b ??= progress.create(total, 0, { phase })).update(done, { phase }); b.setTotal(total); },
+  });
+  if (o.plot) { mkdirSync(dirname(resolve(o.plot)), { recursive: true }); writeFileSync(o.plot, await serveSvg(r)); }
+  progress.stop();
+  process.stdout.write(o.json ? JSON.stringify(r, null, 1) + '\n' : formatServe(r) + (o.plot ? `\nplot: ${o.plot}` : '') + '\n');
+}

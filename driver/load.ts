@@ -16,10 +16,11 @@ import type { TargetModel, WeightProvider } from '../targets/backend.ts';
 import { getTarget } from '../targets/registry.ts';
 import { compileGraph } from '../compiler/index.ts';
 import { materializeWeight } from '../kernels/weights.ts';
-import type { KernelPlan, WeightDType } from '../kernels/plan.ts';
+import type { KernelPlan, WeightDecl, WeightDType } from '../kernels/plan.ts';
 import { Session } from '../runtime/session.ts';
 import { loadWorldTokenizer, type WorldTokenizer } from '../runtime/tokenizer.ts';
 import { loadGraph, loadPlan } from './targets.ts';
+import { ALL_FORMATS, checkFits } from './limits.ts';
 import { verifyGraph } from '../ir/verify.ts';
 
 export interface TargetChoice {
@@ -83,8 +84,9 @@ export async function buildGraph(dsl: string, config: ModelConfig): Promise<Grap
   if (dsl.endsWith('.ts') && !isEsmFolder(dirname(resolve(dsl))))
     throw new UserError(`${dsl}: a model description is an ES module: name it .mts, or put it beside a package.json with "type": "module"`);
   try {
-    mod = await import(pathToFileURL(resolve(dsl)).href);
+    mod = await importDsl(dsl);
   } catch (e) {
+    if (e instanceof UserError) throw e;
     throw new UserError(`${dsl}: cannot load the model description: ${(e as Error).message.split('\n')[0]}`);
   }
   const fn = mod.default;
@@ -127,18 +129,41 @@ function describe(v: unknown): string {
 /** Weights for a plan from a checkpoint, reporting progress as each is read. */
 export function weightProvider(plan: KernelPlan, model: OpenModel, onProgress?: TargetChoice['onProgress']): WeightProvider {
   let done = 0;
-  return (d) => {
-    const v = materializeWeight(d.source, model.read);
+  const seen = new Set<string>();
+  // Progress counts weights: a weight read in pieces counts once, at its first piece.
+  const tick = (d: WeightDecl) => {
+    if (seen.has(d.name)) return;
+    seen.add(d.name);
     onProgress?.('weights', ++done, plan.weights.length);
+  };
+  const provider: WeightProvider = (d) => {
+    const v = materializeWeight(d.source, model.read);
+    tick(d);
     return v;
   };
+  // Rows of a stored (not transposed) tensor come straight from the file; an ln0 fold works row by row.
+  provider.rows = (d, row0, rows) => {
+    tick(d);
+    if (d.source.transpose || d.source.repeat) {
+      // (a row-repeated matrix, QRWKV6's k/v: its rows are not the file's rows)
+      const cols = d.shape[d.shape.length - 1]!;
+      return materializeWeight(d.source, model.read).subarray(row0 * cols, (row0 + rows) * cols);
+    }
+    const part = model.ckpt.readRowsF32(d.source.tensor, row0, rows);
+    return materializeWeight(d.source, (n) => (n === d.source.tensor ? part : model.read(n)));
+  };
+  return provider;
 }
 
 export async function loadTargetForModel(target: string, model: OpenModel, o: TargetChoice): Promise<TargetModel> {
   checkThreads(o.threads);
   const graph = await buildGraph(o.dsl, model.config);
   if (getTarget(target).graph) return loadGraph(target, graph, model.read);
-  const { plan } = compileGraph(graph, model.config, { weights: o.weights as WeightDType, logits: o.logits, batch: o.batch });
+  const compile = (weights: WeightDType) => compileGraph(graph, model.config, { weights, logits: o.logits, batch: o.batch }).plan;
+  const plan = compile(o.weights as WeightDType);
+  // Before anything is allocated: a model that cannot fit is one line naming the need, the limit and what fits.
+  // (GPU targets check when lowering for the device's own limits, which only the opened device knows.)
+  if (target === 'wasm') checkFits(target, plan, { threads: o.threads }, { formats: ALL_FORMATS, plan: compile });
   return loadPlan(target, plan, weightProvider(plan, model, o.onProgress), { threads: o.threads });
 }
 

@@ -5,7 +5,8 @@
  * `randomWeights`) for tests and benchmarks, and as a file in the official safetensors layout
  * (`writeRandomModel`, `rwkvc random-model`); the same seed gives the same values in all three.
  */
-import { expectedTensors, writeSafetensors, type StoredDType } from './checkpoint/index.ts';
+import { expectedTensors, type StoredDType } from './checkpoint/index.ts';
+import { writeSafetensorsStream } from './checkpoint/safetensors-stream.ts';
 import type { ModelConfig } from '../kernels/config.ts';
 import { toBf16, toF16 } from '../kernels/dtype.ts';
 import { materializeWeight, type TensorReader } from '../kernels/weights.ts';
@@ -66,13 +67,13 @@ export function randomWeights(cfg: ModelConfig, seed = 1): WeightProvider {
 }
 
 export function writeRandomModel(path: string, cfg: ModelConfig, seed: number, dtype: 'f32' | 'bf16' | 'f16' = 'bf16', onTensor?: (i: number, n: number) => void): void {
-  const read = randomTensors(cfg, seed);
+  // Tensor by tensor, each made when the file reaches it (a fresh generator each, so nothing is cached):
+  // a real-size model (finch-3b: 6 GB of bf16) is never held whole.
   const names = [...expectedTensors(cfg)];
-  const tensors = names.map(([name, shape], i) => {
+  const tensors = names.map(([name, shape]) => ({ name, dtype: dtype as StoredDType, shape }));
+  writeSafetensorsStream(path, tensors, (i) => {
     onTensor?.(i, names.length);
-    const v = read(name);
-    const data = dtype === 'f32' ? v : dtype === 'bf16' ? toBf16(v) : toF16(v);
-    return { name, dtype: dtype as StoredDType, shape, data };
-  });
-  writeSafetensors(path, tensors, { generator: 'rwkvc random-model', seed: String(seed) });
+    const v = randomTensors(cfg, seed)(names[i]![0]);
+    return dtype === 'f32' ? v : dtype === 'bf16' ? toBf16(v) : toF16(v);
+  }, { generator: 'rwkvc random-model', seed: String(seed) });
 }

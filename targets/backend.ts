@@ -5,8 +5,21 @@
  */
 import type { KernelPlan, WeightDecl } from '../kernels/plan.ts';
 
-/** The f32 values of a plan weight, already transformed to the layout the plan declares. */
-export type WeightProvider = (decl: WeightDecl) => Float32Array;
+/**
+ * The f32 values of a plan weight, already transformed to the layout the plan declares. `rows`, when a
+ * provider has it, gives rows [row0, row0 + rows) of a weight (its last dimension is a row) without making
+ * the rest: runtimes convert large matrices piece by piece with it, so a load holds one piece at a time.
+ */
+export type WeightProvider = ((decl: WeightDecl) => Float32Array) & {
+  rows?: (decl: WeightDecl, row0: number, rows: number) => Float32Array;
+};
+
+/** Rows of a weight from a provider: its `rows` when it has one, else the whole weight, sliced. */
+export function weightRows(p: WeightProvider, decl: WeightDecl, row0: number, rows: number): Float32Array {
+  if (p.rows) return p.rows(decl, row0, rows);
+  const cols = decl.shape[decl.shape.length - 1]!;
+  return p(decl).subarray(row0 * cols, (row0 + rows) * cols);
+}
 
 /** state.{l}.att_shift [C], state.{l}.wkv [H, N, N], state.{l}.ffn_shift [C] */
 export type StateTensors = Record<string, Float32Array>;

@@ -14,5 +14,10 @@ export interface Checkpoint {
   readF32(name: string): Float32Array;
   /** The stored bytes, little-endian. */
   readRaw(name: string): Uint8Array;
+  /**
+   * Rows [row0, row0 + rows) of a tensor (a row is its last dimension; leading ones are flattened), widened
+   * to f32, reading only their bytes: how a load converts a large matrix piece by piece in bounded memory.
+   */
+  readRowsF32(name: string, row0: number, rows: number): Float32Array;
   close(): void;
 }

@@ -7,9 +7,12 @@
  * a file in Node; `openCheckpointBytes` takes bytes already in memory (a fetched file, a browser File).
  */
 import { inputError, unsupportedFormat } from './errors.ts';
-import { widenToF32, type StoredTensor, type TensorInfo } from './dtypes.ts';
+import { DTYPE_BYTES, widenToF32, type StoredTensor, type TensorInfo } from './dtypes.ts';
 import { readPthTensors } from './pth.ts';
-import { checkCrc } from './zip.ts';
+import { checkCrc, checkCrcValue, crc32 } from './zip.ts';
+
+/** Bytes read at a time when a storage's CRC-32 is checked ahead of row reads. */
+const CRC_CHUNK = 16 << 20;
 import { readSafetensorsHeader } from './safetensors.ts';
 import { bytesSource, latin1, readAt, type ByteSource } from './source.ts';
 
@@ -114,6 +117,25 @@ class LazyCheckpoint implements Checkpoint {
     this.verified.add(s.offset);
     const at = t.offset - s.offset;
     return at === 0 && t.nbytes === whole.length ? whole : whole.slice(at, at + t.nbytes);
+  }
+
+  readRowsF32(name: string, row0: number, rows: number): Float32Array {
+    const t = this.get(name);
+    if (this.closed) throw inputError(this.path, name, 'checkpoint is closed');
+    const cols = t.shape.length ? t.shape[t.shape.length - 1]! : 1;
+    const total = cols ? t.nbytes / DTYPE_BYTES[t.dtype] / cols : 0;
+    if (!Number.isSafeInteger(row0) || !Number.isSafeInteger(rows) || row0 < 0 || rows < 0 || row0 + rows > total)
+      throw inputError(this.path, name, `rows ${row0}..${row0 + rows} asked of a tensor with ${total} rows`);
+    const s = t.storage;
+    // A .pth storage's CRC-32 covers the whole entry: check it once, streaming (never the whole entry at once).
+    if (s && !this.verified.has(s.offset)) {
+      let crc = 0;
+      for (let at = 0; at < s.size; at += CRC_CHUNK) crc = crc32(readAt(this.file, s.offset + at, Math.min(CRC_CHUNK, s.size - at), s.name), crc);
+      checkCrcValue(this.path, { name: s.name, crc32: s.crc32 }, crc);
+      this.verified.add(s.offset);
+    }
+    const row = cols * DTYPE_BYTES[t.dtype];
+    return widenToF32(t.dtype, readAt(this.file, t.offset + row0 * row, rows * row, name), this.path, name);
   }
 
   readF32(name: string): Float32Array {

@@ -155,7 +155,11 @@ export function crc32(bytes: Uint8Array, crc = 0): number {
 
 /** Refuse an entry whose bytes do not match its CRC-32: flipped bits in a checkpoint must not load silently. */
 export function checkCrc(file: string, e: Pick<ZipEntry, 'name' | 'crc32'>, bytes: Uint8Array): void {
-  const got = crc32(bytes);
+  checkCrcValue(file, e, crc32(bytes));
+}
+
+/** The same check for a CRC-32 computed piece by piece. */
+export function checkCrcValue(file: string, e: Pick<ZipEntry, 'name' | 'crc32'>, got: number): void {
   if (got !== e.crc32) {
     const hex = (n: number) => `0x${n.toString(16).padStart(8, '0')}`;
     throw inputError(file, e.name, `corrupt ZIP entry: its data has CRC-32 ${hex(got)} but the ZIP directory says ${hex(e.crc32)}`);

@@ -25,7 +25,16 @@ export class WeightEncoder {
 
   /** The bytes of a weight buffer. */
   encode(ref: EncodableRef): Uint8Array {
-    return ref.kind === 'rows' ? encodeRows(ref.fmt, this.f32(ref.weight), ref.cols, ref.row0, ref.rows) : this.pack(ref.parts);
+    if (ref.kind === 'pack') return this.pack(ref.parts);
+    // A provider that reads rows gives just this buffer's rows, nothing kept: a load holds one buffer's
+    // values at a time, not every matrix as f32 (a 3B model is 12 GB as f32).
+    if (this.provider.rows && !this.values.has(ref.weight)) {
+      const decl = this.decl(ref.weight);
+      const v = this.provider.rows(decl, ref.row0, ref.rows);
+      if (v.length !== ref.rows * ref.cols) throw new UserError(`weight ${ref.weight}: expected ${ref.rows * ref.cols} values for rows ${ref.row0}..${ref.row0 + ref.rows}, got ${v.length}`);
+      return encodeRows(ref.fmt, v, ref.cols, 0, ref.rows);
+    }
+    return encodeRows(ref.fmt, this.f32(ref.weight), ref.cols, ref.row0, ref.rows);
   }
 
   /** Drop the provider's f32 arrays (everything has been encoded). */

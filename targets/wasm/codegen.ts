@@ -115,6 +115,11 @@ export function compileWasm(plan: KernelPlan, opts: CompileOptions = {}): WasmAr
   return art;
 }
 
+/** The memory layout a plan compiles to (no module rendered): what sizes and limit checks read. */
+export function wasmLayout(plan: KernelPlan): WasmLayout {
+  return build(plan, false, DEFAULT_SCHEDULE).layout;
+}
+
 /** The WASM target's compile half (targets/target.ts). */
 export const codegen: TargetCodegen<WasmArtifact> = {
   emit: (plan, opts = {}) => compileWasm(plan, opts as CompileOptions),

@@ -4,13 +4,13 @@
  * starts from a plan) imports the compiler, lazily; `loadWasmArtifact` needs nothing but the files, and
  * runs in Node and in browsers (the artifact file helpers import node: modules only when called).
  */
-import type { StateTensors, TargetModel, TargetOptions, WeightProvider } from '../backend.ts';
+import { weightRows, type StateTensors, type TargetModel, type TargetOptions, type WeightProvider } from '../backend.ts';
 import type { ArtifactFiles, TargetRuntime } from '../target.ts';
 import { UserError } from '../../kernels/errors.ts';
 import { callQueue, guardDisposed, lifetime, checkCall, checkStateWrite, packBatchStates, unpackBatchStates, vocabOf, type ProgramName } from '../model-base.ts';
-import type { BufferDecl, KernelPlan } from '../../kernels/plan.ts';
-import { PROGRAM_ID } from './abi.ts';
-import { memoryBytes, PAGE, threadScratch, type WasmLayout } from './layout.ts';
+import type { BufferDecl, KernelPlan, WeightDecl } from '../../kernels/plan.ts';
+import { PANEL, PROGRAM_ID } from './abi.ts';
+import { memoryBytes, PAGE, threadScratch, type PackedWeightLayout, type WasmLayout } from './layout.ts';
 import { packWeight } from './pack.ts';
 import { startTeam, teamThreads } from './team.ts';
 import type { Team } from './team-thread.ts';
@@ -31,6 +31,10 @@ export interface WasmTargetOptions extends TargetOptions {
    * calls run baseline code and rarely called kernels (a prefill's LoRA phases) may stay there.
    */
   eager?: boolean;
+  /** Called after each weight is packed (done, total). */
+  onWeight?: (done: number, total: number) => void;
+  /** Values converted at a time when a large matrix is packed piece by piece (default 1M; tests make it small). */
+  chunkValues?: number;
 }
 
 /**
@@ -128,15 +132,7 @@ export async function loadWasmArtifact(art: WasmArtifactFiles, weights: WeightPr
   const module = await compileOptimized(bytes, opts.eager !== false);
   const buf = memory.buffer;
 
-  // Pack every weight: the provider is asked once per weight, whatever number of packings it has.
-  const decls = new Map(plan.weights.map((d) => [d.name, d]));
-  const byWeight = new Map<string, typeof layout.weights>();
-  for (const w of layout.weights) byWeight.set(w.weight, [...(byWeight.get(w.weight) ?? []), w]);
-  for (const [name, packs] of byWeight) {
-    const decl = decls.get(name)!;
-    const values = weights(decl);
-    for (const p of packs) packWeight(buf, p, values, decl);
-  }
+  packAll(buf, layout, weights, opts.chunkValues ?? CHUNK_VALUES, opts.onWeight);
 
   // Profiling: thread 0 reports the end of each phase; the time since the previous mark is that phase's.
   let prof: WasmProfile | null = null, last = 0;
@@ -223,6 +219,49 @@ export async function loadWasmArtifact(art: WasmArtifactFiles, weights: WeightPr
     }),
     dispose: () => { void team.dispose(); },
   }, life);
+}
+
+/** Rows of a large matrix converted at a time: ~1M values (4 MiB as f32), a whole number of panels. */
+const CHUNK_VALUES = 1 << 20;
+
+/**
+ * Pack every weight into linear memory. A weight packed once as a whole matrix (panel), an f32 table (raw)
+ * or a 16-bit table (raw16) is converted a slice of rows at a time through the provider's `rows`, so a
+ * load holds one slice (plus its temporaries) beside the memory, never a whole matrix as f32: the head of
+ * finch-1b6 alone is 512 MiB as f32. Other weights (vectors, LoRA slices of a 3-D weight) are asked for
+ * whole, once, whatever number of packings they have.
+ */
+function packAll(buf: ArrayBufferLike, layout: WasmLayout, weights: WeightProvider, chunk: number, onWeight?: (done: number, total: number) => void): void {
+  const decls = new Map(layout.plan.weights.map((d) => [d.name, d]));
+  const byWeight = new Map<string, typeof layout.weights>();
+  for (const w of layout.weights) byWeight.set(w.weight, [...(byWeight.get(w.weight) ?? []), w]);
+  let done = 0;
+  for (const [name, packs] of byWeight) {
+    const decl = decls.get(name)!;
+    const n = decl.shape.reduce((a, b) => a * b, 1);
+    const p = packs[0]!;
+    if (packs.length === 1 && decl.shape.length === 2 && n > chunk && (p.pack !== 'panel' || (p.row0 ?? 0) === 0 && p.O === decl.shape[0]))
+      packInRows(buf, p, decl, weights, chunk);
+    else {
+      const values = weights(decl);
+      for (const q of packs) packWeight(buf, q, values, decl);
+    }
+    onWeight?.(++done, byWeight.size);
+  }
+}
+
+/** One whole-matrix packing, slice by slice: panels (PANEL rows each) or rows of a table are independent. */
+function packInRows(buf: ArrayBufferLike, p: PackedWeightLayout, decl: WeightDecl, weights: WeightProvider, chunk: number): void {
+  const [rows, cols] = decl.shape as [number, number];
+  const unit = p.pack === 'panel' ? PANEL : 1;
+  const unitBytes = p.pack === 'panel' ? p.bytes / Math.ceil(rows / PANEL) : p.bytes / rows;
+  const step = Math.max(1, Math.floor(chunk / cols / unit)) * unit;
+  for (let r0 = 0; r0 < rows; r0 += step) {
+    const n = Math.min(step, rows - r0);
+    const part: WeightDecl = { ...decl, shape: [n, cols] };
+    const at: PackedWeightLayout = { ...p, offset: p.offset + (r0 / unit) * unitBytes, bytes: Math.ceil(n / unit) * unitBytes, ...(p.pack === 'panel' ? { row0: 0, O: n } : {}) };
+    packWeight(buf, at, weightRows(weights, decl, r0, n), part);
+  }
 }
 
 /**

@@ -33,15 +33,20 @@ export function stateShapes(config: ModelConfig): Record<string, number[]> {
   return s;
 }
 
-export async function createOrtModel(ort: Ort, config: ModelConfig, step: Uint8Array | string, prefill: Uint8Array | string | null,
+/**
+ * `step` and/or `prefill` (a model file's bytes or path). Without a step model, decode feeds the prefill
+ * model one token (the same graph with a one-iteration Scan); without a prefill model, prefill is T steps.
+ */
+export async function createOrtModel(ort: Ort, config: ModelConfig, step: Uint8Array | string | null, prefill: Uint8Array | string | null,
   o: OrtModelOptions = {}): Promise<TargetModel> {
+  if (!step && !prefill) throw new Error('createOrtModel: no model');
   const opts: ortNode.InferenceSession.SessionOptions = {
     executionProviders: (o.providers ?? ['cpu']) as never,
     graphOptimizationLevel: 'all',
     ...(o.threads ? { intraOpNumThreads: o.threads, interOpNumThreads: 1 } : {}),
   };
   const open = (m: Uint8Array | string) => (typeof m === 'string' ? ort.InferenceSession.create(m, opts) : ort.InferenceSession.create(m, opts));
-  const stepS = await open(step);
+  const stepS = step ? await open(step) : null;
   const prefillS = prefill ? await open(prefill) : null;
   const shapes = stateShapes(config);
   const zero = () => Object.fromEntries(Object.entries(shapes).map(([k, sh]) =>
@@ -74,13 +79,13 @@ export async function createOrtModel(ort: Ort, config: ModelConfig, step: Uint8A
     maxTokens: prefillS ? Number.MAX_SAFE_INTEGER : 1,
     run(program, tokens) {
       return queued(async () => {
-        if (program === 'decode' || !prefillS) {
-          if (program === 'decode' && tokens.length !== 1) throw new UserError(`the decode program takes 1 token, got ${tokens.length}`);
+        if (program === 'decode' && tokens.length !== 1) throw new UserError(`the decode program takes 1 token, got ${tokens.length}`);
+        if (stepS && (program === 'decode' || !prefillS)) {
           const logits = new Float32Array(tokens.length * V);
           for (let t = 0; t < tokens.length; t++) logits.set(await call(stepS, 'token', tokens.subarray(t, t + 1)), t * V);
           return logits;
         }
-        return call(prefillS, 'tokens', tokens);
+        return call(prefillS!, 'tokens', tokens);
       });
     },
     readState() {
@@ -102,7 +107,7 @@ export async function createOrtModel(ort: Ort, config: ModelConfig, step: Uint8A
     dispose() {
       if (disposed) return;
       disposed = true;
-      void queue.then(() => Promise.all([stepS.release(), prefillS?.release()])).catch(() => undefined);
+      void queue.then(() => Promise.all([stepS?.release(), prefillS?.release()])).catch(() => undefined);
     },
   };
 }

@@ -67,7 +67,7 @@ describe.skipIf(!haveVocab)('rwkvc chat', () => {
     modelPath = join(tmp, 'tiny-world.safetensors');
     writeRandomModel(modelPath, { ...PRESETS['finch-tiny'], vocabSize: 65536 }, 11, 'f32');
     ref = await load(modelPath, { target: 'wasm', threads: 1, vocab: VOCAB });
-  }, 120_000);
+  }, 60_000);
 
   afterAll(() => {
     ref?.model.dispose();
@@ -94,5 +94,5 @@ describe.skipIf(!haveVocab)('rwkvc chat', () => {
     expect(chat.stderr).toMatch(/\(state loaded from .*chat\.state\)/);
     expect(chat.stderr).toMatch(/\(conversation forgotten\)/);
     expect(chat.stderr).toMatch(/rwkvc: .*missing\.state: cannot read: ENOENT/);
-  }, 120_000);
+  }, 90_000);
 });

@@ -26,15 +26,15 @@ if (!haveVocab) console.warn(`serve.test.ts skipped: no World vocabulary at ${VO
 
 const CONCURRENT = 8;
 let tmp: string, modelPath: string;
-let base: Session;
+let base: Session, ref: Session;
 let app: FastifyInstance, scheduler: Scheduler, client: OpenAI, url: string;
 
 /**
- * What `rwkvc run` prints for `prompt` at temperature 0: its path (Session.generate, one decode call per
- * token, no batch program) on a fresh sequence (test/chat.test.ts checks the command itself against this path).
+ * What `rwkvc run` prints for `prompt` at temperature 0: its path (Session.generate) on a separate load
+ * of the model, without the batch program (test/chat.test.ts checks the command itself against this path).
  */
 async function single(prompt: string | number[], maxTokens: number, stop: string[] = []): Promise<string> {
-  const s = await base.fork();
+  const s = await ref.fork();
   await s.reset();
   let out = '';
   for await (const piece of s.generate(prompt, { temperature: 0, maxTokens, stopStrings: stop })) out += piece;
@@ -61,15 +61,19 @@ describe.skipIf(!haveVocab)('rwkvc serve (OpenAI API)', () => {
     tmp = mkdtempSync(join(tmpdir(), 'rwkvc-serve-'));
     modelPath = join(tmp, 'tiny-world.safetensors');
     writeRandomModel(modelPath, { ...PRESETS['finch-tiny'], vocabSize: 65536 }, 7, 'f32');
-    base = await load(modelPath, { target: 'wasm', threads: 1, vocab: VOCAB, batch: CONCURRENT });
+    [base, ref] = await Promise.all([
+      load(modelPath, { target: 'wasm', threads: 1, vocab: VOCAB, batch: CONCURRENT }),
+      load(modelPath, { target: 'wasm', threads: 1, vocab: VOCAB }),
+    ]);
     ({ app, scheduler } = createServer({ session: base, modelId: 'tiny', maxConcurrent: CONCURRENT, maxTokens: 400, maxPromptBytes: 4096, timeoutMs: 30_000 }));
     url = await app.listen({ host: '127.0.0.1', port: 0 });
     client = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'unused', maxRetries: 0 });
-  }, 120_000);
+  }, 60_000);
 
   afterAll(async () => {
     await app?.close();
     base?.model.dispose();
+    ref?.model.dispose();
     if (tmp) rmSync(tmp, { recursive: true, force: true });
   });
 

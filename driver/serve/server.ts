@@ -52,8 +52,6 @@ export function createServer(o: ServeOptions): { app: FastifyInstance; scheduler
   const app = Fastify({
     // JSON escapes may make a body up to 6× its text; anything well past the prompt limit is refused unread (413)
     bodyLimit: 6 * limits.maxPromptBytes + 64 * 1024,
-    // a client that takes longer than a whole request may to send its body gets Node's 408
-    requestTimeout: limits.timeoutMs,
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allowUnionTypes: true, allErrors: false } },
   });
 

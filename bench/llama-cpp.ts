@@ -14,10 +14,10 @@ import type { Token } from 'node-llama-cpp';
 import { basename, dirname, join } from 'node:path';
 import type { WeightDType } from '../kernels/plan.ts';
 import type { ModelConfig } from '../kernels/config.ts';
-import { writeGguf, type GgufWeights } from '../runtime/checkpoint/gguf-write.ts';
+import { writeGguf, type GgufFormat } from '../runtime/checkpoint/gguf-write.ts';
 
-/** The GGUF storage of each of our weight formats: the same bytes per weight (int8 is Q8_0 everywhere). */
-export const GGUF_WEIGHTS: Record<WeightDType, GgufWeights> = { f32: 'f32', bf16: 'bf16', f16: 'f16', int8: 'q8_0' };
+/** The GGUF storage of each of our weight formats: the same bytes per weight (int8 is Q8_0 everywhere, q4_0/q4_1 ggml's own). */
+export const GGUF_WEIGHTS: Record<WeightDType, GgufFormat> = { f32: 'f32', bf16: 'bf16', f16: 'f16', int8: 'q8_0', q4_0: 'q4_0', q4_1: 'q4_1' };
 
 export interface PeerSession {
   /** e.g. "llama.cpp v0.4.0 (node-llama-cpp 3.21.1; SSE3 SSSE3 AVX AVX2 F16C FMA …)": the CPU features ggml was built with */
@@ -56,7 +56,7 @@ async function loadBinding(): Promise<{ mod: typeof import('node-llama-cpp'); ve
  * A GGUF copy of `checkpoint` in `weights`, written once into `cacheDir` (named by the checkpoint's
  * name, size and time, so a changed checkpoint gets a new copy).
  */
-export function ggufFor(checkpoint: string, cfg: ModelConfig, read: (n: string) => Float32Array, weights: GgufWeights, cacheDir: string, onLayer?: (done: number, total: number) => void): string {
+export function ggufFor(checkpoint: string, cfg: ModelConfig, read: (n: string) => Float32Array, weights: GgufFormat, cacheDir: string, onLayer?: (done: number, total: number) => void): string {
   const st = statSync(checkpoint);
   const path = join(cacheDir, `${basename(checkpoint).replace(/\.[^.]*$/, '')}-${st.size}-${Math.round(st.mtimeMs)}.${weights}.gguf`);
   if (!existsSync(path)) {
@@ -67,7 +67,7 @@ export function ggufFor(checkpoint: string, cfg: ModelConfig, read: (n: string) 
 }
 
 /** Open llama.cpp on `gguf` with `threads` threads, or say why it is not available. */
-export async function openLlamaCpp(gguf: string, weights: GgufWeights, threads: number, vocabSize: number, gpu: false | 'cuda' = false): Promise<PeerSession | { unavailable: string }> {
+export async function openLlamaCpp(gguf: string, weights: GgufFormat, threads: number, vocabSize: number, gpu: false | 'cuda' = false): Promise<PeerSession | { unavailable: string }> {
   const b = await loadBinding();
   if ('unavailable' in b) return b;
   // a binary that does not run here, or a model llama.cpp refuses (a shape its RWKV-6 graph lacks), is a
@@ -113,4 +113,42 @@ export async function openLlamaCpp(gguf: string, weights: GgufWeights, threads: 
       await llama.dispose();
     },
   };
+}
+
+/**
+ * llama.cpp's log-probabilities for every position of `tokens` on `gguf` (one row of `vocab` per token,
+ * from a fresh state, all tokens in one batch): `rwkvc logits --target llama.cpp`. node-llama-cpp hands out
+ * the softmax of the logits (its sampler at temperature 1, no truncation), not the logits, so each row
+ * is log p = logit − logsumexp(logits): the logits up to one constant per row, which every comparison
+ * here (max |Δ| after log-softmax, top-1, log-prob of the next token) is blind to. A probability that
+ * underflows f32 (a logit ~87 below the row's largest) comes back as −Infinity.
+ */
+export async function llamaCppLogits(gguf: string, tokens: Int32Array, vocab: number, threads = 1): Promise<{ logprobs: Float32Array; name: string } | { unavailable: string }> {
+  const b = await loadBinding();
+  if ('unavailable' in b) return b;
+  let llama, model, context;
+  try {
+    llama = await b.mod.getLlama({ gpu: false, build: 'never', logLevel: b.mod.LlamaLogLevel.error, maxThreads: threads });
+    model = await llama.loadModel({ modelPath: gguf });
+    context = await model.createContext({ contextSize: Math.max(64, tokens.length + 1), batchSize: Math.max(64, tokens.length), threads, sequences: 1 });
+  } catch (e) {
+    await model?.dispose();
+    await llama?.dispose();
+    return { unavailable: `llama.cpp could not run ${gguf}: ${(e as Error).message.split('\n')[0]}` };
+  }
+  try {
+    const opts = { generateNext: { probabilities: true, options: { temperature: 1, topK: 0, topP: 1, minP: 0 } } } as const;
+    const res = await context.getSequence().controlledEvaluate(Array.from(tokens, (t) => [t as Token, opts] as const));
+    const out = new Float32Array(tokens.length * vocab);
+    res.forEach((r, t) => {
+      const p = r?.next?.probabilities;
+      if (!p) throw new Error(`llama.cpp gave no probabilities for position ${t}`);
+      for (let i = 0; i < vocab; i++) out[t * vocab + i] = Math.log(p.get(i as Token) ?? 0);
+    });
+    return { logprobs: out, name: `llama.cpp ${llama.llamaCppRelease.release} (node-llama-cpp ${b.version})` };
+  } finally {
+    await context.dispose();
+    await model.dispose();
+    await llama.dispose();
+  }
 }

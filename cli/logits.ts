@@ -1,6 +1,7 @@
 import { suggestOptions, targetOption, threads, weightsOption } from './args.ts';
 import { InvalidArgumentError } from 'commander';
-import { Command } from 'commander';
+import { Command, type Option } from 'commander';
+import { join } from 'node:path';
 import { writeSafetensors } from '../runtime/checkpoint/index.ts';
 import { UserError } from '../kernels/errors.ts';
 import { initialState, openModel } from '../runtime/model.ts';
@@ -8,6 +9,9 @@ import { parseMode, runTokens } from '../runtime/run-tokens.ts';
 import { DEFAULT_DSL, loadTargetForModel } from '../driver/load.ts';
 import { loadOnnxRuntime } from '../driver/onnx/index.ts';
 import { withOnnxruntime } from './onnx.ts';
+import { GGUF_WEIGHTS, ggufFor, llamaCppLogits } from '../bench/llama-cpp.ts';
+import type { WeightDType } from '../kernels/plan.ts';
+import type { OpenModel } from '../runtime/model.ts';
 
 /**
  * `--tokens 5,17,3`: each a whole number written out (no 1.5, 1e3, NaN or hex), in the vocabulary; an id
@@ -42,7 +46,7 @@ export function logitsCommand(): Command {
     .requiredOption('--model <path>', 'checkpoint (.pth or .safetensors, official or Hugging Face names)')
     .requiredOption('--tokens <ids>', 'comma-separated token ids, e.g. 5,17,3')
     .option('--mode <mode>', 'step | seq | chunks:N', mode, 'seq')
-    .addOption(withOnnxruntime(targetOption('wasm')))
+    .addOption(withLlamaCpp(withOnnxruntime(targetOption('wasm'))))
     .addOption(weightsOption('weight storage for compiled targets'))
     .option('--threads <n>', 'worker threads (wasm)', threads)
     .option('--dsl <file>', 'model description (default: examples/finch.ts of this package)', DEFAULT_DSL)
@@ -57,6 +61,7 @@ Examples:
       const model = openModel(o.model);
       const tokens = parseTokens(o.tokens, model.config.vocabSize);
       const mode = parseMode(o.mode);
+      if (o.target === 'llama.cpp') return await llamaCppRun(o.model, model, tokens, o.weights, o.threads ?? 1, o.out);
       const target = o.target === 'onnxruntime'
         ? await loadOnnxRuntime(model, { dsl: o.dsl, weights: o.weights, threads: o.threads, logits: 'all' })
         : await loadTargetForModel(o.target, model, { dsl: o.dsl, weights: o.weights, threads: o.threads, logits: 'all' });
@@ -80,6 +85,36 @@ Examples:
         model.close();
       }
     });
+}
+
+/**
+ * `--target llama.cpp` beside the registry's targets: the checkpoint's GGUF export (written once into
+ * out/cache/, in the --weights format: int8 is Q8_0, q4_0/q4_1 ggml's own blocks; the architecture the
+ * writer picks for the checkpoint's family) run by llama.cpp through node-llama-cpp (bench/llama-cpp.ts).
+ * A driver-level path, not a registered target: it runs an exported model, not a kernel plan.
+ */
+function withLlamaCpp(target: Option): Option {
+  const parse = target.parseArg;
+  target.description += ', llama.cpp (the GGUF export on llama.cpp; log-probabilities, no state)';
+  return target.argParser((v: string, prev: unknown) => (v === 'llama.cpp' ? v : parse ? parse(v, prev) : v));
+}
+
+/**
+ * All tokens through llama.cpp in one batch; the rows are its log-probabilities (node-llama-cpp gives
+ * probabilities, not logits: the logits up to one constant per row), written as `logits` with no state.
+ */
+async function llamaCppRun(path: string, model: OpenModel, tokens: Int32Array, weights: WeightDType, threads: number, out: string): Promise<void> {
+  try {
+    const gguf = ggufFor(path, model.config, model.read, GGUF_WEIGHTS[weights], join('out', 'cache'));
+    const r = await llamaCppLogits(gguf, tokens, model.config.vocabSize, threads);
+    if ('unavailable' in r) throw new UserError(`--target llama.cpp: ${r.unavailable}`);
+    const V = model.config.vocabSize;
+    writeSafetensors(out, [{ name: 'logits', dtype: 'f32', shape: [tokens.length, V], data: r.logprobs }]);
+    process.stdout.write(`log-probabilities [${tokens.length}, ${V}] on ${r.name}, ${GGUF_WEIGHTS[weights].toUpperCase()} (${gguf}); ` +
+      `last row top-5 ${topK(r.logprobs.subarray((tokens.length - 1) * V), 5)} → ${out}\n`);
+  } finally {
+    model.close();
+  }
 }
 
 /** The k largest entries of a row as `id:logit` (4 decimals), largest first. */

@@ -12,7 +12,7 @@
 import type { ModelConfig } from './config.ts';
 
 export type Dim = number | 'T';
-export type WeightDType = 'f32' | 'bf16' | 'f16' | 'int8';
+export type WeightDType = 'f32' | 'bf16' | 'f16' | 'int8' | 'q4_0' | 'q4_1';
 
 export interface BufferDecl {
   name: string;
@@ -44,7 +44,8 @@ export interface WeightSource {
 export interface WeightDecl {
   name: string;
   shape: number[];
-  /** Storage dtype chosen by the weights pass. int8: symmetric, one f32 scale per 32 consecutive inputs of a row. */
+  /** Storage dtype chosen by the weights pass. int8: symmetric, one f32 scale per 32 consecutive inputs of a row;
+   *  q4_0 / q4_1: ggml's 4-bit blocks of 32 (kernels/dtype.ts). */
   dtype: WeightDType;
   source: WeightSource;
 }

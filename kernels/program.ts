@@ -2,7 +2,7 @@
  * Questions every consumer of a KernelPlan asks: which programs it holds, how many elements a buffer
  * has at T tokens, which buffers and weights a kernel touches, whether a weight's rows suit its format.
  */
-import { INT8_BLOCK } from './dtype.ts';
+import { INT8_BLOCK, isBlockFormat } from './dtype.ts';
 import { UserError } from './errors.ts';
 import { exprLoads } from './expr.ts';
 import type { BufferDecl, Kernel, KernelPlan, Program, WeightDType } from './plan.ts';
@@ -29,8 +29,8 @@ export function kernelBuffers(k: Kernel): string[] {
 }
 
 
-/** int8 storage blocks each row by INT8_BLOCK inputs: a row of another length cannot take it. */
+/** int8 and q4 storage block each row by INT8_BLOCK (= Q4_BLOCK) inputs: a row of another length cannot take it. */
 export function checkRowFormat(weight: string, dtype: WeightDType, cols: number): void {
-  if (dtype === 'int8' && cols % INT8_BLOCK)
-    throw new UserError(`weight ${weight}: int8 needs rows that are a multiple of ${INT8_BLOCK} long, got ${cols}`);
+  if (isBlockFormat(dtype) && cols % INT8_BLOCK)
+    throw new UserError(`weight ${weight}: ${dtype} needs rows that are a multiple of ${INT8_BLOCK} long, got ${cols}`);
 }

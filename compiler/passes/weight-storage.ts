@@ -2,14 +2,14 @@
  * weight-storage: the dtype each weight is kept in on the target. Every matrix a decode step streams
  * (projections, the head, the ddlerp and decay LoRA factors: these are 9% of the f32 bytes of a
  * 0.1B model, so leaving them f32 under int8 costs ~10% of decode speed) takes the requested format,
- * as rwkv.cpp quantises every 2-D tensor; vectors stay f32. int8 needs rows that are a whole number
- * of 32-blocks, else f16; the embedding, read one row per token, is kept in f16 under int8, and under
- * bf16 when ln0 was folded into it.
+ * as rwkv.cpp quantises every 2-D tensor; vectors stay f32. int8, q4_0 and q4_1 need rows that are a
+ * whole number of 32-blocks, else f16; the embedding, read one row per token, is kept in f16 under them
+ * (it costs memory only, not decode bandwidth), and under bf16 when ln0 was folded into it.
  */
 import type { WeightDType } from '../../kernels/plan.ts';
 import type { Graph, Node } from '../../ir/node.ts';
 import { linearInputs, tokenShiftInputs, wkvInputs } from '../../ir/fused.ts';
-import { INT8_BLOCK } from '../../kernels/dtype.ts';
+import { INT8_BLOCK, isBlockFormat } from '../../kernels/dtype.ts';
 import type { Rule } from '../rewrite.ts';
 
 export function weightStorage(g: Graph, dtype: WeightDType): Rule {
@@ -28,10 +28,10 @@ export function weightStorage(g: Graph, dtype: WeightDType): Rule {
     if (n.op !== 'weight' || n.attrs.storage) return undefined;
     let storage: WeightDType = 'f32';
     const cols = n.attrs.shape[n.attrs.shape.length - 1];
-    if (big.has(n.id)) storage = dtype === 'int8' && cols % INT8_BLOCK ? 'f16' : dtype;
+    if (big.has(n.id)) storage = isBlockFormat(dtype) && cols % INT8_BLOCK ? 'f16' : dtype;
     // The folded embedding (LN(emb) in f32) is not a bf16 table any more: rounding it back to bf16
     // moves logits by ~0.02 (RWKV6.md §3), f16 keeps 3 more bits. Decode reads one row, so it costs memory only.
-    if (tables.has(n.id)) storage = dtype === 'int8' || (dtype === 'bf16' && n.attrs.fold) ? 'f16' : dtype;
+    if (tables.has(n.id)) storage = isBlockFormat(dtype) || (dtype === 'bf16' && n.attrs.fold) ? 'f16' : dtype;
     return ctx.emit('weight', [], { ...n.attrs, storage }, n.loc);
   };
 }

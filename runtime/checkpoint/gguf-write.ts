@@ -12,18 +12,18 @@
  *   and [1, 1, C] vectors lose their unit dimensions. No layer rescaling (rescale_every_n_layers 0).
  */
 import type { ModelConfig } from '../../kernels/config.ts';
-import { f32ToF16, toBf16, toF16, toInt8, INT8_BLOCK } from '../../kernels/dtype.ts';
+import { f32ToF16, q4Bytes, toBf16, toF16, toInt8, toQ4, INT8_BLOCK, Q4_BLOCK } from '../../kernels/dtype.ts';
 import { inputError } from './errors.ts';
-import { familyOf } from '../../kernels/config.ts';
-import { qrwkv6GgufKeys, qrwkv6GgufTensors } from './gguf-qrwkv6.ts';
 import { writeFileAtomic } from './fileio.ts';
 
 /** Storage of the 2-D and 3-D matrices (vectors stay F32, as in llama.cpp's converter). */
 export type GgufWeights = 'f32' | 'f16' | 'bf16' | 'q8_0';
+/** GgufWeights and ggml's 4-bit blocks (the RWKV writer; gguf-llama.ts's random LLaMA takes GgufWeights). */
+export type GgufFormat = GgufWeights | 'q4_0' | 'q4_1';
 
 // ggml_type and llama_ftype numbers (ggml.h, llama.h)
-const GGML_TYPE = { f32: 0, f16: 1, q8_0: 8, bf16: 30 } as const;
-const FILE_TYPE = { f32: 0, f16: 1, q8_0: 7, bf16: 32 } as const;
+const GGML_TYPE = { f32: 0, f16: 1, q4_0: 2, q4_1: 3, q8_0: 8, bf16: 30 } as const;
+const FILE_TYPE = { f32: 0, f16: 1, q4_0: 2, q4_1: 3, q8_0: 7, bf16: 32 } as const;
 const ALIGN = 32;
 
 interface GgufTensor {
@@ -60,24 +60,36 @@ function encode(v: Float32Array, type: GgufTensor['type'], rowLen: number): Uint
       }
       return out;
     }
+    case 'q4_0': case 'q4_1': {
+      // block_q4_0 {d, qs[16]} (18 bytes) / block_q4_1 {d, m, qs[16]} (20 bytes): our own q4 rounding
+      const q = toQ4(v, rowLen, type);
+      const head = type === 'q4_0' ? 2 : 4, size = head + Q4_BLOCK / 2;
+      const out = new Uint8Array(q.d.length * size);
+      const dv = new DataView(out.buffer);
+      for (let b = 0; b < q.d.length; b++) {
+        dv.setUint16(b * size, q.dBits[b], true);
+        if (type === 'q4_1') dv.setUint16(b * size + 2, q.mBits[b], true);
+        q4Bytes(q.q, b, out, b * size + head);
+      }
+      return out;
+    }
   }
 }
 
 /** The GGUF tensors of a model, in llama.cpp's names and layouts. */
-function ggufTensors(cfg: ModelConfig, read: TensorReader, weights: GgufWeights, onLayer?: (done: number, total: number) => void): GgufTensor[] {
+function ggufTensors(cfg: ModelConfig, read: TensorReader, weights: GgufFormat, onLayer?: (done: number, total: number) => void): GgufTensor[] {
   const { nLayer, nEmbd: C, nHead: H, headSize: N, dimFfn: F, vocabSize: V, loraMix: Dm, loraDecay: Dd } = cfg;
   const out: GgufTensor[] = [];
   const vec = (name: string, v: Float32Array, ne = [v.length]) => out.push({ name, ne, type: 'f32', data: encode(v, 'f32', 0) });
   // a matrix of official shape [..., rows, cols] (ggml ne = [cols, rows, ...]); quantised along cols
   const mat = (name: string, v: Float32Array, ne: number[]) => {
-    const type = weights === 'q8_0' && ne[0] % INT8_BLOCK ? 'f16' : weights;
+    const block = weights === 'q8_0' || weights === 'q4_0' || weights === 'q4_1';
+    const type = block && ne[0] % INT8_BLOCK ? 'f16' : weights;
     out.push({ name, ne, type, data: encode(v, type, ne[0]) });
   };
-  if (familyOf(cfg) === 'qrwkv6') {
-    qrwkv6GgufTensors(cfg, read, vec, mat, onLayer); // architecture rwkv6qwen2 (gguf-qrwkv6.ts)
-    return out;
-  }
-  mat('token_embd.weight', read('emb.weight'), [C, V]);
+  // Under 4 bits the embedding stays f16, as ours does (read one row per token: memory, not bandwidth).
+  if (weights === 'q4_0' || weights === 'q4_1') out.push({ name: 'token_embd.weight', ne: [C, V], type: 'f16', data: encode(read('emb.weight'), 'f16', C) });
+  else mat('token_embd.weight', read('emb.weight'), [C, V]);
   vec('token_embd_norm.weight', read('blocks.0.ln0.weight'));
   vec('token_embd_norm.bias', read('blocks.0.ln0.bias'));
   for (let i = 0; i < nLayer; i++) {
@@ -188,19 +200,11 @@ export interface GgufOptions {
  * Write `cfg`'s tensors (official names, via `read`) as a GGUF file at `path`, matrices in `weights`.
  * Written whole or not at all (writeFileAtomic).
  */
-export function writeGguf(path: string, cfg: ModelConfig, read: TensorReader, weights: GgufWeights, o: GgufOptions = {}): void {
+export function writeGguf(path: string, cfg: ModelConfig, read: TensorReader, weights: GgufFormat, o: GgufOptions = {}): void {
   if (o.vocab && o.vocab.vocabSize > cfg.vocabSize)
     throw inputError(path, undefined, `the vocabulary has ${o.vocab.vocabSize} ids but the model's embedding has ${cfg.vocabSize} rows`);
-  const qrwkv6 = familyOf(cfg) === 'qrwkv6';
-  const arch = qrwkv6 ? 'rwkv6qwen2' : 'rwkv6';
-  const kvs: Kv[] = qrwkv6 ? [
-    ['general.architecture', 'str', arch],
-    ['general.name', 'str', o.name ?? 'rwkvc export'],
-    ['general.file_type', 'u32', FILE_TYPE[weights]],
-    ['general.alignment', 'u32', ALIGN],
-    ...qrwkv6GgufKeys(cfg),
-    ...vocabEntries(cfg.vocabSize, o.vocab),
-  ] : [
+  const arch = 'rwkv6';
+  const kvs: Kv[] = [
     ['general.architecture', 'str', arch],
     ['general.name', 'str', o.name ?? 'rwkvc export'],
     ['general.file_type', 'u32', FILE_TYPE[weights]],

@@ -64,8 +64,9 @@ const TEMPLATES = {
   matmul: compile('matmul'),
 };
 
-/** Bytes per weight element as stored (int8: the q bytes; scales follow them). */
-const ebytes = (fmt: WFormat) => (fmt === 'f32' ? 4 : fmt === 'int8' ? 1 : 2);
+/** Bytes per weight element as stored, >> eshift (int8: the q bytes, q4: half a byte; scales follow them). */
+const ebytes = (fmt: WFormat) => (fmt === 'f32' ? 4 : fmt === 'int8' || fmt === 'q4_0' || fmt === 'q4_1' ? 1 : 2);
+const eshift = (fmt: WFormat) => (fmt === 'q4_0' || fmt === 'q4_1' ? 1 : 0);
 
 /** Elements one embed thread widens (one 16-byte f32 load, 8 bytes of f16/bf16, a whole Q8_0 block). */
 const embedPer = (fmt: WFormat) => (fmt === 'int8' ? 32 : 4);
@@ -145,10 +146,10 @@ export function renderKernel(key: CudaKey, name: string): string {
         const vec = key.cuda?.vec?.[i] ?? defaultVec(g.fmt);
         const lanes = g.lanes ?? 0;
         return {
-          g: i, ...fmtFlags(g.fmt), pro, epi, lanes, vec, v8: vec === 8, ebytes: ebytes(g.fmt),
-          rowsPerBlock: lanes ? WG / lanes : 0, loadBytes: vec * ebytes(g.fmt),
+          g: i, ...fmtFlags(g.fmt), pro, epi, lanes, vec, v8: vec === 8, ebytes: ebytes(g.fmt), eshift: eshift(g.fmt),
+          rowsPerBlock: lanes ? WG / lanes : 0, loadBytes: (vec * ebytes(g.fmt)) >> eshift(g.fmt),
           // unrolled loads in flight per thread: ~64 bytes of weights
-          unroll: Math.max(1, Math.min(4, Math.floor(64 / (vec * ebytes(g.fmt))))),
+          unroll: Math.max(1, Math.min(4, Math.floor(64 / ((vec * ebytes(g.fmt)) >> eshift(g.fmt))))),
           branch: i === 0 ? 'if' : '} else if',
         };
       });
@@ -165,10 +166,10 @@ export function renderKernel(key: CudaKey, name: string): string {
 }
 
 const fmtFlags = (fmt: WFormat) => ({
-  fmt, f32: fmt === 'f32', half: fmt === 'f16' || fmt === 'bf16', int8: fmt === 'int8',
+  fmt, f32: fmt === 'f32', half: fmt === 'f16' || fmt === 'bf16', int8: fmt === 'int8', q4: fmt === 'q4_0' || fmt === 'q4_1', q4_0: fmt === 'q4_0',
   f16: fmt === 'f16', bf16: fmt === 'bf16', conv: fmt === 'bf16' ? 'bf16x2' : 'f16x2',
 });
-const defaultVec = (fmt: WFormat) => (fmt === 'f32' ? 4 : fmt === 'int8' ? 32 : 8);
+const defaultVec = (fmt: WFormat) => (fmt === 'f32' ? 4 : fmt === 'int8' || fmt === 'q4_0' || fmt === 'q4_1' ? 32 : 8);
 
 function title(key: CudaKey): string {
   const chunk = key.kind === 'wkv' ? (key.cuda?.chunk ? `, chunked (${key.cuda.chunk} tokens)` : ', serial') : '';

@@ -12,6 +12,7 @@
  */
 import type { Expr } from '../../kernels/plan.ts';
 import type { WFormat } from './formats.ts';
+import { isBlockFormat } from '../../kernels/dtype.ts';
 
 /** Threads of every 1-D workgroup except wkv's (one per channel of a head). */
 export const WG = 256;
@@ -70,7 +71,7 @@ function loadSlots(e: Expr | undefined): number {
   return 'args' in e ? Math.max(0, ...e.args.map(loadSlots)) : 0;
 }
 
-/** The Params uniform's fields, in order (all offsets and sizes in f32 elements, int8 `sc` in words). */
+/** The Params uniform's fields, in order (all offsets and sizes in f32 elements, int8/q4 `sc` in words). */
 export function paramFields(key: ShaderKey): ParamField[] {
   switch (key.kind) {
     case 'embed':
@@ -87,7 +88,7 @@ export function paramFields(key: ShaderKey): ParamField[] {
     case 'matvec': case 'matmul':
       return [u('last'), ...key.groups.flatMap((g, i) => [
         u(`g${i}_x`), u(`g${i}_y`), u(`g${i}_i`), u(`g${i}_o`), u(`g${i}_stride`), u(`g${i}_ys`), u(`g${i}_ob`),
-        u(`g${i}_start`), u(`g${i}_end`), ...(g.fmt === 'int8' ? [u(`w${i}_sc`)] : []),
+        u(`g${i}_start`), u(`g${i}_end`), ...(isBlockFormat(g.fmt) ? [u(`w${i}_sc`)] : []),
         ...Array.from({ length: loadSlots(g.prologue) }, (_, k) => u(`g${i}_pl${k}`)),
         ...Array.from({ length: loadSlots(g.epilogue) }, (_, k) => u(`g${i}_el${k}`)),
       ])];

@@ -16,7 +16,8 @@ import type { BufferDecl, Kernel, KernelPlan, Program, WeightDecl } from '../../
 import { UserError } from '../../kernels/errors.ts';
 import { normalizeExpr } from '../../kernels/expr.ts';
 import { checkRowFormat, elems, planPrograms } from '../../kernels/program.ts';
-import { int8ScaleWord, matrixBytes, rowStride, type WFormat } from './formats.ts';
+import { int8ScaleWord, matrixBytes, rowStride, scaleWord, type WFormat } from './formats.ts';
+import { isBlockFormat } from '../../kernels/dtype.ts';
 import {
   MM, WG, invocations, matvecLanes, weightBindings, workgroupBytes, type LinearGroupKey, type ShaderKey,
 } from './keys.ts';
@@ -253,7 +254,8 @@ function lowerKernel(k: Kernel, ctx: Ctx, opts: LowerOptions): Step[] {
       if (C !== ctx.width(k.out)) throw new Error(`${k.name}: table rows are ${C} wide, ${k.out} is ${ctx.width(k.out)}`);
       noOverlap(ctx, k.name, [k.out], [k.tokens]);
       const table = { kind: 'rows' as const, weight: k.table, fmt: w.dtype, row0: 0, rows: V, cols: C };
-      if (opts.embedOnHost || matrixBytes(w.dtype, V, C) > bindingMax(lim))
+      // a 4-bit table (never chosen by the weights pass, which keeps the embedding f16) is widened on the host
+      if (opts.embedOnHost || w.dtype === 'q4_0' || w.dtype === 'q4_1' || matrixBytes(w.dtype, V, C) > bindingMax(lim))
         return [{ kind: 'host_embed', kernel: k.name, table, out: ctx.off(k.out), cols: C }];
       return [{
         kind: 'dispatch', kernel: k.name, key: { kind: 'embed', fmt: w.dtype }, weights: [table],
@@ -367,7 +369,7 @@ function lowerLinear(k: Extract<Kernel, { kind: 'linear' }>, ctx: Ctx): Step[] {
         ref: { kind: 'rows', weight: g.w, fmt: w.dtype, row0, rows, cols: I },
         params: {
           x: ctx.off(g.x), y: ctx.off(g.y), i: I, o: rows, stride: rowStride(w.dtype, I), ys: O, ob: row0,
-          ...(w.dtype === 'int8' ? { sc: int8ScaleWord(rows, I) } : {}),
+          ...(isBlockFormat(w.dtype) ? { sc: scaleWord(w.dtype, rows, I) } : {}),
         },
         proLoads: pro?.loads ?? [],
         epiLoads: epi?.loads ?? [],

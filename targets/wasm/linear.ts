@@ -16,6 +16,7 @@ import type { Expr, WeightDType } from '../../kernels/plan.ts';
 import { PANEL } from './abi.ts';
 import { printExpr } from './expr.ts';
 import { f4, get, i32, i4, ld, Locals, madd, Params, set, splat, st, storeLanes } from './wat.ts';
+import { q4BlockBytes } from './pack.ts';
 
 export interface PanelWeight {
   addr: number;
@@ -81,14 +82,22 @@ export interface LinOptions {
   panelOff: number;
 }
 
-/** Bytes of one panel (int8: blocks of 32 inputs, each 512 weight bytes and 16 f16 scales). */
+/**
+ * Bytes of one panel (int8: blocks of 32 inputs, each 512 weight bytes and 16 f16 scales; q4: 256
+ * nibble bytes, 16 f16 d and, for q4_1, 16 f16 minimums).
+ */
 export const panelBytes = (dtype: WeightDType, I: number): number => {
   switch (dtype) {
     case 'f32': return I * PANEL * 4;
     case 'bf16': case 'f16': return I * PANEL * 2;
     case 'int8': return (I / 32) * (32 * PANEL + PANEL * 2);
+    case 'q4_0': case 'q4_1': return (I / 32) * q4BlockBytes(dtype);
   }
 };
+
+/** Formats whose matvec rounds x to i16 first and runs integer dot products per 32-input block. */
+const INT_DOT = new Set<WeightDType>(['int8', 'q4_0', 'q4_1']);
+type FloatFormat = 'f32' | 'bf16' | 'f16';
 
 const HI16 = 0xffff0000 | 0;
 const F16_MASK = 0x8fffe000 | 0;
@@ -98,7 +107,7 @@ const F16_MASK = 0x8fffe000 | 0;
  * the pointer local `wp`. `pre` loads the raw vector(s) into locals; f16 values come out scaled by
  * 2^-112 (fixed by the caller: x·2^64 and acc·2^48).
  */
-function weightVectors(dtype: Exclude<WeightDType, 'int8'>, wp: string, off: number): { pre: string; w: string[] } {
+function weightVectors(dtype: FloatFormat, wp: string, off: number): { pre: string; w: string[] } {
   const A = get('wa'), B = get('wb');
   switch (dtype) {
     case 'f32':
@@ -118,7 +127,7 @@ function weightVectors(dtype: Exclude<WeightDType, 'int8'>, wp: string, off: num
 }
 
 /** Byte stride per input column inside a panel (f32, bf16, f16). */
-const colBytes = (dtype: Exclude<WeightDType, 'int8'>) => (dtype === 'f32' ? 64 : 32);
+const colBytes = (dtype: FloatFormat) => (dtype === 'f32' ? 64 : 32);
 
 /**
  * The block's four scale vectors (outputs 4v..4v+3) from its 16 f16 scales at byte `off` of `wp`,
@@ -127,6 +136,18 @@ const colBytes = (dtype: Exclude<WeightDType, 'int8'>) => (dtype === 'f32' ? 64 
  */
 const int8Scales = (wp: string, off: number): string[] => [0, 1, 2, 3].map((v) =>
   `(f32x4.mul (i32x4.shl (i32x4.extend_${v & 1 ? 'high' : 'low'}_i16x8_u ${ld(get(wp), off + 16 * (v >> 1))}) (i32.const 13)) ${f4(2 ** 88)})`);
+
+/**
+ * Eight signed f16 at byte `off` of `wp` as four f32x4 (outputs 4v..4v+3) times `mul`: the f16 bits
+ * moved to the top of an i32 lane and shifted right arithmetically by 3 are the value · 2^-112 with its
+ * sign (q4_0's d and q4_1's minimum may be negative; subnormals exact); mul 2^112 gives the value, 2^88
+ * the value · 2^-24 the integer kernels expect.
+ */
+const signedF16 = (wp: string, off: number, mul: number): string[] => [0, 1, 2, 3].map((v) =>
+  `(f32x4.mul (v128.and (i32x4.shr_s (i32x4.shl (i32x4.extend_${v & 1 ? 'high' : 'low'}_i16x8_u ${ld(get(wp), off + 16 * (v >> 1))}) (i32.const 16)) (i32.const 3)) ${i4(F16_MASK)}) ${f4(mul)})`);
+
+/** i8x16.swizzle indices putting bytes b0..b3 at the bottom of the four i32 lanes. */
+const toBottom = (b: number[]) => `(v128.const i8x16 ${b.map((j) => `${j} -128 -128 -128`).join(' ')})`;
 
 /** Formats whose matvec may stream two panels at once (LinearSchedule.mvPanels). */
 const TWO_STREAM = new Set<WeightDType>(['f32', 'bf16']);
@@ -193,8 +214,8 @@ export class LinearRenderer {
     const panel: string[] = [];
     const panelAt = (ptr: string, p: string) => set(ptr, `(i32.add ${this.P.addr(t.w.addr)} (i32.mul ${p} ${i32(panelBytes(t.w.dtype, I))}))`);
     if (!matmul) {
-      if (t.w.dtype === 'int8') {
-        out.push(this.quantizeX(I, get('x0')));
+      if (INT_DOT.has(t.w.dtype)) {
+        out.push(this.quantizeX(I, get('x0'), t.w.dtype !== 'int8'));
         out.push(set('x0', `(i32.add (global.get $ts) ${i32(this.o.panelOff)})`));
       }
       const one = [panelAt('wp', get('p')), this.matvec(t, t.w.dtype, get('x0'), 1), this.stores(t, accNames(0), i32(0))].join('\n');
@@ -246,7 +267,7 @@ ${one}))`);
    * under that of the int8 weights (Q8_0 rounds x to 8 bits per 32). Every thread quantises its own
    * copy, in the same order, so results do not depend on the thread count.
    */
-  private quantizeX(I: number, xRow: string): string {
+  private quantizeX(I: number, xRow: string, sums: boolean): string {
     this.L.add('sx', 'f32'); this.L.add('qi', 'f32');
     const q = (off: number) => `(i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul ${ld(`(i32.add ${xRow} ${get('k')})`, off)} (f32x4.splat ${get('qi')}))))`;
     const lane = (n: number) => `(f32x4.extract_lane ${n} ${get('xs')})`;
@@ -258,7 +279,21 @@ ${set('qi', `(select (f32.div (f32.const 32767) ${get('sx')}) (f32.const 0) (f32
 ${set('sx', `(f32.mul ${get('sx')} (f32.const ${2 ** 24 / 32767}))`)}
 ${set('k', i32(0))}
 (loop $qs ${st(`(i32.add (i32.add (global.get $ts) ${i32(this.o.panelOff)}) (i32.shr_u ${get('k')} (i32.const 1)))`, `(i16x8.narrow_i32x4_s ${q(0)} ${q(16)})`)}
-  ${set('k', `(i32.add ${get('k')} (i32.const 32))`)} (br_if $qs (i32.lt_u ${get('k')} ${i32(I * 4)})))`;
+  ${set('k', `(i32.add ${get('k')} (i32.const 32))`)} (br_if $qs (i32.lt_u ${get('k')} ${i32(I * 4)})))${sums ? '\n' + this.blockSums(I) : ''}`;
+  }
+
+  /**
+   * The i32 sum of each 32-block of the i16 x row (after it, at panelOff + 2I): the q4 kernels take
+   * their offset (q4_0's −8·d, q4_1's m) once per block as offset · Σx instead of once per weight.
+   */
+  private blockSums(I: number): string {
+    const at = `(i32.add (global.get $ts) ${i32(this.o.panelOff)})`;
+    const part = (off: number) => `(i32x4.extadd_pairwise_i16x8_s ${ld(`(i32.add ${at} ${get('k')})`, off)})`;
+    const lane = (n: number) => `(i32x4.extract_lane ${n} ${get('xs')})`;
+    return `${set('k', i32(0))}
+(loop $qb ${set('xs', `(i32x4.add (i32x4.add ${part(0)} ${part(16)}) (i32x4.add ${part(32)} ${part(48)}))`)}
+  (i32.store offset=${I * 2} (i32.add ${at} (i32.shr_u ${get('k')} (i32.const 4))) (i32.add (i32.add ${lane(0)} ${lane(1)}) (i32.add ${lane(2)} ${lane(3)})))
+  ${set('k', `(i32.add ${get('k')} (i32.const 64))`)} (br_if $qb (i32.lt_u ${get('k')} ${i32(I * 2)})))`;
   }
 
   /**
@@ -298,6 +333,46 @@ ${set('k', i32(0))}
     ${set('k', `(i32.sub ${get('k')} (i32.const 1))`)} (br_if $in ${get('k')}))
   ${int8Scales('wp', 0).map((sv, v) => set(c[v], madd(R, `(f32x4.convert_i32x4_s ${get(d[v])})`, sv, get(c[v])))).join('\n  ')}
   ${bump(32)}
+  (br_if $blk (i32.lt_u ${get('xp')} ${get('xe')})))`);
+      for (const n of c) out.push(set(n, `(f32x4.mul ${get(n)} (f32x4.splat ${get('sx')}))`));
+      return out.join('\n');
+    }
+    if (dtype === 'q4_0' || dtype === 'q4_1') {
+      // As int8, with the pair's 32 nibbles in one 16-byte load: AND 0x0f gives outputs 0..7 of the
+      // pair (int8's byte order), a shift the outputs 8..15; widened to i16 they meet the broadcast x
+      // pair in i32x4.dot_i16x8_s. The block's nibble sums Σq·x are exact in i32 (< 2^24, so exact
+      // in f32 too); the offset enters once per block: q4_0 Σ(q − 8)·x = Σq·x − 8·Σx, q4_1 adds m·Σx.
+      if (np !== 1) throw new Error('the q4 matvec streams one panel at a time');
+      this.L.add('sp', 'i32');
+      const U = this.s.int8Unroll, c = accNames(0), d = c.map((n) => `i${n}`);
+      for (const n of d) this.L.add(n, 'v128');
+      const step: string[] = [];
+      const widen = ['(i16x8.extend_low_i8x16_u #)', '(i16x8.extend_high_i8x16_u #)'];
+      for (let u = 0; u < U; u++) {
+        step.push(set('xs', `(v128.load32_splat offset=${4 * u} ${get('xp')})`));
+        step.push(set('wa', ld(get('wp'), 16 * u)));
+        step.push(set('wb', `(v128.and ${get('wa')} (v128.const i8x16 ${Array(16).fill(15).join(' ')}))`));
+        step.push(set('wa', `(i8x16.shr_u ${get('wa')} (i32.const 4))`));
+        d.forEach((n, v) => step.push(set(n, `(i32x4.add ${get(n)} (i32x4.dot_i16x8_s ${widen[v & 1].replace('#', get(v < 2 ? 'wb' : 'wa'))} ${get('xs')}))`)));
+      }
+      const sum = `(v128.load32_splat ${get('sp')})`;
+      const blockEnd = dtype === 'q4_0'
+        ? [set('xs', `(i32x4.shl ${sum} (i32.const 3))`),
+          ...signedF16('wp', 0, 2 ** 88).map((sv, v) => set(c[v], madd(R, `(f32x4.convert_i32x4_s (i32x4.sub ${get(d[v])} ${get('xs')}))`, sv, get(c[v]))))]
+        : [set('xs', `(f32x4.convert_i32x4_s ${sum})`),
+          ...signedF16('wp', 0, 2 ** 88).map((sv, v) => set(c[v], madd(R, `(f32x4.convert_i32x4_s ${get(d[v])})`, sv, get(c[v])))),
+          ...signedF16('wp', 32, 2 ** 88).map((mv, v) => set(c[v], madd(R, get('xs'), mv, get(c[v]))))];
+      out.push(set('xe', `(i32.add ${get('xp')} ${i32(I * 2)})`));
+      out.push(set('sp', get('xe')));
+      out.push(`(loop $blk
+  ${d.map((n) => set(n, i4(0))).join(' ')}
+  ${set('k', i32(16 / U))}
+  (loop $in
+    ${step.join('\n    ')}
+    ${bump(16 * U)} ${set('xp', `(i32.add ${get('xp')} ${i32(4 * U)})`)}
+    ${set('k', `(i32.sub ${get('k')} (i32.const 1))`)} (br_if $in ${get('k')}))
+  ${blockEnd.join('\n  ')}
+  ${bump(dtype === 'q4_0' ? 32 : 64)} ${set('sp', `(i32.add ${get('sp')} (i32.const 4))`)}
   (br_if $blk (i32.lt_u ${get('xp')} ${get('xe')})))`);
       for (const n of c) out.push(set(n, `(f32x4.mul ${get(n)} (f32x4.splat ${get('sx')}))`));
       return out.join('\n');
@@ -349,6 +424,28 @@ ${set('k', i32(0))}
     ${set('wp', `(i32.add ${get('wp')} (i32.const 32))`)} ${set('wq', `(i32.add ${get('wq')} (i32.const 128))`)}
     ${set('k', `(i32.sub ${get('k')} (i32.const 1))`)} (br_if $wi ${get('k')}))
   ${set('wp', `(i32.add ${get('wp')} (i32.const 32))`)}
+  (br_if $wb (i32.lt_u ${get('wq')} ${get('xe')})))`);
+    } else if (dtype === 'q4_0' || dtype === 'q4_1') {
+      // Per pair: the nibbles of outputs 0..7 (AND) and 8..15 (shift); output 4v+l of input u is byte
+      // 2(4(v&1)+l)+u of one of them, moved to the bottom of an i32 lane. (q − 8)·d is exact in f32;
+      // q·d + m is the one rounding dequantize() makes (mul, then add: no fused multiply-add).
+      for (let v = 0; v < 4; v++) { this.L.add(`s${v}`, 'v128'); this.L.add(`m${v}`, 'v128'); }
+      const q1 = dtype === 'q4_1';
+      const vec = (u: number, v: number) =>
+        `(f32x4.convert_i32x4_s (i8x16.swizzle ${get(v < 2 ? 'wb' : 'wa')} ${toBottom([0, 1, 2, 3].map((l) => 2 * (4 * (v & 1) + l) + u))}))`;
+      const pair: string[] = [set('wa', ld(get('wp'))),
+        set('wb', `(v128.and ${get('wa')} (v128.const i8x16 ${Array(16).fill(15).join(' ')}))`),
+        set('wa', `(i8x16.shr_u ${get('wa')} (i32.const 4))`)];
+      for (let u = 0; u < 2; u++) for (let v = 0; v < 4; v++)
+        pair.push(st(get('wq'), q1 ? `(f32x4.add (f32x4.mul ${vec(u, v)} ${get(`s${v}`)}) ${get(`m${v}`)})` : `(f32x4.mul (f32x4.sub ${vec(u, v)} ${f4(8)}) ${get(`s${v}`)})`, 64 * u + 16 * v));
+      out.push(`(loop $wb
+  ${signedF16('wp', 256, 2 ** 112).map((sv, v) => set(`s${v}`, sv)).join(' ')}
+  ${q1 ? signedF16('wp', 288, 2 ** 112).map((mv, v) => set(`m${v}`, mv)).join(' ') : ''}
+  ${set('k', i32(16))}
+  (loop $wi ${pair.join(' ')}
+    ${set('wp', `(i32.add ${get('wp')} (i32.const 16))`)} ${set('wq', `(i32.add ${get('wq')} (i32.const 128))`)}
+    ${set('k', `(i32.sub ${get('k')} (i32.const 1))`)} (br_if $wi ${get('k')}))
+  ${set('wp', `(i32.add ${get('wp')} ${i32(q1 ? 64 : 32)})`)}
   (br_if $wb (i32.lt_u ${get('wq')} ${get('xe')})))`);
     } else {
       const { pre, w } = weightVectors(dtype, 'wp', 0);

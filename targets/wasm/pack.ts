@@ -9,11 +9,14 @@
  *                                                                  widen with one shift or mask)
  *     int8       per block of 32 inputs: 16 input pairs × 32 bytes, byte 2o+u = output o, input 2j+u
  *                (i32x4.dot_i16x8_s adds a pair per output), then the 16 f16 scales, output order
+ *     q4_0, q4_1 per block of 32 inputs: 16 input pairs × 16 bytes, byte 2o+u (o < 8) holds output o,
+ *                input 2j+u in its low nibble and output 8+o in its high one (an AND and a shift give
+ *                int8's pair order), then the 16 f16 d, output order; q4_1 then its 16 f16 minimums
  *   raw: dequantised f32 in the plan's layout (vectors, the embedding table, LoRA bases).
  * The values are exactly those of kernels/dtype.ts dequantize(), which the reference uses.
  */
 import type { WeightDecl } from '../../kernels/plan.ts';
-import { dequantize, f32ToF16, INT8_BLOCK, toBf16, toF16, toInt8 } from '../../kernels/dtype.ts';
+import { dequantize, f32ToF16, INT8_BLOCK, Q4_BLOCK, toBf16, toF16, toInt8, toQ4 } from '../../kernels/dtype.ts';
 import { PANEL } from './abi.ts';
 import type { PackedWeightLayout } from './layout.ts';
 
@@ -77,5 +80,31 @@ export function packWeight(buf: ArrayBufferLike, w: PackedWeightLayout, values: 
         }
       return;
     }
+    case 'q4_0': case 'q4_1': {
+      const q = toQ4(slice, I, w.dtype);
+      const nb = I / Q4_BLOCK, blockBytes = q4BlockBytes(w.dtype);
+      const bytes = new Uint8Array(buf, w.offset, np * nb * blockBytes);
+      bytes.fill(0); // nibbles are OR-ed in
+      const view = new DataView(buf as ArrayBuffer, w.offset, np * nb * blockBytes);
+      for (let p = 0; p < np; p++)
+        for (let b = 0; b < nb; b++) {
+          const base = (p * nb + b) * blockBytes;
+          for (let k = 0; k < PANEL; k++) {
+            const o = p * PANEL + k;
+            if (o >= O) continue;
+            for (let i = 0; i < Q4_BLOCK; i++)
+              bytes[base + (i >> 1) * 16 + 2 * (k & 7) + (i & 1)] |= q.q[o * I + b * Q4_BLOCK + i] << (k < 8 ? 0 : 4);
+          }
+          for (let l = 0; l < PANEL; l++) {
+            const o = p * PANEL + l;
+            view.setUint16(base + 256 + 2 * l, o < O ? q.dBits[o * nb + b] : 0, true);
+            if (w.dtype === 'q4_1') view.setUint16(base + 288 + 2 * l, o < O ? q.mBits[o * nb + b] : 0, true);
+          }
+        }
+      return;
+    }
   }
 }
+
+/** Bytes of one panel block of 32 inputs: 256 of nibbles, 16 f16 d, and q4_1's 16 f16 m. */
+export const q4BlockBytes = (dtype: 'q4_0' | 'q4_1'): number => (dtype === 'q4_0' ? 288 : 320);

@@ -42,7 +42,7 @@ interface Binding { binding: number; name: string; elem: string }
 
 /** The weight accessors `wN_4` / `wN_1` of the formats in use. */
 const accessors = (fmts: WFormat[]) =>
-  fmts.map((fmt, i) => ({ i, fmt, f32: fmt === 'f32', f16: fmt === 'f16', bf16: fmt === 'bf16', int8: fmt === 'int8' }));
+  fmts.map((fmt, i) => ({ i, fmt, f32: fmt === 'f32', f16: fmt === 'f16', bf16: fmt === 'bf16', int8: fmt === 'int8', q4: fmt === 'q4_0' || fmt === 'q4_1', q4_0: fmt === 'q4_0' }));
 
 const f32Bindings = (names: string[]): Binding[] => names.map((name, i) => ({ binding: 3 + i, name, elem: 'f32' }));
 

@@ -38,7 +38,7 @@ import {
 
 const B = 3; // sequences of the batch program
 const MODES = ['step', 'seq', 'chunks:4'];
-const WEIGHT_FORMATS = ['f32', 'bf16', 'f16', 'int8'] as const;
+const WEIGHT_FORMATS = ['f32', 'bf16', 'f16', 'int8', 'q4_0', 'q4_1'] as const;
 
 interface Fixture { plans: Map<WeightDType, KernelPlan>; vocab: number; path: string }
 const fixtures = new Map<string, Fixture>();

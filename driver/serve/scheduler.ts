@@ -93,11 +93,15 @@ export class Scheduler {
     }
     // prompts: one chunk per new request per step, so a long prompt does not stall the replies being decoded
     for (const en of this.entries.filter((x) => x.fed < x.job.ids.length)) {
-      en.session ??= await this.base.fork();
-      const chunk = en.job.ids.slice(en.fed, en.fed + en.session.model.maxTokens);
-      const logits = await en.session.prefill(chunk);
-      en.fed += chunk.length;
-      if (en.fed === en.job.ids.length) this.emit(en, logits);
+      try {
+        en.session ??= await this.base.fork();
+        const chunk = en.job.ids.slice(en.fed, en.fed + en.session.model.maxTokens);
+        const logits = await en.session.prefill(chunk);
+        en.fed += chunk.length;
+        if (en.fed === en.job.ids.length) this.emit(en, logits);
+      } catch (e) {
+        this.remove(en, 'error', e); // this request's prompt failed; the others go on
+      }
     }
     const ready = this.entries.filter((x) => x.next !== undefined);
     if (!ready.length) return;

@@ -52,6 +52,8 @@ export function createServer(o: ServeOptions): { app: FastifyInstance; scheduler
   const app = Fastify({
     // JSON escapes may make a body up to 6× its text; anything well past the prompt limit is refused unread (413)
     bodyLimit: 6 * limits.maxPromptBytes + 64 * 1024,
+    // a client that takes longer than a whole request may to send its body gets Node's 408
+    requestTimeout: limits.timeoutMs,
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allowUnionTypes: true, allErrors: false } },
   });
 
@@ -89,7 +91,7 @@ export function createServer(o: ServeOptions): { app: FastifyInstance; scheduler
     const b = req.body;
     checkModel(b.model, o.modelId);
     const p = Array.isArray(b.prompt) && b.prompt.length === 1 && typeof b.prompt[0] !== 'number' ? b.prompt[0] : b.prompt;
-    const ids = typeof p === 'string' ? encode(tok, p, limits) : checkIds(p as number[], o.session, limits);
+    const ids = typeof p === 'string' ? encode(tok, p, limits, o.session) : checkIds(p as number[], o.session, limits);
     // OpenAI's default for completions is 16 tokens
     return run(b, ids, false, b.max_tokens ?? Math.min(16, limits.maxTokens), reply);
   });
@@ -98,7 +100,7 @@ export function createServer(o: ServeOptions): { app: FastifyInstance; scheduler
     const b = req.body;
     checkModel(b.model, o.modelId);
     const prompt = chatPrompt(b.messages.map((m) => ({ role: m.role, text: typeof m.content === 'string' ? m.content : m.content.map((c) => c.text).join('') })));
-    return run(b, encode(tok, prompt, limits), true, b.max_completion_tokens ?? b.max_tokens ?? limits.maxTokens, reply);
+    return run(b, encode(tok, prompt, limits, o.session), true, b.max_completion_tokens ?? b.max_tokens ?? limits.maxTokens, reply);
   });
 
   /** One request through the scheduler, answered whole or streamed. */
@@ -181,10 +183,13 @@ function tooLarge(what: string, n: number, limits: ServeLimits): HttpError {
   return new HttpError(413, `the prompt is ${n} ${what}; this server takes at most ${limits.maxPromptBytes} (--max-prompt-bytes)`, 'invalid_request_error', 'prompt_too_large', 'prompt');
 }
 
-function encode(tok: WorldTokenizer, text: string, limits: ServeLimits): number[] {
+/** A text prompt's ids, each checked against the model (a vocabulary bigger than the model's embedding is a 400, not a failed step). */
+function encode(tok: WorldTokenizer, text: string, limits: ServeLimits, session: Session): number[] {
   const n = Buffer.byteLength(text);
   if (n > limits.maxPromptBytes) throw tooLarge('bytes', n, limits);
-  return tok.encode(text);
+  const ids = tok.encode(text);
+  checkTokens(ids, session.config.vocabSize, 'prompt');
+  return ids;
 }
 
 function checkIds(ids: number[], session: Session, limits: ServeLimits): number[] {

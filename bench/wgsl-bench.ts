@@ -24,6 +24,10 @@ export interface WgslBenchOptions {
   target?: Omit<WgslOptions, 'device'>;
   /** Token ids to feed (cycled); default 0, 1, 2, … modulo the vocabulary. */
   tokens?: Int32Array;
+  /** Each phase as it starts ("creating 14 WGSL pipelines", "decode: 32 steps"), for a status line. */
+  onPhase?: (what: string) => void;
+  /** Progress within the load: the runtime's 'shaders' and 'pipelines' counts (and the weights', from `weights`). */
+  onProgress?: (phase: string, done: number, total: number) => void;
 }
 
 export interface WgslBenchResult {
@@ -37,8 +41,12 @@ export interface WgslBenchResult {
 
 export async function benchWgsl(o: WgslBenchOptions): Promise<WgslBenchResult> {
   const t0 = performance.now();
-  const model = await loadPlan('wgsl', o.plan, o.weights, { ...o.target, ...(o.device ? { device: o.device } : {}) }) as WgslModel;
+  o.onPhase?.('loading: uploading weights, compiling WGSL shaders and creating pipelines (minutes on a software adapter)');
+  const model = await loadPlan('wgsl', o.plan, o.weights, {
+    ...o.target, ...(o.device ? { device: o.device } : {}), ...(o.onProgress ? { onProgress: o.onProgress } : {}),
+  }) as WgslModel;
   const loadMs = performance.now() - t0;
+  o.onPhase?.(`loaded in ${(loadMs / 1000).toFixed(1)} s (${model.shaders.length} pipelines)`);
   try {
     const vocab = o.plan.config.vocabSize;
     let next = 0;
@@ -47,6 +55,7 @@ export async function benchWgsl(o: WgslBenchOptions): Promise<WgslBenchResult> {
 
     // Decode: one token per call.
     const steps = o.decodeSteps ?? 32;
+    o.onPhase?.(`decode: ${warmup} warm-up + ${steps} timed steps`);
     for (let i = 0; i < warmup; i++) await model.run('decode', tok(1));
     let dispatches = 0, commandBuffers = 0;
     let t = performance.now();
@@ -64,6 +73,7 @@ export async function benchWgsl(o: WgslBenchOptions): Promise<WgslBenchResult> {
     // Prefill: whole chunks.
     const T = Math.min(o.prefillTokens ?? o.plan.prefill.maxT, o.plan.prefill.maxT);
     const runs = o.prefillRuns ?? 3;
+    o.onPhase?.(`prefill: ${runs} timed calls of ${T} tokens`);
     for (let i = 0; i < Math.min(warmup, 1); i++) await model.run('prefill', tok(T));
     dispatches = commandBuffers = 0;
     t = performance.now();

@@ -38,6 +38,11 @@ export interface WgslOptions extends TargetOptions {
   embedOnHost?: boolean;
   /** WGSL by pipeline key (the artifact's). */
   shaders?: Record<string, string>;
+  /**
+   * Progress through the load's long silent phases (phase, done, total): 'shaders' as each module is
+   * compiled and checked, 'pipelines' as each compute pipeline is created (seconds each on SwiftShader).
+   */
+  onProgress?: (phase: string, done: number, total: number) => void;
 }
 
 export interface ShaderInfo {
@@ -151,6 +156,8 @@ async function load(
     for (const l of Object.values(lowered)) for (const s of l!.steps) if (s.kind === 'dispatch') keys.set(keyString(s.key), s.key);
     const shaders: ShaderInfo[] = [];
     const pipelines = new Map<string, Promise<GPUComputePipeline>>();
+    let compiled = 0, created = 0;
+    const progress = opts.onProgress;
     for (const [k, key] of keys) {
       const code = opts.shaders?.[k];
       if (code === undefined) throw new Error(`the WGSL artifact has no shader for pipeline key ${k} (rendered for other limits?)`);
@@ -158,8 +165,12 @@ async function load(
       const messages = [...(await module.getCompilationInfo()).messages].map((m) => `${m.lineNum}:${m.linePos} ${m.type}: ${m.message}`);
       shaders.push({ key: k, code, messages });
       if (messages.some((m) => / error: /.test(m))) throw new Error(`WGSL for ${k} does not compile:\n${messages.join('\n')}`);
-      pipelines.set(k, cachedPipeline(device, code, () =>
-        device.createComputePipelineAsync({ layout: pipelineLayout(device, weightBindings(key)), compute: { module, entryPoint: 'main' }, label: key.kind })));
+      progress?.('shaders', ++compiled, keys.size);
+      const p = cachedPipeline(device, code, () =>
+        device.createComputePipelineAsync({ layout: pipelineLayout(device, weightBindings(key)), compute: { module, entryPoint: 'main' }, label: key.kind }));
+      // counted as each is ready (they are created concurrently); a failure surfaces where it is awaited
+      if (progress) p.then(() => progress('pipelines', ++created, keys.size), () => {});
+      pipelines.set(k, p);
     }
 
     const mem = buffer(layout.elems * 4, USAGE.STORAGE | USAGE.COPY_SRC | USAGE.COPY_DST, 'mem');

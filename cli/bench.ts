@@ -6,6 +6,7 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { dirname, resolve } from 'node:path';
+import { Writable } from 'node:stream';
 import { count, oneOf, targetOption, threads as threadCount } from './args.ts';
 import { loadPlan } from '../driver/targets.ts';
 import { Command, Option, type OptionValues } from 'commander';
@@ -24,7 +25,17 @@ const DTYPES: WeightDType[] = ['f32', 'bf16', 'f16', 'int8'];
 
 interface Ctx { model: OpenModel; preset?: string; dsl: string; progress: MultiBar; peer: 'llama.cpp' | 'none'; peerSkipped?: string }
 
+/**
+ * One line per start-up phase on stderr (building the checkpoint, compiling, loading): above the bars on a
+ * terminal, alone when piped, where cli-progress draws nothing and the start was silent for minutes.
+ */
+function status(progress: MultiBar | undefined, line: string): void {
+  if (progress && process.stderr.isTTY) progress.log(`rwkvc bench: ${line}\n`);
+  else process.stderr.write(`rwkvc bench: ${line}\n`);
+}
+
 async function planFor(ctx: Ctx, weights: WeightDType, chunk: number): Promise<KernelPlan> {
+  status(ctx.progress, `compiling ${ctx.dsl} for ${ctx.preset ?? ctx.model.path} (${weights} weights)`);
   const graph = await buildGraph(ctx.dsl, ctx.model.config);
   return compileGraph(graph, ctx.model.config, { weights, logits: 'last', chunk }).plan;
 }
@@ -125,7 +136,11 @@ function wasmReport(ctx: Ctx, weights: WeightDType, repeat: number, r: WasmResul
 async function benchWgslOnce(ctx: Ctx, weights: WeightDType, decode: number, prefill: number) {
   const { benchWgsl } = await import('../bench/wgsl-bench.ts');
   const plan = await planFor(ctx, weights, prefill);
-  const r = await benchWgsl({ plan, weights: weightProvider(plan, ctx.model, bar(ctx, `load ${weights}`)), decodeSteps: decode, prefillTokens: prefill });
+  const shaders = bar(ctx, 'wgsl'), pipelines = bar(ctx, 'wgsl');
+  const r = await benchWgsl({
+    plan, weights: weightProvider(plan, ctx.model, bar(ctx, `load ${weights}`)), decodeSteps: decode, prefillTokens: prefill,
+    onPhase: (p) => status(ctx.progress, `wgsl ${p}`), onProgress: (p, d, n) => (p === 'shaders' ? shaders : pipelines)(p, d, n),
+  });
   return {
     target: 'wgsl', model: ctx.preset ?? ctx.model.path, weights, adapter: r.adapter,
     decode: { tokensPerSecond: r.decode.tokPerS, msPerToken: r.decode.msPerToken, dispatchesPerToken: r.decode.dispatchesPerToken, commandBuffersPerToken: r.decode.commandBuffersPerToken },
@@ -173,13 +188,16 @@ Examples:
   rwkvc bench --target wgsl --preset finch-tiny
   rwkvc bench --target cuda --preset finch-1b6 --weights f16`)
     .action(async (o) => {
-      const progress = new MultiBar({ format: '{phase} [{bar}] {value}/{total}', clearOnComplete: true, hideCursor: true, stream: process.stderr }, Presets.shades_classic);
+      // Bars only on a terminal: piped, cli-progress draws nothing but still writes a newline per removed bar.
+      const stream = process.stderr.isTTY ? process.stderr : new Writable({ write: (_c, _e, done) => done() });
+      const progress = new MultiBar({ format: '{phase} [{bar}] {value}/{total}', clearOnComplete: true, hideCursor: true, stream }, Presets.shades_classic);
       let path = o.model as string | undefined;
       if (!path) {
         if (!PRESETS[o.preset]) throw new UserError(`--preset: unknown preset '${o.preset}' (${Object.keys(PRESETS).join(', ')})`);
         path = resolve('out', 'cache', `${o.preset}-seed1.safetensors`);
         if (!existsSync(path)) {
           mkdirSync(dirname(path), { recursive: true });
+          status(progress, `building the ${o.preset} checkpoint (seeded random weights, once) → ${path}`);
           const b = progress.create(1, 0, { phase: `random ${o.preset} checkpoint` });
           writeRandomModel(path, PRESETS[o.preset], 1, 'bf16', (i, n) => { b.setTotal(n); b.update(i + 1); });
           progress.remove(b);

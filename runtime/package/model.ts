@@ -169,7 +169,7 @@ export async function loadShared(
         const opened = await rt.openDevice?.({ threads: o.threads });
         let model: TargetModel;
         try {
-          model = await rt.load(art, checkpointWeights(rt.plan(art), ckpt, o.onProgress), { threads: o.threads, relaxed: o.relaxed, opened });
+          model = await rt.load(art, checkpointWeights(rt.plan(art), ckpt, o.onProgress), { threads: o.threads, relaxed: o.relaxed, opened, onProgress: o.onProgress });
         } catch (e) {
           opened?.release();
           throw e;

@@ -21,7 +21,7 @@ import { writeRandomModel } from '../runtime/random-model.ts';
 import { RWKV_CPP_BENCH_01B as PEER } from '../bench/peers.ts';
 import { barSpec, concatSpec, lineSpec, renderSvg, type Bar, type Point } from '../bench/plot.ts';
 
-const DTYPES: WeightDType[] = ['f32', 'bf16', 'f16', 'int8'];
+const DTYPES: WeightDType[] = ['f32', 'bf16', 'f16', 'int8', 'q4_0', 'q4_1'];
 
 interface Ctx { model: OpenModel; preset?: string; dsl: string; progress: MultiBar; peer: 'llama.cpp' | 'none'; peerSkipped?: string }
 

@@ -26,15 +26,15 @@ if (!haveVocab) console.warn(`serve.test.ts skipped: no World vocabulary at ${VO
 
 const CONCURRENT = 8;
 let tmp: string, modelPath: string;
-let base: Session, ref: Session;
+let base: Session;
 let app: FastifyInstance, scheduler: Scheduler, client: OpenAI, url: string;
 
 /**
- * What `rwkvc run` prints for `prompt` at temperature 0: its path (Session.generate) on a separate load
- * of the model, without the batch program (test/chat.test.ts checks the command itself against this path).
+ * What `rwkvc run` prints for `prompt` at temperature 0: its path (Session.generate, one decode call per
+ * token, no batch program) on a fresh sequence (test/chat.test.ts checks the command itself against this path).
  */
 async function single(prompt: string | number[], maxTokens: number, stop: string[] = []): Promise<string> {
-  const s = await ref.fork();
+  const s = await base.fork();
   await s.reset();
   let out = '';
   for await (const piece of s.generate(prompt, { temperature: 0, maxTokens, stopStrings: stop })) out += piece;
@@ -61,36 +61,42 @@ describe.skipIf(!haveVocab)('rwkvc serve (OpenAI API)', () => {
     tmp = mkdtempSync(join(tmpdir(), 'rwkvc-serve-'));
     modelPath = join(tmp, 'tiny-world.safetensors');
     writeRandomModel(modelPath, { ...PRESETS['finch-tiny'], vocabSize: 65536 }, 7, 'f32');
-    [base, ref] = await Promise.all([
-      load(modelPath, { target: 'wasm', threads: 1, vocab: VOCAB, batch: CONCURRENT }),
-      load(modelPath, { target: 'wasm', threads: 1, vocab: VOCAB }),
-    ]);
+    base = await load(modelPath, { target: 'wasm', threads: 1, vocab: VOCAB, batch: CONCURRENT });
     ({ app, scheduler } = createServer({ session: base, modelId: 'tiny', maxConcurrent: CONCURRENT, maxTokens: 400, maxPromptBytes: 4096, timeoutMs: 30_000 }));
     url = await app.listen({ host: '127.0.0.1', port: 0 });
     client = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'unused', maxRetries: 0 });
-  }, 60_000);
+  }, 120_000);
 
   afterAll(async () => {
     await app?.close();
     base?.model.dispose();
-    ref?.model.dispose();
     if (tmp) rmSync(tmp, { recursive: true, force: true });
   });
 
   it(`${CONCURRENT} concurrent streamed chats, decoded in one batch, each equal to a single run at temperature 0`, async () => {
-    // different prompt lengths and max_tokens: requests join and leave the batch at different steps
-    const maxTokens = (i: number) => 6 + 3 * i;
+    // different prompt lengths and max_tokens; the second half starts once the first half is decoding, so
+    // requests join the batch mid-flight and leave it at different steps
+    const half = CONCURRENT / 2;
+    const maxTokens = (i: number) => (i < half ? 24 + i : 4 + 3 * i);
+    let started!: () => void;
+    const firstHalfDecoding = new Promise<void>((r) => (started = r));
+    let decoding = 0;
     const got = await Promise.all(Array.from({ length: CONCURRENT }, async (_, i) => {
+      if (i >= half) await firstHalfDecoding;
       const stream = await client.chat.completions.create({
         model: 'tiny', messages: [{ role: 'user', content: userPrompt(i) }], max_tokens: maxTokens(i), temperature: 0, stream: true,
         stream_options: { include_usage: true },
       });
-      let text = '', finish: string | null = null, completion = 0;
+      let text = '', finish: string | null = null, completion = 0, seen = false;
       for await (const c of stream) {
-        text += c.choices[0]?.delta.content ?? '';
+        const piece = c.choices[0]?.delta.content ?? '';
+        if (piece && !seen && i < half && ++decoding === half) started();
+        if (piece) seen = true;
+        text += piece;
         finish = c.choices[0]?.finish_reason ?? finish;
         if (c.usage) completion = c.usage.completion_tokens;
       }
+      if (!seen && i < half && ++decoding === half) started(); // a reply with no text at all must not hold the others back
       return { text, finish, completion };
     }));
     for (let i = 0; i < CONCURRENT; i++) {

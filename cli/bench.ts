@@ -3,8 +3,8 @@
  * the same run (WASM: streaming-read bandwidth and f32x4 multiply-add throughput) and, for the
  * bench-0.1b shape, against rwkv.cpp. `--plot` sweeps formats, threads and lengths into an SVG.
  */
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism, cpus } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { Writable } from 'node:stream';
 import { count, oneOf, targetOption, threads as threadCount } from './args.ts';
@@ -23,7 +23,7 @@ import { barSpec, concatSpec, lineSpec, renderSvg, type Bar, type Point } from '
 
 const DTYPES: WeightDType[] = ['f32', 'bf16', 'f16', 'int8', 'q4_0', 'q4_1'];
 
-interface Ctx { model: OpenModel; preset?: string; dsl: string; progress: MultiBar; peer: 'llama.cpp' | 'none'; peerSkipped?: string }
+interface Ctx { model: OpenModel; preset?: string; dsl: string; progress: MultiBar; peer: 'llama.cpp' | 'onnxruntime' | 'none'; peerSkipped?: string }
 
 /**
  * One line per start-up phase on stderr (building the checkpoint, compiling, loading): above the bars on a
@@ -174,7 +174,7 @@ export function benchCommand(): Command {
     .option('--decode <n>', 'decode tokens timed (median; at least 64 for wasm)', count, 64)
     .option('--prefill <n>', 'prompt tokens for the prefill measurement', count, 512)
     .option('--repeat <n>', 'n× the decode rounds (each a bandwidth probe, then tokens: medians); best of n prefills and compute probes', count, 1)
-    .addOption(new Option('--peer <name>', 'another implementation measured in the same rounds (wasm): llama.cpp on a GGUF export of the same checkpoint, same weight format').choices(['llama.cpp', 'none']).default('llama.cpp'))
+    .addOption(new Option('--peer <name>', 'another implementation measured in the same rounds (wasm): llama.cpp on a GGUF export of the same checkpoint, same weight format; onnxruntime (node CPU EP and web WASM EP) on its ONNX export, f32/f16 (bench/onnxruntime.ts)').choices(['llama.cpp', 'onnxruntime', 'none']).default('llama.cpp'))
     .option('--json', 'print one JSON object')
     .option('--plot <file.svg>', 'sweep weight formats × threads, prompt lengths and context lengths; write the charts')
     .option('--dsl <file>', 'model description (default: examples/finch.ts of this package)', DEFAULT_DSL)
@@ -212,6 +212,10 @@ Examples:
           await sweep(ctx, o.plot, threads, o.decode, o.prefill, o.repeat, o.json);
           return;
         }
+        if (o.peer === 'onnxruntime' && (o.target === 'wasm' || o.target === 'wgsl')) {
+          await (o.target === 'wasm' ? ortBench : ortWebGpuBench)(ctx, o.weights, threads, o.decode, o.prefill, o.repeat, o.json);
+          return;
+        }
         let r;
         if (o.target === 'wasm') {
           const m = await measureWasm(ctx, o.weights, threads, o.decode, o.prefill, o.repeat);
@@ -225,6 +229,32 @@ Examples:
         ctx.model.close();
       }
     });
+}
+
+/** `--peer onnxruntime`: rwkvc wasm beside onnxruntime-node and onnxruntime-web on the ONNX export, same run (bench/onnxruntime.ts). */
+async function ortBench(ctx: Ctx, weights: WeightDType, threads: number, decode: number, prefill: number, repeat: number, json: boolean) {
+  const { benchOnnxruntime, formatOrtBench } = await import('../bench/onnxruntime.ts');
+  const plan = await planFor(ctx, weights, prefill);
+  const phase = bar(ctx, 'onnxruntime peers');
+  let step = 0;
+  const r = await benchOnnxruntime({
+    plan, weights: weightProvider(plan, ctx.model), model: ctx.model, dsl: ctx.dsl, weightsName: weights, threads,
+    decodeTokens: decode, prefillTokens: prefill, repeats: repeat, cacheDir: resolve('out', 'cache'), onPhase: (p) => phase(p, ++step, 7),
+  });
+  ctx.progress.stop();
+  const cpu = `${cpus()[0]?.model ?? '?'}; ${(/^flags\s*:(.*)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? '').split(' ').filter((f) => /^(avx|fma|f16c|sse4)/.test(f)).join(' ')}`;
+  process.stdout.write(json ? JSON.stringify({ model: ctx.preset ?? ctx.model.path, cpu, ...r }, null, 1) + '\n' : `${ctx.preset ?? ctx.model.path}\n${formatOrtBench(r, cpu)}\n`);
+}
+
+/** `--target wgsl --peer onnxruntime`: our WGSL runtime and onnxruntime-web's WebGPU EP in one Chromium page (bench/onnxruntime-webgpu.ts). */
+async function ortWebGpuBench(ctx: Ctx, weights: WeightDType, _threads: number, decode: number, prefill: number, _repeat: number, json: boolean) {
+  const { benchOrtWebGpu, formatWebGpu } = await import('../bench/onnxruntime-webgpu.ts');
+  const { exportModels } = await import('../driver/onnx/index.ts');
+  const plan = await planFor(ctx, weights, prefill);
+  const { step, prefill: scan } = await exportModels(ctx.model, ctx.dsl, weights, 'last');
+  const r = await benchOrtWebGpu({ plan, weights: weightProvider(plan, ctx.model), stepOnnx: step, prefillOnnx: scan, decodeTokens: decode, prefillTokens: prefill });
+  ctx.progress.stop();
+  process.stdout.write(json ? JSON.stringify({ model: ctx.preset ?? ctx.model.path, weights, ...r }, null, 1) + '\n' : `${ctx.preset ?? ctx.model.path}, weights ${weights}\n${formatWebGpu(r)}\n`);
 }
 
 function formatResult(r: Record<string, unknown>): string {

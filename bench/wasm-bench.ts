@@ -7,7 +7,8 @@
  * the reported speed is the median over all those tokens (≥ 64), the limit the median of the passes.
  * On a machine whose share of the memory bus drifts (other tenants), a limit measured at another
  * moment than the decode was off by ±25 % either way; taking turns puts both in the same windows.
- * A peer (bench/llama-cpp.ts) takes its turn in every round too, and prefills after each of ours.
+ * The native read probe (bench/bandwidth.ts) and a peer (bench/llama-cpp.ts) take their turns in every round too (the peer
+ * also prefills after each of ours).
  */
 import { availableParallelism } from 'node:os';
 import type { KernelPlan } from '../kernels/plan.ts';
@@ -15,6 +16,7 @@ import type { WeightProvider } from '../targets/backend.ts';
 import { compileWasm, type WasmArtifact } from '../targets/wasm/codegen.ts';
 import { loadWasmArtifact } from '../targets/wasm/runtime.ts';
 import { measureCompute, openBandwidthProbe } from './wasm-roofline.ts';
+import { openNativeProbe } from './bandwidth.ts';
 import { seededRandom as rng } from '../runtime/random-model.ts';
 import type { PeerSession } from './llama-cpp.ts';
 
@@ -42,7 +44,8 @@ export interface WasmBenchResult {
   decode: { tokensPerS: number; msPerToken: number; tokens: number };
   prefill: { tokensPerS: number; ms: number; tokens: number; matmulGflops: number };
   weightBytesPerToken: number;
-  bandwidth: { rooflineGBs: number; achievedGBs: number; fraction: number };
+  /** rooflineGBs: the WASM read probe; nativeGBs: glibc memchr through Buffer.indexOf (bench/bandwidth.ts), both in the same rounds. */
+  bandwidth: { rooflineGBs: number; achievedGBs: number; fraction: number; nativeGBs: number; nativeFraction: number };
   compute: { rooflineGflops: number; fraction: number };
   peer?: { name: string; weights: string; decode: { tokensPerS: number; msPerToken: number; tokens: number }; prefill: { tokensPerS: number; ms: number } };
 }
@@ -76,12 +79,14 @@ export async function benchWasm(o: WasmBenchOptions): Promise<WasmBenchResult> {
     for (let i = 0; i < (o.warmupTokens ?? 8); i++) m.runSync('decode', tok());
     const repeats = Math.max(1, o.repeats ?? 1);
     const rounds = 8 * repeats, perRound = Math.max(8, Math.ceil(decodeTokens / 8));
-    const times: number[] = [], probes: number[] = [], peerTimes: number[] = [];
+    const times: number[] = [], probes: number[] = [], native: number[] = [], peerTimes: number[] = [];
     if (o.peer) await o.peer.decodeRound(8); // its warm-up
     const bw = await openBandwidthProbe(threads);
+    const nb = await openNativeProbe(threads);
     try {
       for (let k = 0; k < rounds; k++) {
         probes.push(bw.pass());
+        native.push(await nb.pass());
         for (let i = 0; i < perRound; i++) {
           const t = tok(), t0 = performance.now();
           m.runSync('decode', t);
@@ -91,8 +96,9 @@ export async function benchWasm(o: WasmBenchOptions): Promise<WasmBenchResult> {
       }
     } finally {
       await bw.dispose();
+      await nb.dispose();
     }
-    const msPerToken = median(times), bandwidthGBs = median(probes);
+    const msPerToken = median(times), bandwidthGBs = median(probes), nativeGBs = median(native);
 
     const prompt = Int32Array.from({ length: prefillTokens }, () => Math.floor(r() * V));
     m.runSync('prefill', prompt.subarray(0, Math.min(prefillTokens, 64))); // tier-up of the prefill kernels
@@ -114,7 +120,7 @@ export async function benchWasm(o: WasmBenchOptions): Promise<WasmBenchResult> {
       decode: { tokensPerS: 1000 / msPerToken, msPerToken, tokens: rounds * perRound },
       prefill: { tokensPerS: prefillTokens / (prefillMs / 1000), ms: prefillMs, tokens: prefillTokens, matmulGflops },
       weightBytesPerToken: bytes,
-      bandwidth: { rooflineGBs: bandwidthGBs, achievedGBs, fraction: achievedGBs / bandwidthGBs },
+      bandwidth: { rooflineGBs: bandwidthGBs, achievedGBs, fraction: achievedGBs / bandwidthGBs, nativeGBs, nativeFraction: achievedGBs / nativeGBs },
       compute: { rooflineGflops: computeGflops, fraction: matmulGflops / computeGflops },
       ...(o.peer ? {
         peer: {

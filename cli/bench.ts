@@ -19,6 +19,7 @@ import { openModel, type OpenModel } from '../runtime/model.ts';
 import { PRESETS } from '../runtime/presets.ts';
 import { writeRandomModel } from '../runtime/random-model.ts';
 import { RWKV_CPP_BENCH_01B as PEER } from '../bench/peers.ts';
+import { machineLine } from '../bench/bandwidth.ts';
 import { barSpec, concatSpec, lineSpec, renderSvg, type Bar, type Point } from '../bench/plot.ts';
 
 const DTYPES: WeightDType[] = ['f32', 'bf16', 'f16', 'int8', 'q4_0', 'q4_1'];
@@ -106,10 +107,11 @@ function wasmReport(ctx: Ctx, weights: WeightDType, repeat: number, r: WasmResul
   const peerMs = ctx.preset === 'bench-0.1b' ? PEER.decodeMsPerToken[weights]?.[threads] : undefined;
   const peerPrefill = ctx.preset === 'bench-0.1b' ? PEER.prefillTokensPerSecond[weights]?.[threads] : undefined;
   return {
-    target: 'wasm', model: ctx.preset ?? ctx.model.path, weights, threads, variant: r.variant, repeat,
+    target: 'wasm', model: ctx.preset ?? ctx.model.path, weights, threads, variant: r.variant, repeat, machine: machineLine(),
     decode: {
       tokensPerSecond: r.decode.tokensPerS, msPerToken: r.decode.msPerToken, tokens: r.decode.tokens,
       weightBytesPerToken: r.weightBytesPerToken, achievedGBs: r.bandwidth.achievedGBs, bandwidthFraction: r.bandwidth.achievedGBs / limits.bandwidthGBs,
+      nativeBandwidthFraction: r.bandwidth.nativeFraction,
       // decode is memory-bound, so tokens/s per GB/s of each machine's streaming bandwidth compares the
       // implementations apart from the machines (rwkv.cpp's was measured at 30 / 59 GB/s)
       ...(peerMs ? {
@@ -121,7 +123,8 @@ function wasmReport(ctx: Ctx, weights: WeightDType, repeat: number, r: WasmResul
       tokens: r.prefill.tokens, tokensPerSecond: r.prefill.tokensPerS, matmulGFLOPs: r.prefill.matmulGflops, computeFraction: r.prefill.matmulGflops / limits.computeGflops,
       ...(peerPrefill ? { rwkvCppTokensPerSecond: peerPrefill, ratioVsRwkvCpp: r.prefill.tokensPerS / peerPrefill } : {}),
     },
-    limits: { bandwidthGBs: limits.bandwidthGBs, computeGFLOPs: limits.computeGflops },
+    // bandwidthGBs: the WASM read probe; nativeBandwidthGBs: glibc memchr over 1 GiB (Buffer.indexOf), in the same rounds
+    limits: { bandwidthGBs: limits.bandwidthGBs, nativeBandwidthGBs: r.bandwidth.nativeGBs, computeGFLOPs: limits.computeGflops },
     // measured in the same rounds as ours: speedup > 1 means rwkvc is faster
     peer: (r.peer ? {
       name: r.peer.name, weights: r.peer.weights,
@@ -180,6 +183,8 @@ export function benchCommand(): Command {
     .option('--dsl <file>', 'model description (default: examples/finch.ts of this package)', DEFAULT_DSL)
     .option('--serve', 'rwkvc serve under --clients concurrent clients: requests/s and aggregate tokens/s against one client in the same run (replies of --decode tokens, 2×--repeat requests per client)')
     .option('--clients <list>', 'concurrent clients for --serve', '1,4,16')
+    .option('--context', 'decode ms/token and sequence memory at context positions (--contexts): rwkvc (wasm) beside a random LLaMA of the same shape in llama.cpp, flash attention on and off (bench/context.ts)')
+    .option('--contexts <list>', 'positions for --context (k = 1024)', '1,256,1k,4k,16k')
     .addHelpText('after', `
 Examples:
   rwkvc bench --target wasm --preset bench-0.1b --json
@@ -191,6 +196,7 @@ Examples:
       // Bars only on a terminal: piped, cli-progress draws nothing but still writes a newline per removed bar.
       const stream = process.stderr.isTTY ? process.stderr : new Writable({ write: (_c, _e, done) => done() });
       const progress = new MultiBar({ format: '{phase} [{bar}] {value}/{total}', clearOnComplete: true, hideCursor: true, stream }, Presets.shades_classic);
+      if (o.context) (await import('../bench/context.ts')).parseContexts(o.contexts); // a bad list before any loading
       let path = o.model as string | undefined;
       if (!path) {
         if (!PRESETS[o.preset]) throw new UserError(`--preset: unknown preset '${o.preset}' (${Object.keys(PRESETS).join(', ')})`);
@@ -207,6 +213,10 @@ Examples:
       const ctx: Ctx = { model: openModel(path), preset: o.model ? undefined : o.preset, dsl: o.dsl, progress, peer: o.peer };
       const threads = o.threads ?? availableParallelism();
       try {
+        if (o.context) {
+          await contextBench(ctx, o.weights, threads, o.contexts, o.decode, o.plot, o.json);
+          return;
+        }
         if (o.plot) {
           if (o.target !== 'wasm') throw new UserError('--plot sweeps the wasm target');
           await sweep(ctx, o.plot, threads, o.decode, o.prefill, o.repeat, o.json);
@@ -229,6 +239,23 @@ Examples:
         ctx.model.close();
       }
     });
+}
+
+/** `--context`: bench/context.ts on the wasm target (its own module: nothing of it loads otherwise). */
+async function contextBench(ctx: Ctx, weights: WeightDType, threads: number, contexts: string, decode: number, plot: string | undefined, json: boolean) {
+  const { benchContext, contextSvg, formatContext, parseContexts } = await import('../bench/context.ts');
+  const { GGUF_WEIGHTS } = await import('../bench/llama-cpp.ts');
+  const list = parseContexts(contexts);
+  const g = GGUF_WEIGHTS[weights];
+  if (g !== 'f32' && g !== 'f16' && g !== 'bf16' && g !== 'q8_0') throw new UserError(`--context: --weights ${weights}: the random LLaMA is written in f32, bf16, f16 or int8 (Q8_0) only`);
+  const plan = await planFor(ctx, weights, 512);
+  const progress = bar(ctx, 'context');
+  const r = await benchContext(plan, weightProvider(plan, ctx.model, bar(ctx, `load ${weights}`)), g, resolve('out', 'cache'), {
+    contexts: list, threads, decode: Math.min(decode, 64), onProgress: (phase, d, n) => progress(phase, d, n),
+  });
+  if (plot) { mkdirSync(dirname(resolve(plot)), { recursive: true }); writeFileSync(plot, await contextSvg(r)); }
+  ctx.progress.stop();
+  process.stdout.write(json ? JSON.stringify({ ...r, ...(plot ? { plot } : {}) }, null, 1) + '\n' : formatContext(r) + (plot ? `\nplot: ${plot}` : '') + '\n');
 }
 
 /** `--peer onnxruntime`: rwkvc wasm beside onnxruntime-node and onnxruntime-web on the ONNX export, same run (bench/onnxruntime.ts). */
@@ -259,9 +286,10 @@ async function ortWebGpuBench(ctx: Ctx, weights: WeightDType, _threads: number, 
 
 function formatResult(r: Record<string, unknown>): string {
   const d = r.decode as Record<string, number>, p = r.prefill as Record<string, number>, l = r.limits as Record<string, number> | undefined;
-  const lines = [`${r.target} ${r.model} weights ${r.weights}${r.threads ? `, ${r.threads} thread(s)` : ''}${r.variant ? ` (${r.variant === 'relaxed' ? 'relaxed-SIMD FMA' : 'SIMD128'} module)` : ''}${r.adapter ? ` on ${r.adapter}` : ''}`];
+  const lines = [`${r.target} ${r.model} weights ${r.weights}${r.threads ? `, ${r.threads} thread(s)` : ''}${r.variant ? ` (${r.variant === 'relaxed' ? 'relaxed-SIMD FMA' : 'SIMD128'} module)` : ''}${r.adapter ? ` on ${r.adapter}` : ''}${r.machine ? `; ${r.machine}` : ''}`];
   lines.push(`decode:  ${d.tokensPerSecond.toFixed(1)} tok/s (${d.msPerToken.toFixed(2)} ms/token)` +
-    (d.bandwidthFraction !== undefined ? `, ${(d.weightBytesPerToken / 1e6).toFixed(1)} MB/token = ${d.achievedGBs.toFixed(1)} GB/s, ${(100 * d.bandwidthFraction).toFixed(0)}% of the measured ${l!.bandwidthGBs.toFixed(1)} GB/s` : '') +
+    (d.bandwidthFraction !== undefined ? `, ${(d.weightBytesPerToken / 1e6).toFixed(1)} MB/token = ${d.achievedGBs.toFixed(1)} GB/s, ${(100 * d.bandwidthFraction).toFixed(0)}% of the measured ${l!.bandwidthGBs.toFixed(1)} GB/s (WASM read)` : '') +
+    (d.nativeBandwidthFraction !== undefined ? `, ${(100 * d.nativeBandwidthFraction).toFixed(0)}% of ${l!.nativeBandwidthGBs.toFixed(1)} GB/s (native memchr)` : '') +
     (d.dispatchesPerToken !== undefined ? `, ${d.dispatchesPerToken} dispatches/token` : '') +
     (d.rwkvCppMsPerToken ? `; rwkv.cpp ${d.rwkvCppMsPerToken} ms/token → ${d.speedupVsRwkvCpp.toFixed(2)}× (${d.speedupVsRwkvCppPerGBs.toFixed(2)}× in tokens/s per GB/s of each machine's bandwidth)` : ''));
   lines.push(`prefill: ${p.tokensPerSecond.toFixed(1)} tok/s for ${p.tokens} tokens` +

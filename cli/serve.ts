@@ -57,6 +57,8 @@ Examples:
         process.stderr.write(`rwkvc: warning: listening on ${o.host}: anyone who can reach this machine can use the model (there is no authentication)\n`);
       process.stderr.write(`rwkvc: serving '${modelId}' (${o.target}, ${o.weights}, batch ≤ ${o.maxBatch}) at ${url}/v1; Ctrl-C stops\n`);
       const stop = () => {
+        // open streams get 3 s to finish, then the process ends anyway
+        setTimeout(() => process.exit(0), 3000).unref();
         void app.close().then(() => { session.model.dispose(); process.exit(0); });
       };
       process.once('SIGINT', stop);

@@ -11,6 +11,7 @@ import { ALL_FORMATS, fitsTable, footprint, SIZED_TARGETS } from '../driver/limi
 import { formatMeasurement, measureLoad } from '../driver/measure-load.ts';
 import { int, num, weightsOption } from './args.ts';
 import { resolveConfig } from './config-arg.ts';
+import { formatScale, scaleReport } from './inspect-scale.ts';
 
 const BYTES: Record<WeightDType, number> = { f32: 4, bf16: 2, f16: 2, int8: 1 + 2 / INT8_BLOCK, q4_0: 0.5 + 2 / INT8_BLOCK, q4_1: 0.5 + 4 / INT8_BLOCK };
 
@@ -92,6 +93,7 @@ export function inspectCommand(): Command {
     .description('Summarise a compiled plan, or a model (preset, config .json, checkpoint): kernels, memory, weight bytes, fused groups; what fits where (--fits); peak memory of a load (--measure-load)')
     .argument('<what>', 'directory written by rwkvc compile (or its plan.json), a preset, a config .json, or a checkpoint')
     .option('--json', 'print the summary as one JSON object')
+    .option('--scale', 'per weight format: weight bytes, bytes per decoded token, sequences one H200 holds; state per sequence against a same-shape transformer\'s KV cache at 4k/32k')
     .option('--fits', 'a table of target × weight format: weight, state and arena bytes, the limit, whether it fits')
     .addOption(weightsOption('weight storage when <what> is a model, not a plan', 'bf16'))
     .option('--targets <list>', `targets in the --fits table (${SIZED_TARGETS.join(',')})`, SIZED_TARGETS.join(','))
@@ -104,6 +106,7 @@ export function inspectCommand(): Command {
 Examples:
   rwkvc compile examples/finch.ts --config finch-1b6 -o out/1b6 && rwkvc inspect out/1b6 --json
   rwkvc inspect finch-7b --fits                      # what fits where, for every target and format
+  rwkvc inspect qrwkv6-32b-shape --scale             # per format: bytes, bytes per token, sequences per H200 vs a transformer's KV cache
   rwkvc inspect out/finch-1b6.safetensors --measure-load --target wasm --weights int8 --threads 2`)
     .action(async (what: string, o) => {
       if (o.measureLoad) {
@@ -116,7 +119,7 @@ Examples:
       const fromPlan = isPlanPath(what) || (what.endsWith('.json') && existsSync(what) && isPlanJson(what));
       const config = fromPlan ? readPlan(what).config : resolveConfig(what);
       // The graph only when something is compiled (a model, or --fits over formats).
-      const graph = !fromPlan || o.fits ? await buildGraph(o.dsl, config) : undefined;
+      const graph = !fromPlan || o.fits || o.scale ? await buildGraph(o.dsl, config) : undefined;
       const cache = new Map<WeightDType, KernelPlan>();
       const compile = (f: WeightDType) => {
         let p = cache.get(f);
@@ -125,6 +128,12 @@ Examples:
       };
       const plan = fromPlan ? readPlan(what) : compile(o.weights);
       const s = summarizePlan(plan);
+      if (o.scale) {
+        // one plan per storage that a decode streams at scale: 16-bit, 8-bit, 4-bit
+        const r = scaleReport((['bf16', 'int8', 'q4_0'] as WeightDType[]).map((f) => ({ format: f, plan: !graph && f === planFormatOf(plan) ? plan : compile(f) })));
+        process.stdout.write(o.json ? JSON.stringify({ ...s, scale: r }, null, 1) + '\n' : `${formatSummary(s, false)}\n${formatScale(r)}\n`);
+        return;
+      }
       if (!o.fits) {
         process.stdout.write((o.json ? JSON.stringify(s, null, 1) : formatSummary(s)) + '\n');
         return;

@@ -29,16 +29,30 @@ export interface Pass {
   name: string;
   summary: string;
   rules(g: Graph, o: CompileOptions): Rule[];
+  /**
+   * False when none of the pass's rules can fire on g (a cheap scan), so the graph is not rebuilt for
+   * nothing: each rebuild of a 64-layer graph costs ~0.1 s.
+   */
+  applies?(g: Graph): boolean;
 }
 
+const has = (g: Graph, ...ops: string[]) => g.nodes.some((n) => ops.includes(n.op));
+
 export const PASSES: Pass[] = [
-  { name: 'canonicalize', summary: 'activations first in commutative ops; drop x+0, x·1', rules: () => [canonicalize] },
-  { name: 'constant-fold', summary: 'ops on constants become constants', rules: () => [constantFold] },
+  { name: 'canonicalize', summary: 'activations first in commutative ops; drop x+0, x·1', rules: () => [canonicalize],
+    applies: (g) => g.nodes.some((n) => {
+      if (n.op !== 'binary') return false;
+      const [a, b] = n.inputs.map((r) => g.nodes[r.id]), constLike = (x: (typeof a)) => x.op === 'const' || x.op === 'weight';
+      return (n.attrs.fn !== 'sub' && constLike(a) && !constLike(b)) || [a, b].some((x) => x.op === 'const' && (x.attrs.value === 0 || x.attrs.value === 1));
+    }) },
+  { name: 'constant-fold', summary: 'ops on constants become constants', rules: () => [constantFold],
+    applies: (g) => g.nodes.some((n) => (n.op === 'unary' || n.op === 'binary') && n.inputs.every((r) => g.nodes[r.id].op === 'const')) },
   { name: 'cse-dce', summary: 'merge identical nodes, drop unused ones', rules: () => [] },
-  { name: 'fold-ln0', summary: 'LayerNorm of the embedding folded into the table (f32, at load)', rules: () => [foldLn0] },
-  { name: 'fold-kv-repeat', summary: 'repeat(W·x) of grouped k/v heads → W\'·x, rows of W repeated (at load)', rules: () => [foldKvRepeat] },
-  { name: 'fuse-token-shift', summary: 'LN + time shift + lerps + ddlerp LoRA → token_shift', rules: () => [fuseTokenShift] },
-  { name: 'fuse-wkv', summary: 'decay + recurrence + GroupNorm + gate → wkv_fused', rules: () => [fuseWkv] },
+  { name: 'fold-ln0', summary: 'LayerNorm of the embedding folded into the table (f32, at load)', rules: () => [foldLn0],
+    applies: (g) => g.nodes.some((n) => n.op === 'layernorm' && g.nodes[n.inputs[0].id].op === 'embed') },
+  { name: 'fold-kv-repeat', summary: 'repeat(W·x) of grouped k/v heads → W\'·x, rows of W repeated (at load)', rules: () => [foldKvRepeat], applies: (g) => has(g, 'repeat') },
+  { name: 'fuse-token-shift', summary: 'LN + time shift + lerps + ddlerp LoRA → token_shift', rules: () => [fuseTokenShift], applies: (g) => has(g, 'shift') },
+  { name: 'fuse-wkv', summary: 'decay + recurrence + GroupNorm + gate → wkv_fused', rules: () => [fuseWkv], applies: (g) => has(g, 'wkv') },
   { name: 'fuse-epilogues', summary: 'matmuls → linear with fused prologue/epilogue', rules: (g) => [fuseEpilogues(g)] },
   { name: 'fuse-horizontal', summary: 'independent linears at one level → one multi-group launch', rules: (g) => [fuseHorizontal(g)] },
   { name: 'logits-last', summary: 'head computes only the rows whose logits are asked for', rules: (g, o) => (o.logits === 'last' ? [logitsLast(g)] : []) },
@@ -66,7 +80,7 @@ export function runPipeline(g: Graph, o: CompileOptions, hooks: PipelineHooks = 
   for (const p of PASSES) {
     if (wants(hooks.printBefore, p.name)) log(`// ----- IR before ${p.name} -----\n${printGraph(g)}`);
     const t0 = performance.now();
-    const next = rewrite(g, p.rules(g, o));
+    const next = !p.applies || p.applies(g) ? rewrite(g, p.rules(g, o)) : g;
     timings.push({ name: p.name, ms: performance.now() - t0, nodesBefore: g.nodes.length, nodesAfter: next.nodes.length });
     g = next;
     if (hooks.verifyEach) verifyGraph(g, `pass ${p.name}`, 'compiler');

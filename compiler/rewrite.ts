@@ -66,12 +66,15 @@ export function rewrite(g: Graph, rules: Rule[]): Graph {
       return m;
     },
     emit(op, inputs, attrs, loc, fusedFrom) {
-      const key = JSON.stringify([op, inputs.map(refKey), attrs]);
+      const key = `${op}|${inputs.map(refKey).join(',')}|${attrsKey(attrs)}`;
       const seen = interned.get(key);
       if (seen !== undefined && op !== 'input') return nodes[seen].types.map((_, out) => ({ id: seen, out }));
       const types = inferTypes(op, inputs.map((r) => nodes[r.id].types[r.out]), attrs);
       const id = nodes.length;
-      nodes.push({ id, op, inputs, attrs, types, ...(loc ? { loc } : {}), ...(fusedFrom?.length ? { fusedFrom } : {}) } as Node);
+      const node = { id, op, inputs, attrs, types } as { loc?: SrcLoc; fusedFrom?: SrcLoc[] };
+      if (loc) node.loc = loc;
+      if (fusedFrom?.length) node.fusedFrom = fusedFrom;
+      nodes.push(node as Node);
       interned.set(key, id);
       return types.map((_, out) => ({ id, out }));
     },
@@ -108,6 +111,17 @@ export function rewrite(g: Graph, rules: Rule[]): Graph {
   return deadCodeElimination({ name: g.name, nodes, outputs: g.outputs.map((o) => ({ name: o.name, ref: ctx.map(o.ref) })) });
 }
 
+/**
+ * The attributes' JSON, once per attrs object: copied nodes keep theirs, so a pass over a 32B-layer graph
+ * does not serialise every node's attributes again (the CSE key was most of a pass's time).
+ */
+const attrsKeys = new WeakMap<object, string>();
+function attrsKey(attrs: object): string {
+  let k = attrsKeys.get(attrs);
+  if (k === undefined) attrsKeys.set(attrs, (k = JSON.stringify(attrs)));
+  return k;
+}
+
 /** Keep the nodes some output reaches, renumbered in their order. */
 function deadCodeElimination(g: Graph): Graph {
   const live = new Set<number>();
@@ -120,6 +134,7 @@ function deadCodeElimination(g: Graph): Graph {
   }
   // graph inputs stay even when unused: they are the model's interface
   for (const n of g.nodes) if (n.op === 'input') live.add(n.id);
+  if (live.size === g.nodes.length) return Object.freeze({ name: g.name, nodes: Object.freeze(g.nodes), outputs: Object.freeze(g.outputs) });
   const renum = new Map<number, number>();
   const nodes: Node[] = [];
   for (const n of g.nodes) {

@@ -17,7 +17,7 @@ function timeMix(m: Builder, cfg: AnyModelConfig, l: number, a: Tensor, shift: T
   const z = m.matmul(a.add(dx.mul(vec('time_maa_x'))), m.weight(p + 'time_maa_w1', [C, 5 * D])).tanh();
   const w2 = m.weight(p + 'time_maa_w2', [5, D, C]);
   const x = Object.fromEntries(SLOTS.map((s, i) =>
-    [s, a.add(dx.mul(vec(`time_maa_${s}`).add(m.matmul(m.slice(z, i * D, D), m.index(w2, i)))))])) as Record<(typeof SLOTS)[number], Tensor>;
+    [s, a.add(dx.mul(m.matmul(m.slice(z, i * D, D), m.index(w2, i)).add(vec(`time_maa_${s}`))))])) as Record<(typeof SLOTS)[number], Tensor>;
 
   const r = m.linear(x.r, m.weight(p + 'q_proj.weight', [C, C]));
   // k and v have KV heads; each serves H/KV query heads (ggml_repeat of [N, 1, KV] into [N, H/KV, KV])
@@ -25,7 +25,7 @@ function timeMix(m: Builder, cfg: AnyModelConfig, l: number, a: Tensor, shift: T
   const v = m.repeat(m.linear(x.v, m.weight(p + 'v_proj.weight', [KV * N, C])), N, H / KV);
   const g = m.linear(x.g, m.weight(p + 'gate.weight', [C, C])).sigmoid();
   const decayLora = m.matmul(m.matmul(x.w, m.weight(p + 'time_decay_w1', [C, Dd])).tanh(), m.weight(p + 'time_decay_w2', [Dd, C]));
-  const w = vec('time_decay').add(decayLora).exp().neg().exp();
+  const w = decayLora.add(vec('time_decay')).exp().neg().exp();
 
   // no bonus, update before read, k ⊙ (1 − w), r·N^-½, no GroupNorm
   const [y, newState] = m.wkv(r, k, v, w, null, wkvState, { headSize: N, order: 'update_first', kDecayScale: true, rScale: N ** -0.5 });

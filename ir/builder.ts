@@ -26,14 +26,24 @@ export class Tensor {
 }
 
 const here = fileURLToPath(new URL('.', import.meta.url));
+const paths = new Map<string, string>();
+const filePath = (url: string) => {
+  let p = paths.get(url);
+  if (p === undefined) paths.set(url, (p = fileURLToPath(url)));
+  return p;
+};
 
 /** The first stack frame outside ir/: the DSL line that asked for this node. */
 function callerLoc(): SrcLoc | undefined {
+  // a few frames suffice (the DSL line is at most ~4 calls up), and each costs a source-map lookup under tsx
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 12;
   const stack = new Error().stack?.split('\n').slice(1) ?? [];
+  Error.stackTraceLimit = limit;
   for (const frame of stack) {
     const m = /\(?((?:file:\/\/)?[^()\s]+):(\d+):(\d+)\)?$/.exec(frame.trim());
     if (!m) continue;
-    let file = m[1].startsWith('file://') ? fileURLToPath(m[1]) : m[1];
+    let file = m[1].startsWith('file://') ? filePath(m[1]) : m[1];
     if (file.startsWith(here) || file.startsWith('node:') || file.includes('node_modules')) continue;
     if (file.startsWith(process.cwd() + '/')) file = file.slice(process.cwd().length + 1);
     return { file, line: Number(m[2]), col: Number(m[3]) };

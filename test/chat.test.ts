@@ -24,6 +24,10 @@ if (!haveVocab) console.warn(`chat.test.ts skipped: no World vocabulary at ${VOC
 
 const MAX = 10;
 let tmp: string, modelPath: string, ref: Session;
+let cli: Promise<Awaited<ReturnType<typeof rwkvc>>[]>;
+const script = () => ['Hello there', 'What is two plus two?', `/save ${join(tmp, 'chat.state')}`, 'And three?', `/load ${join(tmp, 'chat.state')}`,
+  'And three?', '/reset', 'Hello there', `/load ${join(tmp, 'missing.state')}`, '/quit', 'never read'];
+const common = () => ['--model', modelPath, '--vocab', VOCAB, '--temperature', '0', '--max-tokens', String(MAX), '--threads', '1'];
 
 function rwkvc(args: string[], stdin = ''): Promise<{ status: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
@@ -66,8 +70,11 @@ describe.skipIf(!haveVocab)('rwkvc chat', () => {
     tmp = mkdtempSync(join(tmpdir(), 'rwkvc-chat-'));
     modelPath = join(tmp, 'tiny-world.safetensors');
     writeRandomModel(modelPath, { ...PRESETS['finch-tiny'], vocabSize: 65536 }, 11, 'f32');
+    // the two commands run while this process loads its own copy for the references
+    cli = Promise.all([rwkvc(['chat', ...common()], script().map((l) => `${l}\n`).join('')),
+      rwkvc(['run', ...common(), '--prompt', userTurn('Hello there'), '--stop', '\n\n'])]);
     ref = await load(modelPath, { target: 'wasm', threads: 1, vocab: VOCAB });
-  }, 60_000);
+  }, 120_000);
 
   afterAll(() => {
     ref?.model.dispose();
@@ -75,14 +82,7 @@ describe.skipIf(!haveVocab)('rwkvc chat', () => {
   });
 
   it('carries the state between turns; /save + /load and /reset round-trip; the first reply is rwkvc run\'s', async () => {
-    const state = join(tmp, 'chat.state');
-    const script = ['Hello there', 'What is two plus two?', `/save ${state}`, 'And three?', `/load ${state}`, 'And three?',
-      '/reset', 'Hello there', `/load ${join(tmp, 'missing.state')}`, '/quit', 'never read'];
-    const common = ['--model', modelPath, '--vocab', VOCAB, '--temperature', '0', '--max-tokens', String(MAX), '--threads', '1'];
-    const [chat, run] = await Promise.all([
-      rwkvc(['chat', ...common], script.map((l) => `${l}\n`).join('')),
-      rwkvc(['run', ...common, '--prompt', userTurn('Hello there'), '--stop', '\n\n']),
-    ]);
+    const [chat, run] = await cli;
     expect(chat.status, chat.stderr).toBe(0);
     expect(run.status, run.stderr).toBe(0);
     const [r1, r2, r3] = await transcriptReplies(['Hello there', 'What is two plus two?', 'And three?']);
@@ -94,5 +94,5 @@ describe.skipIf(!haveVocab)('rwkvc chat', () => {
     expect(chat.stderr).toMatch(/\(state loaded from .*chat\.state\)/);
     expect(chat.stderr).toMatch(/\(conversation forgotten\)/);
     expect(chat.stderr).toMatch(/rwkvc: .*missing\.state: cannot read: ENOENT/);
-  }, 90_000);
+  }, 120_000);
 });

@@ -128,7 +128,7 @@ export async function benchOrtWebGpu(o: WebGpuPeerOptions): Promise<WebGpuPeerRe
     const r = (await page.evaluate(() => (window as unknown as { result: Promise<unknown> }).result)) as {
       error?: string; adapter: string; ours: { loadMs: number; decode: number; prefill: number }; ort: { loadMs: number; decode: number; prefill: number };
     };
-    const ortLog = log.filter((l) => /onnxruntime|ort|execution provider|fallback|assigned/i.test(l)).slice(0, 20);
+    const ortLog = log.filter((l) => /onnxruntime|\bort\b|execution provider|fallback|not assigned/i.test(l)).slice(0, 20);
     if (r.error) return { adapter: '', software: true, engines: [], speedup: { decode: NaN, prefill: NaN, load: NaN }, ortLog: [...ortLog, ...log.slice(-5)], error: r.error.split('\n')[0] };
     const T = o.prefillTokens;
     return {

@@ -8,12 +8,15 @@
  *          ratio on the sequence itself (> 0: the reduced format predicts it worse)
  *   lsm    max |Δ log-softmax| / max |logit of the f32 run|: rel without the per-row constant, the
  *          measure that can compare with llama.cpp (whose binding gives probabilities, not logits)
+ *   rms    the root mean square of Δ log-softmax over all entries, / max |logit|: the typical error
+ *          (max picks one entry of T·V, so it is noisy when two formats are close)
  *
- *   npx tsx bench/accuracy.ts --model M [--preset P --seed S] [--tokens N] [--target wasm] [--threads 2]
+ *   npx tsx bench/accuracy.ts --model M [--preset P [--layers L] --seed S] [--tokens N] [--target wasm] [--threads 2]
  *                             [--formats int8,q4_0,q4_1] [--llama q4_0,q4_1]
  *
- * With --preset a seeded random checkpoint of that shape is written to out/cache/ (f32, so the f32 run is
- * the checkpoint's own values). Tokens are seeded uniform ids: the dlp of a random model on random ids
+ * With --preset a seeded random checkpoint of that shape (--layers: only its first L layers, e.g. finch-1b6's
+ * width and vocabulary where its f32 run would not fit a wasm32 memory) is written to out/cache/ (f32, so
+ * the f32 run is the checkpoint's own values). Tokens are seeded uniform ids: the dlp of a random model on random ids
  * measures how much the format moves the distribution, not language-model quality.
  */
 import { existsSync, mkdirSync } from 'node:fs';
@@ -26,7 +29,7 @@ import { PRESETS } from '../runtime/presets.ts';
 import { seededRandom, writeRandomModel } from '../runtime/random-model.ts';
 import { GGUF_WEIGHTS, ggufFor, llamaCppLogits } from './llama-cpp.ts';
 
-export interface Accuracy { rel: number; top1: number; dlp: number; lsm: number }
+export interface Accuracy { rel: number; top1: number; dlp: number; lsm: number; rms: number }
 
 /** Row-wise log-softmax (f64 sums). Rows that are already log-probabilities come back unchanged (up to rounding). */
 export function logSoftmax(x: Float32Array, V: number): Float64Array {
@@ -44,21 +47,21 @@ export function logSoftmax(x: Float32Array, V: number): Float64Array {
 /** `got` against `ref` (both [T, V] logits or log-probabilities), on the sequence `tokens`; `scale` = max |logit| of the f32 run. */
 export function compare(got: Float32Array, ref: Float32Array, tokens: Int32Array, V: number, scale = maxAbs(ref)): Accuracy {
   const T = tokens.length, a = logSoftmax(got, V), b = logSoftmax(ref, V);
-  let rel = 0, lsm = 0, top1 = 0, dlp = 0;
+  let rel = 0, lsm = 0, top1 = 0, dlp = 0, ss = 0, n = 0;
   for (let t = 0; t < T; t++) {
     let ia = 0, ib = 0;
     for (let i = 0; i < V; i++) {
       const k = t * V + i;
       rel = Math.max(rel, Math.abs(got[k] - ref[k]));
       // entries llama.cpp rounds to p = 0 (−∞) are left out of lsm: no finite bound holds for them
-      if (Number.isFinite(a[k]) && Number.isFinite(b[k])) lsm = Math.max(lsm, Math.abs(a[k] - b[k]));
+      if (Number.isFinite(a[k]) && Number.isFinite(b[k])) { lsm = Math.max(lsm, Math.abs(a[k] - b[k])); ss += (a[k] - b[k]) ** 2; n++; }
       if (got[k] > got[t * V + ia]) ia = i;
       if (ref[k] > ref[t * V + ib]) ib = i;
     }
     if (ia === ib) top1++;
     if (t + 1 < T) dlp += b[t * V + tokens[t + 1]] - a[t * V + tokens[t + 1]];
   }
-  return { rel: rel / scale, top1: top1 / T, dlp: dlp / Math.max(1, T - 1), lsm: lsm / scale };
+  return { rel: rel / scale, top1: top1 / T, dlp: dlp / Math.max(1, T - 1), lsm: lsm / scale, rms: Math.sqrt(ss / Math.max(1, n)) / scale };
 }
 
 export function maxAbs(v: Float32Array): number {
@@ -92,7 +95,7 @@ export async function llamaLogits(path: string, model: OpenModel, tokens: Int32A
   return 'unavailable' in r ? r : r.logprobs;
 }
 
-const fmt = (a: Accuracy) => `${(100 * a.rel).toFixed(2)}% | ${(100 * a.top1).toFixed(1)}% | ${a.dlp.toFixed(4)} | ${(100 * a.lsm).toFixed(2)}%`;
+const fmt = (a: Accuracy) => `${(100 * a.rel).toFixed(2)}% | ${(100 * a.top1).toFixed(1)}% | ${a.dlp.toFixed(4)} | ${(100 * a.lsm).toFixed(2)}% | ${(100 * a.rms).toFixed(3)}%`;
 
 async function main(): Promise<void> {
   const arg = (k: string, d: string) => { const i = process.argv.indexOf(`--${k}`); return i > 0 ? process.argv[i + 1] : d; };
@@ -100,9 +103,9 @@ async function main(): Promise<void> {
   let path = arg('model', '');
   const preset = arg('preset', '');
   if (preset) {
-    const cfg = PRESETS[preset];
-    if (!cfg) throw new Error(`no preset ${preset}`);
-    path = join(cache, `accuracy-${preset}-seed${arg('seed', '1')}.safetensors`);
+    if (!PRESETS[preset]) throw new Error(`no preset ${preset}`);
+    const cfg = { ...PRESETS[preset], nLayer: Number(arg('layers', String(PRESETS[preset].nLayer))) };
+    path = join(cache, `accuracy-${preset}-L${cfg.nLayer}-seed${arg('seed', '1')}.safetensors`);
     if (!existsSync(path)) { mkdirSync(cache, { recursive: true }); writeRandomModel(path, cfg, Number(arg('seed', '1')), 'f32'); }
   }
   const model = openModel(path);
@@ -112,7 +115,7 @@ async function main(): Promise<void> {
   const f32 = await ourLogits(model, tokens, target, 'f32', threads);
   const scale = maxAbs(f32);
   console.log(`${path}: L${model.config.nLayer} C${model.config.nEmbd} V${V}, ${tokens.length} seeded tokens, ${target} ${threads} threads; max |logit| ${scale.toFixed(3)}`);
-  console.log('| storage | max |Δlogit| / max |logit| | top-1 | mean Δ log p | max |Δ log-softmax| / max |logit| |');
+  console.log('| storage | max \\|Δlogit\\| / max \\|logit\\| | top-1 | mean Δ log p | max \\|Δ log-softmax\\| | rms Δ log-softmax |');
   for (const w of arg('formats', 'int8,q4_0,q4_1').split(',').filter(Boolean) as WeightDType[])
     console.log(`| rwkvc ${w} | ${fmt(compare(await ourLogits(model, tokens, target, w, threads), f32, tokens, V, scale))} |`);
   const llama = arg('llama', '').split(',').filter(Boolean) as WeightDType[];

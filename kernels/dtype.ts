@@ -148,7 +148,7 @@ export function toQ4(w: Float32Array, cols: number, fmt: Q4Format): Q4Weights {
     }
     d[b] = f16ToF32(dBits[b]);
     if (!Number.isFinite(d[b]) || !Number.isFinite(m[b]))
-      throw new Error(`${fmt}: a block of ${Q4_BLOCK} weights spans beyond what an f16 scale covers (|w| ≤ 5.2e5)`);
+      throw new Error(`${fmt}: a block of ${Q4_BLOCK} weights is beyond what its f16 ${fmt === 'q4_0' ? 'scale covers (|w| ≤ 5.2e5)' : 'scale and minimum cover (|w| ≤ 65504)'}`);
     for (let j = 0; j < Q4_BLOCK; j++) {
       const v = fr(fr(fmt === 'q4_0' ? x[j] * id : fr(x[j] - min) * id) + off);
       // (int8_t) truncates toward zero; v ≥ 0 here (|x·id| ≤ 8 for q4_0, (x − min)·id ≥ 0 for q4_1)

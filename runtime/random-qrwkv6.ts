@@ -7,6 +7,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AnyModelConfig } from '../kernels/config.ts';
+import { UserError } from '../kernels/errors.ts';
 import { toBf16, toF16 } from '../kernels/dtype.ts';
 import type { TensorReader } from '../kernels/weights.ts';
 import { writeSafetensors, type StoredDType } from './checkpoint/index.ts';
@@ -54,7 +55,11 @@ export function qrwkv6ConfigJson(cfg: AnyModelConfig): Record<string, unknown> {
  * One shard is in memory at a time.
  */
 export function writeQrwkv6Model(dir: string, cfg: AnyModelConfig, seed: number, dtype: 'f32' | 'bf16' | 'f16' = 'bf16', shardBytes = 5e9, onTensor?: (i: number, n: number) => void): void {
-  mkdirSync(dir, { recursive: true });
+  try {
+    mkdirSync(dir, { recursive: true });
+  } catch (e) {
+    throw new UserError(`${dir}: cannot make the model folder: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
   const names = [...qrwkv6Tensors(cfg)], size = dtype === 'f32' ? 4 : 2;
   const groups: [string, number[]][][] = [[]];
   let bytes = 0;

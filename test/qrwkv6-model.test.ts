@@ -10,6 +10,8 @@
  * was written, so the helper below drives node-llama-cpp directly.
  */
 import { afterAll, describe, expect, it } from 'vitest';
+import { spawnSync } from 'node:child_process';
+import { openCheckpoint } from '../runtime/checkpoint/index.ts';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, cpSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -197,4 +199,35 @@ describe.skipIf(!llama)('QRWKV6 against llama.cpp (rwkv6qwen2)', () => {
       }
     }, 120_000);
   });
+});
+
+describe('rwkvc random-model --family qrwkv6 and rwkvc logits on the folder', () => {
+  const rwkvc = (...args: string[]) => spawnSync('node', ['bin/rwkvc.js', ...args], { encoding: 'utf8', timeout: 300_000 });
+  it('writes the HF layout a --model takes, and the logits equal the interpreter\'s on the same folder', async () => {
+    const d = join(dir, 'cli'), out = join(dir, 'cli.safetensors');
+    const w = rwkvc('random-model', '--family', 'qrwkv6', '--preset', 'qrwkv6-tiny', '--layers', '2', '--kv-heads', '1', '--dtype', 'f32', '--seed', '5', '-o', d);
+    expect(w.status, w.stderr).toBe(0);
+    expect(JSON.parse(readFileSync(join(d, 'config.json'), 'utf8'))).toMatchObject({ architectures: ['RWKV6Qwen2ForCausalLM'], num_hidden_layers: 2, num_key_value_heads: 1, num_attention_heads: 4 });
+    const l = rwkvc('logits', '--model', d, '--tokens', '5,17,3,200,9', '--target', 'wasm', '--mode', 'step', '--out', out);
+    expect(l.status, l.stderr).toBe(0);
+    const m = openModel(d);
+    const ref = await run(await loadGraph('ref', await buildGraph(DEFAULT_DSL, m.config), m.read), Int32Array.of(5, 17, 3, 200, 9), { kind: 'step' }, 256);
+    m.close();
+    expectClose(openCheckpoint(out).readF32('logits'), ref.logits, perTarget('wasm').model, 'rwkvc logits --target wasm');
+  }, 300_000);
+
+  it('refuses in one line: kv heads that do not divide the heads, a family the preset is not, a folder path that is a file', () => {
+    const f = join(dir, 'a-file');
+    writeFileSync(f, 'x');
+    for (const [args, want] of [
+      [['--kv-heads', '3'], /rwkvc: --kv-heads 3 does not divide the 4 heads/],
+      [['--preset', 'finch-tiny'], /rwkvc: --preset finch-tiny is a finch shape, not --family qrwkv6/],
+      [['-o', join(f, 'sub')], /cannot make the model folder: (ENOTDIR|EEXIST)/],
+    ] as [string[], RegExp][]) {
+      const r = rwkvc('random-model', '--family', 'qrwkv6', '--preset', 'qrwkv6-tiny', '-o', join(dir, 'unused'), ...args);
+      expect(r.status).toBe(2);
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+      expect(r.stderr).toMatch(want);
+    }
+  }, 120_000);
 });

@@ -141,6 +141,11 @@ describe.skipIf(!!skip)(`browser demo in headless Chromium${skip ? ` (skipped: $
     expect(r.d.backend).toMatchObject({ target: 'wgsl', notes: [] });
     expect(r.d.backend!.adapter).toMatch(/swiftshader/i);
     expect(r.shown.backend).toMatch(/^WebGPU: .*SwiftShader/i);
+    // the load reported its shader compilation and pipeline creation, each to its end
+    const p = r.loaded.progress!;
+    expect(p.shaders![0]).toBe(p.shaders![1]);
+    expect(p.pipelines).toEqual(p.shaders);
+    expect(p.shaders![1]).toBeGreaterThan(3);
     checkRun(r);
   });
 
@@ -193,6 +198,8 @@ describe.skipIf(!!skip)(`browser demo in headless Chromium${skip ? ` (skipped: $
     await page.selectOption('#target', 'wasm');
     await page.click('#load');
     expect((await until(page, ['ready'], log)).checkpointFrom).toBe('file');
+    // stored in the background once loaded
+    await page.waitForFunction(() => (window as unknown as { rwkvcDemo: DemoState }).rwkvcDemo.cached.checkpoint, null, { timeout: 30_000 });
 
     await page.reload();
     await ready();

@@ -52,6 +52,8 @@ export interface DemoState {
   threads?: { bytesPerToken: number; auto: number; asked?: number };
   /** What the browser holds from an earlier load. */
   cached: { checkpoint?: Cached; vocab?: Cached };
+  /** The last load's progress: [done, total] per phase ('weights'; 'shaders' and 'pipelines' on WebGPU). */
+  progress?: Record<string, [number, number]>;
   /** Where the last load's checkpoint came from. */
   checkpointFrom?: 'file' | 'cache';
   promptIds?: number[];
@@ -132,6 +134,17 @@ async function showCached(): Promise<void> {
   ui.forget.disabled = !checkpoint && !vocab;
 }
 
+async function keep(checkpoint: File, vocab: File | undefined): Promise<void> {
+  ui.cached.textContent = `keeping ${checkpoint.name} in this browser…`;
+  try {
+    await store('checkpoint', checkpoint.name, checkpoint);
+    if (vocab) await store('vocab', vocab.name, vocab);
+  } catch (e) {
+    console.warn(`could not cache the checkpoint: ${(e as Error).message}`);
+  }
+  await showCached();
+}
+
 async function forgetCached(): Promise<void> {
   try {
     await forget();
@@ -151,6 +164,7 @@ async function load(): Promise<void> {
   ui.load.disabled = ui.generate.disabled = true;
   demo.state = 'loading';
   delete demo.error;
+  delete demo.progress;
   model?.dispose();
   model = null;
   try {
@@ -168,7 +182,11 @@ async function load(): Promise<void> {
     const t0 = performance.now();
     model = await Pkg.load(bytes, {
       target, vocab, threads,
-      onProgress: (phase, done, total) => { if (done === total || done % 16 === 0) status(`loading ${phase} ${done}/${total}…`); },
+      // weights tick by the hundred; shaders and pipelines (WebGPU) by the dozen, seconds each on a software adapter
+      onProgress: (phase, done, total) => {
+        (demo.progress ??= {})[phase] = [done, total];
+        if (phase !== 'weights' || done === total || done % 16 === 0) status(`loading ${phase} ${done}/${total}…`);
+      },
     });
     hasVocab = !!vocab;
     demo.backend = model.backend;
@@ -178,19 +196,11 @@ async function load(): Promise<void> {
     ui.weights.textContent = `${model.weights}${demo.threads?.bytesPerToken ? ` (${mib(demo.threads.bytesPerToken)} per token)` : ''}`;
     ui.notes.textContent = model.backend.notes.join('; ');
     const took = `${((performance.now() - t0) / 1000).toFixed(2)} s`;
-    if (picked) {
-      // kept for the next visit only once it loaded: a file the package refuses is not worth storing
-      status(`loaded ${fileName} in ${took}; keeping it in this browser…`);
-      try {
-        await store('checkpoint', picked.name, picked);
-        if (vocabPicked) await store('vocab', vocabPicked.name, vocabPicked);
-      } catch (e) {
-        console.warn(`could not cache the checkpoint: ${(e as Error).message}`);
-      }
-      await showCached();
-    }
     demo.state = 'ready';
     status(`loaded ${fileName}${picked ? '' : ' from the browser cache'} in ${took}${vocab ? '' : ' (no vocabulary: output shown as token ids and bytes)'}`);
+    // kept for the next visit only once it loaded (a file the package refuses is not worth storing), in the
+    // background: copying gigabytes into the browser's storage should not hold up generating
+    if (picked) void keep(picked, vocabPicked);
     ui.generate.disabled = false;
   } catch (e) {
     fail(e);

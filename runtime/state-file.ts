@@ -22,14 +22,14 @@ function configHash(cfg: ModelConfig): string {
 
 /**
  * The state tensors a model of `cfg` has, with their value counts: state.{l}.att_shift [C],
- * state.{l}.wkv [H·N·N], state.{l}.ffn_shift [C].
+ * state.{l}.wkv [H·N·N], state.{l}.ffn_shift [C] (QRWKV6: no ffn_shift, its MLP has no token shift).
  */
 function expectedState(cfg: ModelConfig): Map<string, number> {
   const m = new Map<string, number>();
   for (let l = 0; l < cfg.nLayer; l++) {
     m.set(`state.${l}.att_shift`, cfg.nEmbd);
     m.set(`state.${l}.wkv`, cfg.nHead * cfg.headSize * cfg.headSize);
-    m.set(`state.${l}.ffn_shift`, cfg.nEmbd);
+    if ((cfg as { family?: string }).family !== 'qrwkv6') m.set(`state.${l}.ffn_shift`, cfg.nEmbd);
   }
   return m;
 }

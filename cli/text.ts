@@ -63,7 +63,7 @@ export function runCommand(): Command {
     .option('--presence-penalty <x>', 'presence penalty', num, 0)
     .option('--frequency-penalty <x>', 'frequency penalty', num, 0)
     .option('--seed <n>', 'random seed', int)
-    .option('--stop <text...>', 'stop strings')
+    .option('--stop <text...>', 'stop strings (escapes as in --prompt, e.g. "\\n\\nUser:")')
     .option('--state-in <file>', 'start from a saved state')
     .option('--state-out <file>', 'save the state at the end (checked before generating; a symlink or special file is refused)')
     .addHelpText('after', `
@@ -87,9 +87,10 @@ Examples:
       if (o.stateIn) await session.state.fromBytes(readStateFile(o.stateIn), o.stateIn);
       const t0 = performance.now();
       let n = 0, tFirst = 0;
-      for await (const piece of session.generate(o.raw ? o.prompt : unescapeText(o.prompt), {
+      const text = commandText(o);
+      for await (const piece of session.generate(text.prompt, {
         maxTokens: o.maxTokens, temperature: o.temperature, topP: o.topP, topK: o.topK,
-        presencePenalty: o.presencePenalty, frequencyPenalty: o.frequencyPenalty, seed: o.seed, stopStrings: o.stop,
+        presencePenalty: o.presencePenalty, frequencyPenalty: o.frequencyPenalty, seed: o.seed, stopStrings: text.stop,
         onToken: () => { if (n++ === 0) tFirst = performance.now(); },
       })) process.stdout.write(piece);
       const t1 = performance.now();
@@ -100,6 +101,12 @@ Examples:
     });
   addAlias(cmd, '--temp', '--temperature');
   return suggestOptions(cmd);
+}
+
+/** `run`'s prompt and stop strings under the one escape rule (unescapeText), or as written with --raw. */
+export function commandText(o: { prompt: string; stop?: string[]; raw?: boolean }): { prompt: string; stop?: string[] } {
+  const t = o.raw ? (s: string) => s : unescapeText;
+  return { prompt: t(o.prompt), stop: o.stop?.map(t) };
 }
 
 /** A state file's bytes; a missing or unreadable file is one line naming it. */

@@ -14,7 +14,7 @@ import { unescapeText } from '../cli/args.ts';
 import { compileCommand } from '../cli/compile.ts';
 import { parseConfigJson, resolveConfig } from '../cli/config-arg.ts';
 import { logitsCommand } from '../cli/logits.ts';
-import { runCommand } from '../cli/text.ts';
+import { commandText, runCommand } from '../cli/text.ts';
 import { UserError } from '../kernels/errors.ts';
 import { openCheckpoint } from '../runtime/checkpoint/index.ts';
 import { PRESETS } from '../runtime/presets.ts';
@@ -67,6 +67,12 @@ describe('text on the command line: one escape rule', () => {
     const escaped = state('escaped', '--prompt', 'a\\nb'), real = state('real', '--prompt', 'a\nb'), raw = state('raw', '--raw', '--prompt', 'a\\nb');
     expect(escaped.equals(real)).toBe(true);
     expect(raw.equals(real)).toBe(false);
+  });
+
+  it('run\'s --stop strings follow the same rule', async () => {
+    const { opts } = await parse(runCommand, ['--model', 'm', '--vocab', 'v', '--prompt', 'Q:\\n', '--stop', '\\n\\nUser:', 'x\\ty']);
+    expect(commandText(opts as never)).toEqual({ prompt: 'Q:\n', stop: ['\n\nUser:', 'x\ty'] });
+    expect(commandText({ ...(opts as { prompt: string; stop: string[] }), raw: true })).toEqual({ prompt: 'Q:\\n', stop: ['\\n\\nUser:', 'x\\ty'] });
   });
 
   it('detokenize: the exact text when piped, a final newline on a terminal', () => {

@@ -185,6 +185,7 @@ export function benchCommand(): Command {
     .option('--clients <list>', 'concurrent clients for --serve', '1,4,16')
     .option('--context', 'decode ms/token and sequence memory at context positions (--contexts): rwkvc (wasm) beside a random LLaMA of the same shape in llama.cpp, flash attention on and off (bench/context.ts)')
     .option('--contexts <list>', 'positions for --context (k = 1024)', '1,256,1k,4k,16k')
+    .option('--kernels', 'per-kernel micro-benchmarks (benchmark.js: mean, ±RME, samples) of each kernel kind, linear per weight format, on the wasm target, against read and FMA limits of the same run (bench/kernels.ts)')
     .addHelpText('after', `
 Examples:
   rwkvc bench --target wasm --preset bench-0.1b --json
@@ -213,6 +214,10 @@ Examples:
       const ctx: Ctx = { model: openModel(path), preset: o.model ? undefined : o.preset, dsl: o.dsl, progress, peer: o.peer };
       const threads = o.threads ?? availableParallelism();
       try {
+        if (o.kernels) {
+          await kernelsBench(ctx, threads, Math.min(o.prefill, 512), o.json);
+          return;
+        }
         if (o.context) {
           await contextBench(ctx, o.weights, threads, o.contexts, o.decode, o.plot, o.json);
           return;
@@ -239,6 +244,18 @@ Examples:
         ctx.model.close();
       }
     });
+}
+
+/** `--kernels`: bench/kernels.ts over every weight format of the model. */
+async function kernelsBench(ctx: Ctx, threads: number, prefill: number, json: boolean) {
+  const { benchKernels, formatKernels } = await import('../bench/kernels.ts');
+  const plans: Partial<Record<WeightDType, KernelPlan>> = {};
+  for (const w of DTYPES) plans[w] = await planFor(ctx, w, prefill);
+  const progress = bar(ctx, 'kernel');
+  let n = 0;
+  const r = await benchKernels({ plans, weights: (p) => weightProvider(p, ctx.model), threads, onCase: (name) => progress(name, n++, DTYPES.length + 3) });
+  ctx.progress.stop();
+  process.stdout.write(json ? JSON.stringify(r, null, 1) + '\n' : formatKernels(r) + '\n');
 }
 
 /** `--context`: bench/context.ts on the wasm target (its own module: nothing of it loads otherwise). */

@@ -6,7 +6,7 @@
  * r/√N, repeated heads) against the reference interpreter, and one-line refusals; then the CLI end to end.
  */
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -91,6 +91,25 @@ describe('ONNX export on onnxruntime-node: the official numbers', () => {
     const allowed = ['Gather', 'Gemm', 'MatMul', 'Add', 'Sub', 'Mul', 'Neg', 'Exp', 'Tanh', 'Sigmoid', 'Relu', 'Reshape', 'LayerNormalization', 'Slice', 'Concat', 'Identity', 'Cast'];
     expect([...ops].filter((o) => !allowed.includes(o))).toEqual([]);
     expect(model.graph.node.every((n) => !(n as { domain?: string }).domain)).toBe(true);
+  });
+});
+
+describe('external data (what a model over 1.5 GiB of tensors is written as)', () => {
+  it('the tensors in a .data file beside the model, 64-byte aligned: onnxruntime-node loads it by path, same logits', async () => {
+    const m = openModel(join(FIXTURES, 'finch-tiny', 'model.pth'));
+    const gold = readGolden('finch-tiny');
+    const graph = await buildGraph(DEFAULT_DSL, m.config);
+    const e = exportOnnx(graph, m.config, m.read, { kind: 'prefill', weights: 'f32', logits: 'all', externalData: 'ext.onnx.data' });
+    const inits = decodeModel(e.model).graph.initializer.filter((t) => t.dataLocation === 1);
+    expect(inits.length).toBeGreaterThan(20);
+    for (const t of inits) expect(Number(t.externalData!.find((x) => x.key === 'offset')!.value) % 64).toBe(0);
+    writeFileSync(join(tmp, 'ext.onnx'), e.model);
+    writeFileSync(join(tmp, 'ext.onnx.data'), Buffer.concat(e.data));
+    const om = await createOrtModel(ort, m.config, null, join(tmp, 'ext.onnx'));
+    const d = compareRun(await runTokens(om, gold.tokens, { kind: 'seq' }, m.config.vocabSize), await om.readState(), gold);
+    expect(Math.max(d.logits, d.state)).toBeLessThan(1e-4);
+    om.dispose();
+    m.close();
   });
 });
 

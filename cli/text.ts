@@ -75,6 +75,7 @@ Examples:
       if (o.stateOut) checkWritable(o.stateOut);
       const bar = new SingleBar({ format: '{phase} [{bar}] {value}/{total}', clearOnComplete: true, stream: process.stderr }, Presets.shades_classic);
       let started = false;
+      const tLoad = performance.now();
       const session = await load(o.model, {
         target: o.target, weights: o.weights as WeightDType, threads: o.threads, vocab: o.vocab,
         onProgress: (phase, done, total) => {
@@ -84,6 +85,7 @@ Examples:
         },
       });
       if (started) bar.stop();
+      process.stderr.write(`rwkvc: loaded ${o.model} onto ${o.target} (${o.weights}) in ${((performance.now() - tLoad) / 1000).toFixed(1)} s\n`);
       if (o.stateIn) await session.state.fromBytes(readStateFile(o.stateIn), o.stateIn);
       const t0 = performance.now();
       let n = 0, tFirst = 0;

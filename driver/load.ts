@@ -15,8 +15,8 @@ import { initialState, openModel, type OpenModel } from '../runtime/model.ts';
 import type { TargetModel, WeightProvider } from '../targets/backend.ts';
 import { getTarget } from '../targets/registry.ts';
 import { compileGraph } from '../compiler/index.ts';
-import { materializeWeight } from '../kernels/weights.ts';
-import type { KernelPlan, WeightDecl, WeightDType } from '../kernels/plan.ts';
+import { checkpointProvider } from '../runtime/checkpoint/provider.ts';
+import type { KernelPlan, WeightDType } from '../kernels/plan.ts';
 import { Session } from '../runtime/session.ts';
 import { loadWorldTokenizer, type WorldTokenizer } from '../runtime/tokenizer.ts';
 import { loadGraph, loadPlan } from './targets.ts';
@@ -128,31 +128,7 @@ function describe(v: unknown): string {
 
 /** Weights for a plan from a checkpoint, reporting progress as each is read. */
 export function weightProvider(plan: KernelPlan, model: OpenModel, onProgress?: TargetChoice['onProgress']): WeightProvider {
-  let done = 0;
-  const seen = new Set<string>();
-  // Progress counts weights: a weight read in pieces counts once, at its first piece.
-  const tick = (d: WeightDecl) => {
-    if (seen.has(d.name)) return;
-    seen.add(d.name);
-    onProgress?.('weights', ++done, plan.weights.length);
-  };
-  const provider: WeightProvider = (d) => {
-    const v = materializeWeight(d.source, model.read);
-    tick(d);
-    return v;
-  };
-  // Rows of a stored (not transposed) tensor come straight from the file; an ln0 fold works row by row.
-  provider.rows = (d, row0, rows) => {
-    tick(d);
-    if (d.source.transpose || d.source.repeat) {
-      // (a row-repeated matrix, QRWKV6's k/v: its rows are not the file's rows)
-      const cols = d.shape[d.shape.length - 1]!;
-      return materializeWeight(d.source, model.read).subarray(row0 * cols, (row0 + rows) * cols);
-    }
-    const part = model.ckpt.readRowsF32(d.source.tensor, row0, rows);
-    return materializeWeight(d.source, (n) => (n === d.source.tensor ? part : model.read(n)));
-  };
-  return provider;
+  return checkpointProvider(plan, model.ckpt, onProgress);
 }
 
 export async function loadTargetForModel(target: string, model: OpenModel, o: TargetChoice): Promise<TargetModel> {

@@ -4,7 +4,7 @@
  * (safetensors and .pth, whose storage CRC-32 is still checked); a WASM load packed in tiny slices runs the
  * same logits as one packed whole, in every format; the GPU encoder's row path gives the same bytes; and, in a
  * child process, the resident-memory peak of loading a model whose head is 128 MiB as f32 stays within the
- * packed bytes + 48 MiB, where converting it whole would take ≥ 128 MiB more.
+ * packed bytes + 96 MiB, where converting it whole would take ≥ 192 MiB more.
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -122,7 +122,7 @@ describe('GPU encoder: row path = whole path', () => {
 });
 
 describe('peak memory of a load (child process)', () => {
-  it('a model with a 128 MiB (f32) head loads onto wasm bf16 within packed bytes + 48 MiB', () => {
+  it('a model with a 128 MiB (f32) head loads onto wasm bf16 within packed bytes + 96 MiB', () => {
     const ckpt = path.join(tmp, 'wide-vocab.safetensors');
     const gen = spawnSync(process.execPath, ['bin/rwkvc.js', 'random-model', '--layers', '1', '--embd', '512', '--vocab', '65536', '-o', ckpt], { cwd: ROOT, encoding: 'utf8' });
     expect(gen.status, gen.stderr).toBe(0);
@@ -132,8 +132,8 @@ describe('peak memory of a load (child process)', () => {
     // head 65536×512: 128 MiB as f32 (+64 MiB bf16 as read): a whole-matrix conversion would exceed this bound
     expect(m.packedBytes).toBeGreaterThan(120 << 20);
     console.log(`wide-vocab bf16 load: peak − baseline ${((m.peakBytes - m.baselineBytes) / 2 ** 20).toFixed(1)} MiB for ${(m.packedBytes / 2 ** 20).toFixed(1)} MiB packed`);
-    // Slack for the collector's timing (measured 0.96–1.20× packed here); converting the head whole would add
-    // ≥ 128 MiB (its f32 values) beyond packed. The 15 % goal itself is measured at real size (rwkvc inspect --measure-load).
-    expect(m.peakBytes - m.baselineBytes).toBeLessThan(m.packedBytes + (48 << 20));
+    // Slack for the collector's timing (measured +0 to +41 MiB over packed here, on a busy machine); converting the head whole
+    // would add ≥ 192 MiB (its f32 values and the bf16 read) beyond packed. The 15 % goal itself is measured at real size (rwkvc inspect --measure-load).
+    expect(m.peakBytes - m.baselineBytes).toBeLessThan(m.packedBytes + (96 << 20));
   }, 120_000);
 });

@@ -37,7 +37,7 @@ export function hfToOfficial(name: string): string {
 }
 
 /** Open a checkpoint from any byte source; the checkpoint owns it (closing one closes the other). */
-export function openCheckpointSource(file: ByteSource): Checkpoint {
+export function openCheckpointSource(file: ByteSource): Checkpoint & { span(name: string): { offset: number; length: number } } {
   const path = file.name;
   let stored: StoredTensor[];
   let metadata: Record<string, string> = {};
@@ -98,6 +98,12 @@ class LazyCheckpoint implements Checkpoint {
     const t = this.tensors.get(name);
     if (!t) throw inputError(this.path, name, 'tensor not found in checkpoint');
     return t;
+  }
+
+  /** Where a tensor's bytes lie in the file (a .pth tensor: its whole storage, whose CRC-32 is checked on first read). */
+  span(name: string): { offset: number; length: number } {
+    const t = this.get(name);
+    return t.storage && !this.verified.has(t.storage.offset) ? { offset: t.storage.offset, length: t.storage.size } : { offset: t.offset, length: t.nbytes };
   }
 
   info(name: string): TensorInfo {

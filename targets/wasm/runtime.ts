@@ -132,7 +132,7 @@ export async function loadWasmArtifact(art: WasmArtifactFiles, weights: WeightPr
   const module = await compileOptimized(bytes, opts.eager !== false);
   const buf = memory.buffer;
 
-  packAll(buf, layout, weights, opts.chunkValues ?? CHUNK_VALUES, opts.onWeight);
+  await packAll(buf, layout, weights, opts.chunkValues ?? CHUNK_VALUES, opts.onWeight);
 
   // Profiling: thread 0 reports the end of each phase; the time since the previous mark is that phase's.
   let prof: WasmProfile | null = null, last = 0;
@@ -229,9 +229,10 @@ const CHUNK_VALUES = 1 << 20;
  * or a 16-bit table (raw16) is converted a slice of rows at a time through the provider's `rows`, so a
  * load holds one slice (plus its temporaries) beside the memory, never a whole matrix as f32: the head of
  * finch-1b6 alone is 512 MiB as f32. Other weights (vectors, LoRA slices of a 3-D weight) are asked for
- * whole, once, whatever number of packings they have.
+ * whole, once, whatever number of packings they have. A provider's `prepare` (a browser File) is awaited
+ * before each weight.
  */
-function packAll(buf: ArrayBufferLike, layout: WasmLayout, weights: WeightProvider, chunk: number, onWeight?: (done: number, total: number) => void): void {
+async function packAll(buf: ArrayBufferLike, layout: WasmLayout, weights: WeightProvider, chunk: number, onWeight?: (done: number, total: number) => void): Promise<void> {
   const decls = new Map(layout.plan.weights.map((d) => [d.name, d]));
   const byWeight = new Map<string, typeof layout.weights>();
   for (const w of layout.weights) byWeight.set(w.weight, [...(byWeight.get(w.weight) ?? []), w]);
@@ -240,6 +241,7 @@ function packAll(buf: ArrayBufferLike, layout: WasmLayout, weights: WeightProvid
     const decl = decls.get(name)!;
     const n = decl.shape.reduce((a, b) => a * b, 1);
     const p = packs[0]!;
+    await weights.prepare?.(decl);
     if (packs.length === 1 && decl.shape.length === 2 && n > chunk && (p.pack !== 'panel' || (p.row0 ?? 0) === 0 && p.O === decl.shape[0]))
       packInRows(buf, p, decl, weights, chunk);
     else {

@@ -15,6 +15,7 @@ import { compileWasm } from '../targets/wasm/codegen.ts';
 import { loadWasmArtifact } from '../targets/wasm/runtime.ts';
 import { measureBandwidth, measureCompute } from './wasm-roofline.ts';
 import { measureNativeBandwidth, machineLine } from './bandwidth.ts';
+import { benchGpuJs, gpuJsGpuModeInNode, type GpuJsRow } from './gpujs.ts';
 
 export interface KernelRow {
   target: string;
@@ -37,6 +38,9 @@ export interface KernelReport {
   threads: number;
   limits: { wasmReadGBs: number; nativeReadGBs: number; computeGflops: number };
   rows: KernelRow[];
+  /** gpu.js (bench/gpujs.ts) on the same sizes: a hand-written matvec and WKV step, or why not; and why not its GPU mode. */
+  gpujs?: { rows: GpuJsRow[] } | { unavailable: string };
+  gpujsGpuMode?: string;
 }
 
 /** The first kernel of `kind` in layer 0 (or the model's last, for layernorm) of a program. */
@@ -69,6 +73,8 @@ export interface KernelBenchOptions {
   /** benchmark.js maxTime per case, seconds (default 1). */
   maxTime?: number;
   onCase?: (name: string) => void;
+  /** Also gpu.js's hand-written matvec and WKV step at the same sizes (default true). */
+  gpujs?: boolean;
   /** Bytes the read-limit probes stream (default 1 GiB; tests use less). */
   probeBytes?: number;
 }
@@ -105,13 +111,20 @@ export async function benchKernels(o: KernelBenchOptions): Promise<KernelReport>
       }
     }
   }
+  let gpujs: KernelReport['gpujs'], gpujsGpuMode: string | undefined;
+  if (o.gpujs !== false) {
+    o.onCase?.('gpu.js');
+    const g = await benchGpuJs(first.config, maxTime);
+    gpujs = 'unavailable' in g ? g : { rows: g };
+    gpujsGpuMode = await gpuJsGpuModeInNode();
+  }
   // the limits after the kernels, on the same threads
   const limits = {
     wasmReadGBs: await measureBandwidth(o.threads, { bytes: o.probeBytes }),
     nativeReadGBs: await measureNativeBandwidth(o.threads, 4, o.probeBytes),
     computeGflops: (await measureCompute(o.threads)).gflops,
   };
-  return { machine: machineLine(), threads: o.threads, limits, rows };
+  return { machine: machineLine(), threads: o.threads, limits, rows, ...(gpujs ? { gpujs, gpujsGpuMode } : {}) };
 }
 
 export function formatKernels(r: KernelReport): string {
@@ -124,6 +137,12 @@ export function formatKernels(r: KernelReport): string {
       : `  ${x.gflops!.toFixed(1)} GFLOP/s = ${(100 * x.gflops! / l.computeGflops).toFixed(0)}% of the FMA limit`;
     lines.push(`  ${x.target.padEnd(13)} ${`${x.kernel}${x.weights ? ` ${x.weights}` : ''}`.padEnd(28)} ${x.program.padEnd(7)} T=${String(x.tokens).padEnd(4)} ` +
       `${x.meanMs.toFixed(3).padStart(9)} ms ±${x.rmePct.toFixed(1)}% (${x.samples} samples)${rate}`);
+  }
+  if (r.gpujs && 'unavailable' in r.gpujs) lines.push(`  gpu.js: ${r.gpujs.unavailable}`);
+  else if (r.gpujs) {
+    lines.push('  gpu.js (hand-written JavaScript kernels, same sizes; 1 thread — its CPU mode is plain JS):');
+    for (const g of r.gpujs.rows) lines.push(`    ${g.mode} ${g.kernel.padEnd(24)} ${g.meanMs.toFixed(3).padStart(9)} ms ±${g.rmePct.toFixed(1)}% (${g.samples} samples)${g.gbs ? `  ${g.gbs.toFixed(2)} GB/s` : ''}`);
+    if (r.gpujsGpuMode) lines.push(`    ${r.gpujsGpuMode}`);
   }
   return lines.join('\n');
 }

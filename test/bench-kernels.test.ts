@@ -25,6 +25,9 @@ describe('bench --kernels', () => {
 
   it('times every kind on the wasm target with benchmark.js statistics', async () => {
     const r = await benchKernels({ plans: { f32: tiny('f32'), int8: tiny('int8') }, weights: (p) => randomWeights(p.config, 1), threads: 1, maxTime: 0.02, probeBytes: 32 * 2 ** 20 });
+    // gpu.js ran too (CPU mode), its matvec's GB/s from its own time
+    expect(r.gpujs && 'rows' in r.gpujs && r.gpujs.rows.map((g) => g.kernel)).toEqual(['matvec 128×128 f32', 'wkv step 2×64×64']);
+    expect(r.gpujsGpuMode).toMatch(/headlessgl|gpu.js/);
     expect(r.machine).toMatch(/flags:/);
     for (const v of Object.values(r.limits)) expect(v).toBeGreaterThan(0);
     expect(new Set(r.rows.map((x) => x.kind))).toEqual(new Set(['linear', 'wkv', 'token_shift', 'layernorm']));

@@ -1,8 +1,9 @@
 /** Benchmark plots as SVG, through Vega-Lite (rendered headless, no canvas needed). */
-import * as vega from 'vega';
-import { compile, type TopLevelSpec } from 'vega-lite';
+import type { TopLevelSpec } from 'vega-lite';
 
 export async function renderSvg(spec: TopLevelSpec): Promise<string> {
+  // loaded here, not at the top: Vega takes ~1 s to import and only `bench --plot` draws (CLI start-up)
+  const [vega, { compile }] = await Promise.all([import('vega'), import('vega-lite')]);
   const view = new vega.View(vega.parse(compile(spec).spec), { renderer: 'none' });
   return view.toSVG();
 }

@@ -10,7 +10,7 @@ import { Command } from 'commander';
 import { compileGraph } from '../compiler/index.ts';
 import type { ModelConfig } from '../kernels/config.ts';
 import { materializeWeight } from '../kernels/weights.ts';
-import { buildGraph } from '../driver/load.ts';
+import { buildGraph, DEFAULT_DSL } from '../driver/load.ts';
 import { openModel } from '../runtime/model.ts';
 import { runTokens } from '../runtime/run-tokens.ts';
 import { writeRandomModel } from '../runtime/random-model.ts';
@@ -37,8 +37,7 @@ export function demoCommand(): Command {
       say(`1. model: ${DEMO.nLayer} layers, width ${DEMO.nEmbd}, vocab ${DEMO.vocabSize}, seeded random bf16 weights → ${ckpt}`);
       writeRandomModel(ckpt, DEMO, o.seed, 'bf16');
       const model = openModel(ckpt);
-      const dsl = resolve(import.meta.dirname, '..', 'examples', 'finch.ts');
-      const graph = await buildGraph(dsl, model.config);
+      const graph = await buildGraph(DEFAULT_DSL, model.config);
       const t0 = performance.now();
       const { plan } = compileGraph(graph, model.config, { weights: 'f32', logits: 'all', chunk: 16 });
       const compileMs = performance.now() - t0;

@@ -4,6 +4,7 @@
  */
 import { Command } from 'commander';
 import { UserError } from '../kernels/errors.ts';
+import { rwkvcVersion } from '../driver/version.ts';
 import { logitsCommand } from './logits.ts';
 import { compileCommand } from './compile.ts';
 import { inspectCommand } from './inspect.ts';
@@ -19,6 +20,7 @@ import { serveCommand } from './serve.ts';
 const program = new Command()
   .name('rwkvc')
   .description('A compiler toolchain for RWKV-6 models: a TypeScript DSL compiled to WASM-SIMD and WGSL (WebGPU) kernels.')
+  .version(rwkvcVersion(), '-V, --version', 'the rwkvc version')
   .showHelpAfterError()
   .configureOutput({ outputError: (s, write) => write(s) })
   .exitOverride(usageExit);

@@ -19,20 +19,24 @@
  * package makes emitting fail, naming it.
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { dirname, join, relative, resolve, sep } from 'node:path';
-import {
-  Node, Project, Scope, StructureKind, SyntaxKind, ts, VariableDeclarationKind, Writers,
-  type ClassDeclarationStructure, type OptionalKind, type SourceFile, type SourceFileStructure,
-} from 'ts-morph';
+import { dirname, join, posix, relative, resolve, sep } from 'node:path';
+import type * as TsMorph from 'ts-morph';
+import type { ClassDeclarationStructure, Node, OptionalKind, SourceFile, SourceFileStructure } from 'ts-morph';
 import type { ModelConfig } from '../kernels/config.ts';
 import type { KernelPlan, WeightDType } from '../kernels/plan.ts';
 import { TARGETS } from '../targets/registry.ts';
 import { UserError } from '../kernels/errors.ts';
 import { buildGraph } from './load.ts';
+import { rwkvcVersion } from './version.ts';
 import { PRESETS } from '../runtime/presets.ts';
 import { compileGraph } from '../compiler/index.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
+/** Running from the built rwkvc (dist/*.js), where the runtime is JavaScript + .d.ts, not TypeScript sources. */
+const BUILT = import.meta.url.endsWith('.js');
+
+/** ts-morph (the TypeScript compiler, ~2 s to import), loaded by emitPackage: the CLI starts without it. */
+let tm: typeof TsMorph;
 
 export interface EmitPackageOptions {
   /** The model description (e.g. examples/finch.ts). */
@@ -110,6 +114,7 @@ function defaultName(model: string, config: ModelConfig): string {
 }
 
 export async function emitPackage(o: EmitPackageOptions): Promise<EmittedPackage> {
+  tm ??= await import('ts-morph');
   const weights = [...new Set(Array.isArray(o.weights) ? o.weights : [o.weights ?? 'f32'])];
   if (!weights.length) throw new UserError('package: no weight storage to compile');
   const plans = new Map<WeightDType, KernelPlan>();
@@ -166,25 +171,24 @@ function clearOutput(dir: string): void {
 const toJs = (spec: string) => (spec.startsWith('.') && spec.endsWith('.ts') && !spec.endsWith('.d.ts') ? spec.slice(0, -3) + '.js' : spec);
 
 /** Every module specifier in a file (static, re-exports, dynamic import(), import types, `new URL('./x.ts', import.meta.url)`), as nodes. */
-function specifierNodes(sf: SourceFile): Node[] {
+function specifierNodes(sf: SourceFile, rel = relative(ROOT, sf.getFilePath()).split(sep).join('/')): Node[] {
   const out: Node[] = [];
   for (const d of [...sf.getImportDeclarations(), ...sf.getExportDeclarations()]) {
     const s = d.getModuleSpecifier();
     if (s) out.push(s);
   }
   sf.forEachDescendant((n) => {
-    if (Node.isCallExpression(n) && n.getExpression().getKind() === SyntaxKind.ImportKeyword) {
+    if (tm.Node.isCallExpression(n) && n.getExpression().getKind() === tm.SyntaxKind.ImportKeyword) {
       const a = n.getArguments()[0];
-      const rel = relative(ROOT, sf.getFilePath()).split(sep).join('/');
-      if (a && Node.isStringLiteral(a)) out.push(a);
-      else if (a && !Object.hasOwn(COMPUTED_IMPORTS, rel)) throw new UserError(`package: ${rel}: import() of a computed specifier cannot be packaged`);
-    } else if (Node.isNewExpression(n) && n.getExpression().getText() === 'URL') {
+      if (a && tm.Node.isStringLiteral(a)) out.push(a);
+      else if (a && !Object.hasOwn(COMPUTED_IMPORTS, rel.replace(/\.js$/, '.ts'))) throw new UserError(`package: ${rel}: import() of a computed specifier cannot be packaged`);
+    } else if (tm.Node.isNewExpression(n) && n.getExpression().getText() === 'URL') {
       // a module beside this one, by URL (a worker script): packaged like an import
       const [a, base] = n.getArguments();
-      if (a && Node.isStringLiteral(a) && /^\.\.?\/.*\.ts$/.test(a.getLiteralValue()) && base?.getText() === 'import.meta.url') out.push(a);
-    } else if (Node.isImportTypeNode(n)) {
+      if (a && tm.Node.isStringLiteral(a) && /^\.\.?\/.*\.[tj]s$/.test(a.getLiteralValue()) && base?.getText() === 'import.meta.url') out.push(a);
+    } else if (tm.Node.isImportTypeNode(n)) {
       const arg = n.getArgument();
-      if (Node.isLiteralTypeNode(arg)) out.push(arg.getLiteral());
+      if (tm.Node.isLiteralTypeNode(arg)) out.push(arg.getLiteral());
     }
   });
   return out;
@@ -195,12 +199,13 @@ type PackageLayout = Record<string, Record<string, string[]>>;
 
 function transpileRuntime(name: string, className: string, config: ModelConfig, weights: WeightDType[],
   layout: PackageLayout): Record<string, string> {
+  if (BUILT) return builtRuntime(name, className, config, weights, layout);
   const outDir = join(ROOT, '.package-out'); // virtual: everything is emitted to memory
-  const project = new Project({
+  const project = new tm.Project({
     skipAddingFilesFromTsConfig: true,
     skipFileDependencyResolution: true,
     compilerOptions: {
-      target: ts.ScriptTarget.ES2022, module: ts.ModuleKind.ES2022, moduleResolution: ts.ModuleResolutionKind.Bundler,
+      target: tm.ts.ScriptTarget.ES2022, module: tm.ts.ModuleKind.ES2022, moduleResolution: tm.ts.ModuleResolutionKind.Bundler,
       strict: true, noImplicitOverride: true, skipLibCheck: true, declaration: true, sourceMap: false,
       rootDir: ROOT, outDir, lib: ['lib.es2022.d.ts', 'lib.dom.d.ts'], types: ['node', '@webgpu/types'],
       paths: { [PLATFORM.specifier]: [join(ROOT, PLATFORM.web)] },
@@ -260,6 +265,63 @@ function transpileRuntime(name: string, className: string, config: ModelConfig, 
   return out;
 }
 
+/**
+ * The same from the built rwkvc (dist/, no TypeScript sources): the runtime modules are copied as compiled
+ * (.js, and .d.ts for types), following the imports of both; only the entry is compiled here, type-checked
+ * against the runtime's declarations, in memory.
+ */
+function builtRuntime(name: string, className: string, config: ModelConfig, weights: WeightDType[],
+  layout: PackageLayout): Record<string, string> {
+  const project = new tm.Project({
+    useInMemoryFileSystem: true,
+    skipAddingFilesFromTsConfig: true,
+    compilerOptions: {
+      target: tm.ts.ScriptTarget.ES2022, module: tm.ts.ModuleKind.ES2022, moduleResolution: tm.ts.ModuleResolutionKind.Bundler,
+      strict: true, noImplicitOverride: true, skipLibCheck: true, declaration: true, sourceMap: false,
+      rootDir: '/pkg', outDir: '/out', lib: ['lib.es2022.d.ts', 'lib.dom.d.ts'], types: [],
+      paths: { [PLATFORM.specifier]: [`/pkg/${PLATFORM.web.replace(/\.ts$/, '.d.ts')}`] },
+    },
+  });
+  const out: Record<string, string> = {};
+  const queue = RUNTIME_ROOTS.map((p) => p.replace(/\.ts$/, '.js'));
+  const follow = (sf: SourceFile, rel: string) => {
+    for (const n of specifierNodes(sf, rel)) {
+      const spec = (n as Node & { getLiteralValue(): string }).getLiteralValue();
+      if (spec.startsWith('.')) queue.push(posix.join(posix.dirname(rel), spec));
+      else if (!spec.startsWith('node:') && spec !== PLATFORM.specifier) {
+        throw new UserError(`package: ${rel} imports '${spec}': a package can depend only on its own files and node: built-ins`);
+      }
+    }
+  };
+  while (queue.length) {
+    const rel = queue.shift()!;
+    if (Object.hasOwn(out, rel)) continue;
+    if (rel.startsWith('..') || FORBIDDEN.some((f) => rel.startsWith(f))) {
+      throw new UserError(`package: the runtime would include ${rel}, which belongs to the compiler side`);
+    }
+    for (const file of [rel, rel.replace(/\.js$/, '.d.ts')]) {
+      const path = join(ROOT, file);
+      if (!existsSync(path)) throw new Error(`package: ${path} is missing from this rwkvc build (run npm run build)`);
+      out[file] = readFileSync(path, 'utf8');
+      follow(project.createSourceFile(`/pkg/${file}`, out[file]!, { overwrite: true }), file);
+    }
+  }
+
+  const entry = project.createSourceFile('/pkg/index.ts', entryStructure(name, className, config, weights, layout), { overwrite: true });
+  entry.formatText({ indentSize: 2 });
+  for (const n of specifierNodes(entry, 'index.ts')) {
+    const spec = (n as Node & { getLiteralValue(): string }).getLiteralValue();
+    (n as Node & { setLiteralValue(v: string): void }).setLiteralValue(toJs(spec));
+  }
+  const diags = project.getPreEmitDiagnostics().filter((d) => d.getSourceFile()?.getFilePath() === entry.getFilePath());
+  if (diags.length) {
+    throw new Error(`package: the entry does not type-check:\n${project.formatDiagnosticsWithColorAndContext(diags.slice(0, 10))}`);
+  }
+  for (const f of entry.getEmitOutput().getOutputFiles()) out[posix.basename(f.getFilePath())] = f.getText();
+  if (!out['index.js'] || !out['index.d.ts']) throw new Error('package: the entry was not emitted');
+  return out;
+}
+
 // ------------------------------------------ the entry ------------------------------------------
 
 function entryStructure(name: string, cls: string, config: ModelConfig, weights: WeightDType[], layout: PackageLayout): OptionalKind<SourceFileStructure> {
@@ -268,12 +330,12 @@ function entryStructure(name: string, cls: string, config: ModelConfig, weights:
   const optionsType = `${cls}LoadOptions`;
   const stateType = `${cls}State`;
   const url = (p: string) => `new URL(${JSON.stringify('./' + p)}, import.meta.url)`;
-  const variant = (w: WeightDType) => Writers.object(Object.fromEntries(Object.entries(layout[w] ?? {}).map(([t, fs]) =>
-    [t, Writers.object(Object.fromEntries(fs.map((f) => [JSON.stringify(f), url(`${w}/${f}`)])))])));
+  const variant = (w: WeightDType) => tm.Writers.object(Object.fromEntries(Object.entries(layout[w] ?? {}).map(([t, fs]) =>
+    [t, tm.Writers.object(Object.fromEntries(fs.map((f) => [JSON.stringify(f), url(`${w}/${f}`)])))])));
   const packaged = TARGETS.filter((t) => t.packaged);
   const targetType = ['auto', ...packaged.map((t) => t.name)].map((n) => `'${n}'`).join(' | ');
   // the packaged targets' runtimes, loaded on first use, in the registry's order ('auto' tries them so)
-  const runtimes = Writers.object(Object.fromEntries(packaged.map((t) =>
+  const runtimes = tm.Writers.object(Object.fromEntries(packaged.map((t) =>
     [t.name, `async () => (await import(${JSON.stringify('./' + t.packaged)})).runtime`])));
 
   const klass: OptionalKind<ClassDeclarationStructure> = {
@@ -285,12 +347,12 @@ function entryStructure(name: string, cls: string, config: ModelConfig, weights:
       { name: 'config', isStatic: true, isReadonly: true, type: cfgType, initializer: 'config', docs: ['The config this package was compiled for.'] },
       { name: 'config', isReadonly: true, type: cfgType, initializer: 'config', docs: ['The config this package was compiled for.'] },
       { name: 'state', isReadonly: true, type: stateType, docs: ['Save, restore, fork and serialise this sequence\'s state.'] },
-      { name: 'shared', scope: Scope.Private, isReadonly: true, type: 'SharedModel' },
-      { name: 'session', scope: Scope.Private, isReadonly: true, type: 'Session' },
-      { name: 'disposed', scope: Scope.Private, initializer: 'false' },
+      { name: 'shared', scope: tm.Scope.Private, isReadonly: true, type: 'SharedModel' },
+      { name: 'session', scope: tm.Scope.Private, isReadonly: true, type: 'Session' },
+      { name: 'disposed', scope: tm.Scope.Private, initializer: 'false' },
     ],
     ctors: [{
-      scope: Scope.Private,
+      scope: tm.Scope.Private,
       parameters: [{ name: 'shared', type: 'SharedModel' }, { name: 'session', type: 'Session' }],
       statements: [
         'this.shared = shared;',
@@ -338,6 +400,12 @@ function entryStructure(name: string, cls: string, config: ModelConfig, weights:
         statements: ['return this.live().generate(prompt, options);'],
       },
       {
+        name: 'generateIds', returnType: 'AsyncGenerator<number>',
+        docs: ['Generate token ids after `prompt` (token ids; text needs `vocab`), one by one: no vocabulary needed. Ends after maxTokens or at a stop token (not yielded).'],
+        parameters: [{ name: 'prompt', type: 'string | number[]' }, { name: 'options', type: 'GenerateOptions', initializer: '{}' }],
+        statements: ['return this.live().generateIds(prompt, options);'],
+      },
+      {
         name: 'tokenize', returnType: 'number[]',
         docs: ['Token ids of a text (needs `vocab` at load).'],
         parameters: [{ name: 'text', type: 'string' }],
@@ -361,11 +429,11 @@ function entryStructure(name: string, cls: string, config: ModelConfig, weights:
         statements: ['if (this.disposed) return;', 'this.disposed = true;', 'this.shared.release();'],
       },
       {
-        name: 'live', scope: Scope.Private, returnType: 'Session',
+        name: 'live', scope: tm.Scope.Private, returnType: 'Session',
         statements: [`if (this.disposed) throw new UserError('${cls}: this sequence was disposed');`, 'this.shared.check();', 'return this.session;'],
       },
       {
-        name: 'tokenizer', scope: Scope.Private, returnType: 'WorldTokenizer',
+        name: 'tokenizer', scope: tm.Scope.Private, returnType: 'WorldTokenizer',
         statements: [
           'const t = this.shared.tokenizer;',
           `if (!t) throw new UserError('${cls}: no vocabulary (load with { vocab })');`,
@@ -384,35 +452,35 @@ function entryStructure(name: string, cls: string, config: ModelConfig, weights:
   return {
     statements: [
       {
-        kind: StructureKind.ImportDeclaration, moduleSpecifier: './runtime/session.ts',
+        kind: tm.StructureKind.ImportDeclaration, moduleSpecifier: './runtime/session.ts',
         namedImports: [{ name: 'Session', isTypeOnly: true }, { name: 'GenerateOptions', isTypeOnly: true }, { name: 'StateSnapshot', isTypeOnly: true }],
       },
       {
-        kind: StructureKind.ImportDeclaration, moduleSpecifier: './runtime/package/model.ts',
+        kind: tm.StructureKind.ImportDeclaration, moduleSpecifier: './runtime/package/model.ts',
         namedImports: ['decodeBatch', 'loadShared', { name: 'BackendInfo', isTypeOnly: true }, { name: 'PackageDescription', isTypeOnly: true }, { name: 'SharedModel', isTypeOnly: true }, { name: 'TargetRuntimes', isTypeOnly: true }],
       },
-      { kind: StructureKind.ImportDeclaration, moduleSpecifier: './kernels/errors.ts', namedImports: ['UserError'] },
-      { kind: StructureKind.ImportDeclaration, moduleSpecifier: './runtime/world-tokenizer.ts', namedImports: [{ name: 'WorldTokenizer', isTypeOnly: true }] },
-      { kind: StructureKind.ImportDeclaration, moduleSpecifier: PLATFORM.specifier, namedImports: ['platform'] },
-      { kind: StructureKind.ExportDeclaration, moduleSpecifier: './runtime/session.ts', namedExports: [{ name: 'GenerateOptions', isTypeOnly: true }, { name: 'StateSnapshot', isTypeOnly: true }] },
-      { kind: StructureKind.ExportDeclaration, moduleSpecifier: './kernels/errors.ts', namedExports: ['UserError'] },
-      { kind: StructureKind.ExportDeclaration, moduleSpecifier: './runtime/package/model.ts', namedExports: [{ name: 'BackendInfo', isTypeOnly: true }] },
+      { kind: tm.StructureKind.ImportDeclaration, moduleSpecifier: './kernels/errors.ts', namedImports: ['UserError'] },
+      { kind: tm.StructureKind.ImportDeclaration, moduleSpecifier: './runtime/world-tokenizer.ts', namedImports: [{ name: 'WorldTokenizer', isTypeOnly: true }] },
+      { kind: tm.StructureKind.ImportDeclaration, moduleSpecifier: PLATFORM.specifier, namedImports: ['platform'] },
+      { kind: tm.StructureKind.ExportDeclaration, moduleSpecifier: './runtime/session.ts', namedExports: [{ name: 'GenerateOptions', isTypeOnly: true }, { name: 'StateSnapshot', isTypeOnly: true }] },
+      { kind: tm.StructureKind.ExportDeclaration, moduleSpecifier: './kernels/errors.ts', namedExports: ['UserError'] },
+      { kind: tm.StructureKind.ExportDeclaration, moduleSpecifier: './runtime/package/model.ts', namedExports: [{ name: 'BackendInfo', isTypeOnly: true }] },
       {
-        kind: StructureKind.VariableStatement, isExported: true, declarationKind: VariableDeclarationKind.Const,
+        kind: tm.StructureKind.VariableStatement, isExported: true, declarationKind: tm.VariableDeclarationKind.Const,
         docs: ['The model config this package was compiled for (a checkpoint must have these shapes).'],
         declarations: [{
           name: 'config',
-          initializer: Writers.assertion(Writers.object(Object.fromEntries(Object.entries(config).map(([k, v]) => [k, String(v)]))), 'const'),
+          initializer: tm.Writers.assertion(tm.Writers.object(Object.fromEntries(Object.entries(config).map(([k, v]) => [k, String(v)]))), 'const'),
         }],
       },
-      { kind: StructureKind.TypeAlias, isExported: true, name: cfgType, type: 'typeof config' },
+      { kind: tm.StructureKind.TypeAlias, isExported: true, name: cfgType, type: 'typeof config' },
       {
-        kind: StructureKind.TypeAlias, isExported: true, name: weightsType,
+        kind: tm.StructureKind.TypeAlias, isExported: true, name: weightsType,
         docs: [`The weight storages compiled into this package (default ${weights[0]}).`],
         type: weights.map((w) => JSON.stringify(w)).join(' | '),
       },
       {
-        kind: StructureKind.Interface, isExported: true, name: optionsType,
+        kind: tm.StructureKind.Interface, isExported: true, name: optionsType,
         properties: [
           { name: 'target', hasQuestionToken: true, type: targetType, docs: ["'auto' (default): the first target that can run here, in this order: " + packaged.map((t) => t.name).join(', ') + ' (WebGPU when `navigator.gpu` gives an adapter, else WASM); or one by name.'] },
           { name: 'threads', hasQuestionToken: true, type: 'number', docs: ['WASM worker threads (default: every core; in a browser they need a cross-origin isolated page, else 1).'] },
@@ -423,7 +491,7 @@ function entryStructure(name: string, cls: string, config: ModelConfig, weights:
         ],
       },
       {
-        kind: StructureKind.Interface, isExported: true, name: stateType,
+        kind: tm.StructureKind.Interface, isExported: true, name: stateType,
         properties: [
           { name: 'save', type: '() => Promise<StateSnapshot>', docs: ['A copy of the state (and the last logits).'] },
           { name: 'restore', type: '(snapshot: StateSnapshot) => Promise<void>', docs: ['Go back to a saved state.'] },
@@ -434,22 +502,22 @@ function entryStructure(name: string, cls: string, config: ModelConfig, weights:
         ],
       },
       {
-        kind: StructureKind.VariableStatement, declarationKind: VariableDeclarationKind.Const,
+        kind: tm.StructureKind.VariableStatement, declarationKind: tm.VariableDeclarationKind.Const,
         declarations: [{ name: 'RUNTIMES', type: 'TargetRuntimes', initializer: runtimes }],
       },
       {
-        kind: StructureKind.VariableStatement, declarationKind: VariableDeclarationKind.Const,
+        kind: tm.StructureKind.VariableStatement, declarationKind: tm.VariableDeclarationKind.Const,
         declarations: [{
           name: 'PACKAGE', type: 'PackageDescription',
-          initializer: Writers.object({
+          initializer: tm.Writers.object({
             name: JSON.stringify(name),
             config: 'config',
-            variants: Writers.object(Object.fromEntries(weights.map((w) => [w, variant(w)]))),
+            variants: tm.Writers.object(Object.fromEntries(weights.map((w) => [w, variant(w)]))),
           }),
         }],
       },
-      { ...klass, kind: StructureKind.Class },
-      { kind: StructureKind.ExportAssignment, isExportEquals: false, expression: cls },
+      { ...klass, kind: tm.StructureKind.Class },
+      { kind: tm.StructureKind.ExportAssignment, isExportEquals: false, expression: cls },
     ],
   };
 }
@@ -488,9 +556,22 @@ function packageJson(name: string, version: string, plan: KernelPlan, cls: strin
 
 function readme(name: string, cls: string, config: ModelConfig, weights: WeightDType[], plan: KernelPlan): string {
   const rows = Object.entries(config).map(([k, v]) => `| ${k} | ${v} |`).join('\n');
+  const V = config.vocabSize;
+  // example token ids this model has (0 … V−1), whatever its vocabulary size
+  const [a, b, c, d, e, f] = [510, 3158, 8930, 33, 11, 22].map((x) => x % V);
+  // text needs the World vocabulary (ids up to 65535): show it only for a model with that many tokens
+  const world = V >= 65536;
+  const text = world
+    ? `const model = await ${cls}.load('model.pth', { vocab: 'rwkv_vocab_v20230424.txt', threads: 4 });
+for await (const piece of model.generate('User: hi\\n\\nAssistant:', { maxTokens: 50, temperature: 0 })) process.stdout.write(piece);
+const ids = model.tokenize('The Eiffel tower is in the city of');   // token ids (needs vocab)
+`
+    : `const model = await ${cls}.load('model.pth', { threads: 4 });   // vocabulary ${V}: not the World one, so token ids
+const ids = [${a}, ${b}, ${c}];                                   // any ids in 0 … ${V - 1}
+`;
   return `# ${name}
 
-An RWKV-6 model (${plan.model}) compiled by [rwkvc](https://github.com/) to WASM-SIMD kernels and WebGPU (WGSL)
+An RWKV-6 model (${plan.model}) compiled by rwkvc ${rwkvcVersion()} (\`rwkvc compile … --emit package\`) to WASM-SIMD kernels and WebGPU (WGSL)
 shaders: an ES module package with no dependencies, for Node ≥ 20, browsers and bundlers. It holds the compiled kernels, not the weights:
 load any checkpoint of this shape (official \`.pth\`, safetensors, Hugging Face names).
 
@@ -498,19 +579,17 @@ load any checkpoint of this shape (official \`.pth\`, safetensors, Hugging Face 
 |---|---|
 ${rows}
 
-Weights compiled: ${weights.join(', ')} (default ${weights[0]}). Prefill chunk: ${plan.prefill.maxT} tokens.
+Weights compiled: ${weights.join(', ')} (default ${weights[0]}). Prefill chunk: ${plan.prefill.maxT} tokens. Token ids are 0 … ${V - 1}.
 
 \`\`\`js
 import { ${cls} } from '${name}';
 
-const model = await ${cls}.load('model.pth', { vocab: 'rwkv_vocab_v20230424.txt', threads: 4 });
-for await (const piece of model.generate('User: hi\\n\\nAssistant:', { maxTokens: 50, temperature: 0 })) process.stdout.write(piece);
-
-const logits = await model.prefill([510, 3158, 8930]);   // Float32Array [${config.vocabSize}] after the last token
-const next = await model.decode(33);
+${text}const logits = await model.prefill(ids);                 // Float32Array [${V}] after the last token
+const next = await model.decode(${d});
+for await (const id of model.generateIds([${a}, ${b}], { maxTokens: 8, temperature: 0 })) console.log(id);   // ids in, ids out: no vocabulary needed
 const snap = await model.state.save();                  // restore(snap) later
 const other = await model.state.fork();                 // a second sequence from here
-const [a, b] = await ${cls}.decodeBatch([model, other], [11, 22]);
+const [x, y] = await ${cls}.decodeBatch([model, other], [${e}, ${f}]);
 const bytes = await model.state.toBytes();              // a state file; fromBytes(bytes) restores it
 model.dispose(); other.dispose();
 \`\`\`
@@ -521,7 +600,7 @@ follow). \`load\` runs on WebGPU when \`navigator.gpu\` gives an adapter, else o
 chooses, and \`model.backend\` says what runs. WASM threads (Web Workers) need a cross-origin isolated page
 (headers \`Cross-Origin-Opener-Policy: same-origin\`, \`Cross-Origin-Embedder-Policy: require-corp\`); without
 it WASM runs 1 thread. Without a bundler, map \`#platform\` to \`./runtime/package/platform-web.js\` in an import map.
-In Node, \`target: 'wgsl'\` needs the \`webgpu\` package (Dawn).
+In Node, \`target: 'wgsl'\` needs the \`webgpu\` npm package (Dawn): \`npm install webgpu\`.
 
 Files: \`index.js\` (entry, \`index.d.ts\` types), \`plan.json\` (the kernel plan), \`<weights>/\` (WASM kernels:
 model.wasm, model.relaxed.wasm, layout.json; WebGPU: wgsl.json, the plan and its shaders), \`runtime/\`,

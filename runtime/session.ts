@@ -116,10 +116,33 @@ export class Session {
    */
   async *generate(prompt: string | number[], o: GenerateOptions = {}): AsyncGenerator<string> {
     const tok = this.tokenizer;
-    if (!tok) throw new UserError('generate: this session has no tokenizer (pass one to Session or load)');
+    if (!tok) {
+      throw new UserError(typeof prompt === 'string'
+        ? 'generate: text needs a vocabulary (load with { vocab }); without one, give token ids to generateIds()'
+        : 'generate: text out needs a vocabulary (load with { vocab }); generateIds() takes and returns token ids without one');
+    }
     const ids = typeof prompt === 'string' ? tok.encode(prompt) : prompt;
     if (ids.length) checkTokens(ids, this.config.vocabSize, 'generate');
-    // a second generate() on this session starts when this one has finished (or was abandoned with return())
+    yield* this.inTurn(() => this.generateNow(ids, o, tok));
+  }
+
+  /**
+   * Generate token ids after `prompt` (token ids; or text, with a vocabulary): the same sampling and turn
+   * as generate(), for a session without a vocabulary. Ends after maxTokens or at a stop token (end-of-text,
+   * `stopTokens`), which is not yielded; `stopStrings` need text, so they are refused here.
+   */
+  async *generateIds(prompt: string | number[], o: GenerateOptions = {}): AsyncGenerator<number> {
+    if (o.stopStrings?.length) throw new UserError('generateIds: stopStrings match text: use generate(), or stopTokens here');
+    let ids: ArrayLike<number>;
+    if (typeof prompt !== 'string') ids = prompt;
+    else if (this.tokenizer) ids = this.tokenizer.encode(prompt);
+    else throw new UserError('generateIds: a text prompt needs a vocabulary (load with { vocab }); give token ids');
+    if (ids.length) checkTokens(ids, this.config.vocabSize, 'generateIds');
+    yield* this.inTurn(() => this.idsNow(ids, o));
+  }
+
+  /** Runs a generation in this session's turn: it starts when the previous one has finished (or was abandoned with return()). */
+  private async *inTurn<T>(run: () => AsyncGenerator<T>): AsyncGenerator<T> {
     let done!: () => void;
     const turn = new Promise<void>((r) => (done = r));
     let release!: () => void;
@@ -127,9 +150,24 @@ export class Session {
     void this.generating(() => { done(); return mine; });
     await turn;
     try {
-      yield* this.generateNow(ids, o, tok);
+      yield* run();
     } finally {
       release();
+    }
+  }
+
+  private async *idsNow(ids: ArrayLike<number>, o: GenerateOptions): AsyncGenerator<number> {
+    let logits = ids.length ? await this.prefill(ids) : this.lastLogits;
+    if (!logits) throw new UserError('generateIds: empty prompt and nothing fed before');
+    const rng = createRng(o.seed ?? Date.now());
+    const history = new TokenHistory();
+    const stops = new StopMatcher(o);
+    for (let i = 0; i < (o.maxTokens ?? 100); i++) {
+      const id = sample(logits, o, rng, history);
+      o.onToken?.(id);
+      if (stops.push(id, '').stopped) return;
+      yield id;
+      logits = await this.decode(id);
     }
   }
 

@@ -176,8 +176,11 @@ async function loadDawn(): Promise<DawnModule> {
   try {
     mod = (await import(/* @vite-ignore */ specifier)) as DawnModule;
   } catch (e) {
+    // name the package: a generated package does not depend on it, so a plain `npm install` does not add it
+    if ((e as { code?: string }).code === 'ERR_MODULE_NOT_FOUND' && /'webgpu'/.test((e as Error).message))
+      throw new UserError("target 'wgsl' in Node needs the `webgpu` npm package (Dawn for Node), which is not installed here: install the `webgpu` npm package (npm install webgpu)");
     throw new UserError(
-      `cannot load the 'webgpu' package (Dawn for Node): ${(e as Error).message.split('\n')[0]}; run npm install`,
+      `cannot load the \`webgpu\` npm package (Dawn for Node): ${(e as Error).message.split('\n')[0]}; reinstall the \`webgpu\` npm package (npm install webgpu)`,
     );
   }
   // GPUBufferUsage, GPUMapMode, GPUShaderStage, ... as in a browser, for code that uses them.

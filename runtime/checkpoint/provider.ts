@@ -27,9 +27,10 @@ export function checkpointProvider(
     return v;
   };
   // Rows of a stored (not transposed) tensor come straight from the file; an ln0 fold works row by row.
+  // A transposed or row-repeated one (QRWKV6's k/v, kernels/weights.ts) has other rows than the file's.
   provider.rows = (d, row0, rows) => {
     tick(d);
-    if (d.source.transpose) {
+    if (d.source.transpose || d.source.repeat) {
       const cols = d.shape[d.shape.length - 1]!;
       return materializeWeight(d.source, read).subarray(row0 * cols, (row0 + rows) * cols);
     }

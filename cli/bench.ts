@@ -185,6 +185,8 @@ export function benchCommand(): Command {
     .option('--clients <list>', 'concurrent clients for --serve', '1,4,16')
     .option('--context', 'decode ms/token and sequence memory at context positions (--contexts): rwkvc (wasm) beside a random LLaMA of the same shape in llama.cpp, flash attention on and off (bench/context.ts)')
     .option('--contexts <list>', 'positions for --context (k = 1024)', '1,256,1k,4k,16k')
+    .option('--all', 'every table and chart, one part after another (wasm sweep, onnxruntime, context, kernels, wgsl); with --plot DIR writes DIR/RESULTS.md and the SVGs (bench/all.ts)')
+    .option('--parts <list>', 'with --all: only these parts (wasm,onnxruntime,context,kernels,wgsl)')
     .option('--kernels', 'per-kernel micro-benchmarks (benchmark.js: mean, ±RME, samples) of each kernel kind, linear per weight format, on the wasm target, against read and FMA limits of the same run (bench/kernels.ts)')
     .addHelpText('after', `
 Examples:
@@ -198,6 +200,15 @@ Examples:
       const stream = process.stderr.isTTY ? process.stderr : new Writable({ write: (_c, _e, done) => done() });
       const progress = new MultiBar({ format: '{phase} [{bar}] {value}/{total}', clearOnComplete: true, hideCursor: true, stream }, Presets.shades_classic);
       if (o.context) (await import('../bench/context.ts')).parseContexts(o.contexts); // a bad list before any loading
+      if (o.all) {
+        const { benchAll } = await import('../bench/all.ts');
+        const known = ['wasm', 'onnxruntime', 'context', 'kernels', 'wgsl'];
+        const parts = o.parts === undefined ? undefined : String(o.parts).split(',').map((x: string) => x.trim());
+        for (const x of parts ?? []) if (!known.includes(x)) throw new UserError(`--parts: '${x.slice(0, 40)}' is not one of ${known.join(', ')}`);
+        const r = benchAll({ dir: o.plot ?? 'docs/bench', preset: o.preset, threads: o.threads ?? availableParallelism(), parts, onPart: (name, i, n) => process.stderr.write(`rwkvc bench --all: part ${i + 1}/${n}: ${name}\n`) });
+        process.stdout.write(`${r.file}${r.failed.length ? ` (failed: ${r.failed.join('; ')})` : ''}\n`);
+        return;
+      }
       let path = o.model as string | undefined;
       if (!path) {
         if (!PRESETS[o.preset]) throw new UserError(`--preset: unknown preset '${o.preset}' (${Object.keys(PRESETS).join(', ')})`);

@@ -11,6 +11,7 @@ import { ALL_FORMATS, fitsTable, footprint, SIZED_TARGETS } from '../driver/limi
 import { formatMeasurement, measureLoad } from '../driver/measure-load.ts';
 import { int, num, weightsOption } from './args.ts';
 import { resolveConfig } from './config-arg.ts';
+import { PRESETS } from '../runtime/presets.ts';
 import { formatScale, scaleReport } from './inspect-scale.ts';
 
 const BYTES: Record<WeightDType, number> = { f32: 4, bf16: 2, f16: 2, int8: 1 + 2 / INT8_BLOCK, q4_0: 0.5 + 2 / INT8_BLOCK, q4_1: 0.5 + 4 / INT8_BLOCK };
@@ -117,6 +118,8 @@ Examples:
         return;
       }
       const fromPlan = isPlanPath(what) || (what.endsWith('.json') && existsSync(what) && isPlanJson(what));
+      if (!fromPlan && !PRESETS[what] && !existsSync(what))
+        throw new UserError(`inspect: '${what}' is neither a plan folder, a preset (${Object.keys(PRESETS).join(', ')}) nor a file`);
       const config = fromPlan ? readPlan(what).config : resolveConfig(what);
       // The graph only when something is compiled (a model, or --fits over formats).
       const graph = !fromPlan || o.fits || o.scale ? await buildGraph(o.dsl, config) : undefined;

@@ -131,7 +131,7 @@ describe('WebGPU: every matrix over one binding is split', () => {
 
 describe('7B and 14B plans compile quickly', () => {
   for (const preset of ['finch-7b', 'finch-14b']) {
-    it(`${preset}: graph + compile in under 3 s of CPU (a warm run; ~1 s on an idle core)`, async () => {
+    it(`${preset}: graph + compile in under 3 s of CPU (a warm run; 0.9–1.9 s measured on this shared machine)`, async () => {
       await plan(preset, 'int8'); // warm: the DSL module and the compiler's code
       const c0 = process.cpuUsage();
       const g = await buildGraph(DEFAULT_DSL, PRESETS[preset]!);

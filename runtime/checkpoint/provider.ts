@@ -28,11 +28,15 @@ export function checkpointProvider(
   };
   // Rows of a stored (not transposed) tensor come straight from the file; an ln0 fold works row by row.
   // A transposed or row-repeated one (QRWKV6's k/v, kernels/weights.ts) has other rows than the file's.
+  let whole: { name: string; v: Float32Array } | undefined;
   provider.rows = (d, row0, rows) => {
     tick(d);
-    if (d.source.transpose || d.source.repeat) {
+    // Any transform but the row-wise ln0 fold (transpose, QRWKV6's row repeat, one added later) gets other rows than the file's.
+    if (Object.keys(d.source).some((k) => k !== 'tensor' && k !== 'stored' && k !== 'fold' && (d.source as unknown as Record<string, unknown>)[k])) {
       const cols = d.shape[d.shape.length - 1]!;
-      return materializeWeight(d.source, read).subarray(row0 * cols, (row0 + rows) * cols);
+      // made once and kept while its slices are asked for (the last such weight only)
+      if (whole?.name !== d.name) whole = { name: d.name, v: materializeWeight(d.source, read) };
+      return whole.v.subarray(row0 * cols, (row0 + rows) * cols);
     }
     const part = ckpt.readRowsF32(d.source.tensor, row0, rows);
     return materializeWeight(d.source, (n) => (n === d.source.tensor ? part : read(n)));

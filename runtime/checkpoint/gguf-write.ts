@@ -14,6 +14,8 @@
 import type { ModelConfig } from '../../kernels/config.ts';
 import { f32ToF16, q4Bytes, toBf16, toF16, toInt8, toQ4, INT8_BLOCK, Q4_BLOCK } from '../../kernels/dtype.ts';
 import { inputError } from './errors.ts';
+import { familyOf } from '../../kernels/config.ts';
+import { qrwkv6GgufKeys, qrwkv6GgufTensors } from './gguf-qrwkv6.ts';
 import { writeFileAtomic } from './fileio.ts';
 
 /** Storage of the 2-D and 3-D matrices (vectors stay F32, as in llama.cpp's converter). */
@@ -87,6 +89,10 @@ function ggufTensors(cfg: ModelConfig, read: TensorReader, weights: GgufFormat, 
     const type = block && ne[0] % INT8_BLOCK ? 'f16' : weights;
     out.push({ name, ne, type, data: encode(v, type, ne[0]) });
   };
+  if (familyOf(cfg) === 'qrwkv6') {
+    qrwkv6GgufTensors(cfg, read, vec, mat, onLayer); // architecture rwkv6qwen2 (gguf-qrwkv6.ts)
+    return out;
+  }
   // Under 4 bits the embedding stays f16, as ours does (read one row per token: memory, not bandwidth).
   if (weights === 'q4_0' || weights === 'q4_1') out.push({ name: 'token_embd.weight', ne: [C, V], type: 'f16', data: encode(read('emb.weight'), 'f16', C) });
   else mat('token_embd.weight', read('emb.weight'), [C, V]);
@@ -203,8 +209,16 @@ export interface GgufOptions {
 export function writeGguf(path: string, cfg: ModelConfig, read: TensorReader, weights: GgufFormat, o: GgufOptions = {}): void {
   if (o.vocab && o.vocab.vocabSize > cfg.vocabSize)
     throw inputError(path, undefined, `the vocabulary has ${o.vocab.vocabSize} ids but the model's embedding has ${cfg.vocabSize} rows`);
-  const arch = 'rwkv6';
-  const kvs: Kv[] = [
+  const qrwkv6 = familyOf(cfg) === 'qrwkv6';
+  const arch = qrwkv6 ? 'rwkv6qwen2' : 'rwkv6';
+  const kvs: Kv[] = qrwkv6 ? [
+    ['general.architecture', 'str', arch],
+    ['general.name', 'str', o.name ?? 'rwkvc export'],
+    ['general.file_type', 'u32', FILE_TYPE[weights]],
+    ['general.alignment', 'u32', ALIGN],
+    ...qrwkv6GgufKeys(cfg),
+    ...vocabEntries(cfg.vocabSize, o.vocab),
+  ] : [
     ['general.architecture', 'str', arch],
     ['general.name', 'str', o.name ?? 'rwkvc export'],
     ['general.file_type', 'u32', FILE_TYPE[weights]],

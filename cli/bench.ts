@@ -9,6 +9,7 @@ import { dirname, resolve } from 'node:path';
 import { Writable } from 'node:stream';
 import { count, oneOf, targetOption, threads as threadCount } from './args.ts';
 import { loadPlan } from '../driver/targets.ts';
+import { getTarget } from '../targets/registry.ts';
 import { Command, Option, type OptionValues } from 'commander';
 import { MultiBar, Presets, type SingleBar } from 'cli-progress';
 import { compileGraph } from '../compiler/index.ts';
@@ -200,6 +201,9 @@ Examples:
       const stream = process.stderr.isTTY ? process.stderr : new Writable({ write: (_c, _e, done) => done() });
       const progress = new MultiBar({ format: '{phase} [{bar}] {value}/{total}', clearOnComplete: true, hideCursor: true, stream }, Presets.shades_classic);
       if (o.context) (await import('../bench/context.ts')).parseContexts(o.contexts); // a bad list before any loading
+      // A target this machine cannot run is one line before anything is built or compiled.
+      const why = o.all || o.serve || o.context ? null : await (await getTarget(o.target).runtime?.())?.unavailable?.();
+      if (why) throw new UserError(why);
       if (o.all) {
         const { benchAll } = await import('../bench/all.ts');
         const known = ['wasm', 'onnxruntime', 'context', 'kernels', 'wgsl'];

@@ -7,7 +7,7 @@ import { UserError } from '../kernels/errors.ts';
 import { availableParallelism } from 'node:os';
 import { compileGraph } from '../compiler/index.ts';
 import { buildGraph, checkThreads, DEFAULT_DSL } from '../driver/load.ts';
-import { ALL_FORMATS, fitsTable, footprint, SIZED_TARGETS } from '../driver/limits.ts';
+import { ALL_FORMATS, fitsTable, footprint, planFormat, SIZED_TARGETS } from '../driver/limits.ts';
 import { formatMeasurement, measureLoad } from '../driver/measure-load.ts';
 import { int, num, weightsOption } from './args.ts';
 import { resolveConfig } from './config-arg.ts';
@@ -133,7 +133,7 @@ Examples:
       const s = summarizePlan(plan);
       if (o.scale) {
         // one plan per storage that a decode streams at scale: 16-bit, 8-bit, 4-bit
-        const r = scaleReport((['bf16', 'int8', 'q4_0'] as WeightDType[]).map((f) => ({ format: f, plan: !graph && f === planFormatOf(plan) ? plan : compile(f) })));
+        const r = scaleReport((['bf16', 'int8', 'q4_0'] as WeightDType[]).map((f) => ({ format: f, plan: !graph && f === planFormat(plan) ? plan : compile(f) })));
         process.stdout.write(o.json ? JSON.stringify({ ...s, scale: r }, null, 1) + '\n' : `${formatSummary(s, false)}\n${formatScale(r)}\n`);
         return;
       }
@@ -144,7 +144,7 @@ Examples:
       const targets = String(o.targets).split(',').map((t) => t.trim()).filter(Boolean);
       for (const t of targets) if (!(SIZED_TARGETS as readonly string[]).includes(t)) throw new UserError(`--targets: '${t}' is not one of ${SIZED_TARGETS.join(', ')}`);
       const budget = { threads: o.threads, deviceMemory: o.deviceMemory === undefined ? undefined : o.deviceMemory * 2 ** 30 };
-      const rows = targets.flatMap((t) => ALL_FORMATS.map((f) => footprint(t, fromPlan && f === planFormatOf(plan) ? plan : compile(f), budget)));
+      const rows = await Promise.all(targets.flatMap((t) => ALL_FORMATS.map((f) => footprint(t, fromPlan && f === planFormat(plan) ? plan : compile(f), budget))));
       if (o.json) process.stdout.write(JSON.stringify({ ...s, fits: rows }, null, 1) + '\n');
       else process.stdout.write(`${formatSummary(s, false)}\n${fitsTable(rows)}\n`);
     });
@@ -154,4 +154,3 @@ function isPlanJson(file: string): boolean {
   try { return JSON.parse(readFileSync(file, 'utf8')).format === 'rwkvc-plan'; } catch { return false; }
 }
 
-const planFormatOf = (plan: KernelPlan) => footprint('none', plan).weights;

@@ -5,7 +5,7 @@ import { SingleBar, Presets } from 'cli-progress';
 import { count, int, targetOption, threads, weightsOption } from './args.ts';
 import { UserError } from '../kernels/errors.ts';
 import { load } from '../driver/load.ts';
-import { createServer, DEFAULT_LIMITS } from '../driver/serve/server.ts';
+import { DEFAULT_LIMITS } from '../driver/serve/limits.ts';
 import type { WeightDType } from '../kernels/plan.ts';
 
 export function serveCommand(): Command {
@@ -43,6 +43,7 @@ Examples:
       });
       if (started) bar.stop();
       const modelId = o.name ?? basename(o.model).replace(/\.(pth|safetensors)$/i, '');
+      const { createServer } = await import('../driver/serve/server.ts'); // fastify: only when serving
       const { app } = createServer({
         session, modelId, maxTokens: o.maxTokens, maxPromptBytes: o.maxPromptBytes, maxConcurrent: o.maxConcurrent, timeoutMs: o.timeoutMs,
       });

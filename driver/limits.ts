@@ -11,11 +11,12 @@
 import { availableParallelism } from 'node:os';
 import type { KernelPlan, WeightDType } from '../kernels/plan.ts';
 import { UserError } from '../kernels/errors.ts';
-import { wasmLayout } from '../targets/wasm/codegen.ts';
-import { memoryBytes, PAGE } from '../targets/wasm/layout.ts';
+import { memoryBytes, PAGE, type WasmLayout } from '../targets/wasm/layout.ts';
 import { DEFAULT_LIMITS, lowerPlan, weightRefId, type Limits, type WeightRef } from '../targets/gpu/lower.ts';
 import { matrixBytes } from '../targets/gpu/formats.ts';
-import { CUDA_LIMITS } from '../targets/cuda/codegen.ts';
+// The WASM layout code is imported when a wasm footprint is asked for: it brings the WAT assembler (wabt),
+// which `rwkvc --help` and every non-wasm command should not pay for at start-up.
+import { CUDA_LIMITS } from '../targets/cuda/limits.ts';
 
 /** Every weight format (the type check below fails when kernels/plan.ts gains one that is not listed). */
 export const ALL_FORMATS = ['f32', 'bf16', 'f16', 'int8', 'q4_0', 'q4_1'] as const satisfies readonly WeightDType[];
@@ -60,11 +61,11 @@ export const gib = (b: number): string => (b >= 2 ** 30 ? `${(b / 2 ** 30).toFix
 export const SIZED_TARGETS = ['wasm', 'wgsl', 'cuda'] as const;
 
 /** What `plan` takes on `target`, and whether that fits `budget`. */
-export function footprint(target: string, plan: KernelPlan, budget: Budget = {}): Footprint {
+export async function footprint(target: string, plan: KernelPlan, budget: Budget = {}): Promise<Footprint> {
   const weights = planFormat(plan);
   const base = { target, weights, hostBytes: 0 };
   try {
-    if (target === 'wasm') return wasmFootprint(plan, budget, base);
+    if (target === 'wasm') return wasmFootprint(plan, budget, base, (await import('../targets/wasm/codegen.ts')).wasmLayout);
     if (target === 'wgsl' || target === 'cuda') return gpuFootprint(target, plan, budget, base);
   } catch (e) {
     const msg = (e as Error).message.split('\n')[0]!;
@@ -74,7 +75,7 @@ export function footprint(target: string, plan: KernelPlan, budget: Budget = {})
 }
 
 /** The format the plan's big matrices take (its most common non-f32 dtype; f32 when all are). */
-function planFormat(plan: KernelPlan): WeightDType {
+export function planFormat(plan: KernelPlan): WeightDType {
   const n = new Map<WeightDType, number>();
   for (const w of plan.weights) if (w.dtype !== 'f32') n.set(w.dtype, (n.get(w.dtype) ?? 0) + 1);
   return [...n].sort((a, b) => b[1] - a[1])[0]?.[0] ?? 'f32';
@@ -82,7 +83,7 @@ function planFormat(plan: KernelPlan): WeightDType {
 
 type Base = { target: string; weights: WeightDType; hostBytes: number };
 
-function wasmFootprint(plan: KernelPlan, budget: Budget, base: Base): Footprint {
+function wasmFootprint(plan: KernelPlan, budget: Budget, base: Base, wasmLayout: (plan: KernelPlan) => WasmLayout): Footprint {
   const threads = budget.threads ?? availableParallelism();
   const l = wasmLayout(plan);
   const weightBytes = l.weights.reduce((n, w) => n + w.bytes, 0);
@@ -138,11 +139,11 @@ function gpuFootprint(target: 'wgsl' | 'cuda', plan: KernelPlan, budget: Budget,
  * Refuse, before anything is allocated, a plan that cannot fit: ONE line with what it needs, the limit, and
  * the formats that would fit (`others` sizes the same model in another format; called only on refusal).
  */
-export function checkFits(target: string, plan: KernelPlan, budget: Budget, others: { formats: readonly WeightDType[]; plan: (f: WeightDType) => KernelPlan }): Footprint {
-  const fp = footprint(target, plan, budget);
+export async function checkFits(target: string, plan: KernelPlan, budget: Budget, others: { formats: readonly WeightDType[]; plan: (f: WeightDType) => KernelPlan }): Promise<Footprint> {
+  const fp = await footprint(target, plan, budget);
   if (fp.fits) return fp;
   const c = plan.config;
-  const alt = others.formats.filter((f) => f !== fp.weights).map((f) => footprint(target, others.plan(f), budget)).filter((x) => x.fits);
+  const alt = (await Promise.all(others.formats.filter((f) => f !== fp.weights).map((f) => footprint(target, others.plan(f), budget)))).filter((x) => x.fits);
   const hint = alt.length
     ? `formats that fit: ${alt.map((x) => `--weights ${x.weights} (${gib(x.totalBytes)})`).join(', ')}`
     : target === 'wasm' ? 'no weight format fits: a GPU target (--target wgsl or cuda)' : 'no weight format fits this device';

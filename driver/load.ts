@@ -139,7 +139,7 @@ export async function loadTargetForModel(target: string, model: OpenModel, o: Ta
   const plan = compile(o.weights as WeightDType);
   // Before anything is allocated: a model that cannot fit is one line naming the need, the limit and what fits.
   // (GPU targets check when lowering for the device's own limits, which only the opened device knows.)
-  if (target === 'wasm') checkFits(target, plan, { threads: o.threads }, { formats: ALL_FORMATS, plan: compile });
+  if (target === 'wasm') await checkFits(target, plan, { threads: o.threads }, { formats: ALL_FORMATS, plan: compile });
   return loadPlan(target, plan, weightProvider(plan, model, o.onProgress), { threads: o.threads, onProgress: o.onProgress });
 }
 

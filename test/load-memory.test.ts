@@ -71,7 +71,7 @@ async function tinyPlan(weights: WeightDType): Promise<{ plan: KernelPlan; model
 /** The formats the WASM target can store (footprint sizes each through the target's own layout code). */
 const wasmFormats = async () => {
   const out: WeightDType[] = [];
-  for (const f of ALL_FORMATS) if (footprint('wasm', (await tinyPlan(f)).plan, { threads: 1 }).fits) out.push(f);
+  for (const f of ALL_FORMATS) if ((await footprint('wasm', (await tinyPlan(f)).plan, { threads: 1 })).fits) out.push(f);
   return out;
 };
 

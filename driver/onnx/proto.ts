@@ -5,7 +5,8 @@
  * StringStringEntryProto, with the field numbers of onnx/onnx.proto (proto2; IR version 8). Fields the
  * exporter never sets are left out: protobuf readers skip what a message does not carry.
  */
-import protobuf from 'protobufjs';
+import { createRequire } from 'node:module';
+import type * as Protobuf from 'protobufjs';
 
 type Fields = Record<string, { type: string; id: number; rule?: 'repeated'; options?: Record<string, unknown> }>;
 const repeated = (type: string, id: number, packed = false) =>
@@ -63,8 +64,15 @@ const MESSAGES: Record<string, { fields: Fields; nested?: Record<string, { field
   OperatorSetIdProto: { fields: { domain: { type: 'string', id: 1 }, version: { type: 'int64', id: 2 } } },
 };
 
-const root = protobuf.Root.fromJSON({ nested: { onnx: { nested: MESSAGES } } });
-export const ModelProto = root.lookupType('onnx.ModelProto');
+// protobufjs is loaded on first use (it is CommonJS, so synchronously): every other command starts without it.
+let modelProto: Protobuf.Type | undefined;
+function ModelProtoType(): Protobuf.Type {
+  if (!modelProto) {
+    const protobuf = createRequire(import.meta.url)('protobufjs') as typeof Protobuf;
+    modelProto = protobuf.Root.fromJSON({ nested: { onnx: { nested: MESSAGES } } }).lookupType('onnx.ModelProto');
+  }
+  return modelProto;
+}
 
 /** TensorProto.DataType values the exporter uses. */
 export const DT = { FLOAT: 1, INT64: 7, FLOAT16: 10 } as const;
@@ -84,10 +92,12 @@ export interface ModelP {
 
 /** The serialized model. */
 export function encodeModel(m: ModelP): Uint8Array {
+  const ModelProto = ModelProtoType();
   return ModelProto.encode(ModelProto.fromObject(m as unknown as Record<string, unknown>)).finish();
 }
 
 /** The model back as plain objects (tests and `inspect`-style checks). */
 export function decodeModel(bytes: Uint8Array): ModelP {
+  const ModelProto = ModelProtoType();
   return ModelProto.toObject(ModelProto.decode(bytes), { longs: Number, bytes: Uint8Array as never, defaults: false }) as ModelP;
 }

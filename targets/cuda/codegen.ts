@@ -19,21 +19,14 @@ import { matrixBytes, type WFormat } from '../gpu/formats.ts';
 import { MM, WG, packParams, paramFields, weightBindings, type ShaderKey } from '../gpu/keys.ts';
 import { lowerPlan, memLayoutJson, weightRefId, type Limits, type WeightRef, type DispatchStep } from '../gpu/lower.ts';
 import { CUDA } from './dialect.ts';
+import { CUDA_LIMITS } from './limits.ts';
 import { compilePtxSync } from './nvcc.ts';
 import {
   artifactFiles, type CudaArtifact, type CudaFunction, type CudaProgram, type CudaWeight, type Grid, type GridDim,
   type LaunchStep,
 } from './artifact.ts';
 
-/** What lowering may assume of a CUDA device (any sm_80+ GPU). */
-export const CUDA_LIMITS: Limits = {
-  maxStorageBufferBindingSize: Number.MAX_SAFE_INTEGER, // plain pointers: no binding limit
-  maxBufferSize: Number.MAX_SAFE_INTEGER,
-  maxStorageBuffersPerShaderStage: 64, // kernel arguments: 4 KiB of parameters, 8 bytes a pointer
-  maxComputeWorkgroupStorageSize: 48 * 1024, // static shared memory (more only by opt-in dynamic smem)
-  maxComputeInvocationsPerWorkgroup: 1024,
-  maxComputeWorkgroupsPerDimension: 65535, // grid y and z (x allows 2^31 − 1; lowering treats all alike)
-};
+export { CUDA_LIMITS } from './limits.ts';
 
 /** Dynamic shared memory a kernel may use without cuFuncSetAttribute. */
 const SMEM_DEFAULT = 48 * 1024;

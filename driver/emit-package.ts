@@ -78,7 +78,7 @@ const RUNTIME_ROOTS = [
   PLATFORM.node, PLATFORM.web,
   'runtime/package/model.ts', 'runtime/session.ts', 'runtime/sampler.ts',
   'runtime/world-tokenizer.ts', 'runtime/state-file.ts', 'kernels/errors.ts', 'runtime/checkpoint/reader.ts',
-  'kernels/weights.ts', 'kernels/dtype.ts', 'targets/backend.ts',
+  'kernels/weights.ts', 'kernels/dtype.ts', 'targets/backend.ts', 'runtime/package/browser-cache.ts',
   ...TARGETS.flatMap((t) => (t.packaged ? [t.packaged] : [])),
 ];
 
@@ -600,6 +600,10 @@ follow). \`load\` runs on WebGPU when \`navigator.gpu\` gives an adapter, else o
 chooses, and \`model.backend\` says what runs. WASM threads (Web Workers) need a cross-origin isolated page
 (headers \`Cross-Origin-Opener-Policy: same-origin\`, \`Cross-Origin-Embedder-Policy: require-corp\`); without
 it WASM runs 1 thread. Without a bundler, map \`#platform\` to \`./runtime/package/platform-web.js\` in an import map.
+To keep a picked checkpoint across reloads (Origin Private File System, else IndexedDB), so the user picks it
+once: \`const cache = openBrowserCache('my-app')\` from \`./runtime/package/browser-cache.js\`; then
+\`await cache.store('checkpoint', file.name, file)\` after a load, \`(await cache.read('checkpoint'))?.file\` on the
+next visit (a Blob: pass \`new Uint8Array(await blob.arrayBuffer())\` to \`load\`), \`cache.forget()\` to drop it.
 In Node, \`target: 'wgsl'\` needs the \`webgpu\` npm package (Dawn): \`npm install webgpu\`.
 
 Files: \`index.js\` (entry, \`index.d.ts\` types), \`plan.json\` (the kernel plan), \`<weights>/\` (WASM kernels:

@@ -8,10 +8,9 @@
  *
  * The WASM thread count defaults to one per 16 MiB of weights a token streams (threads.ts: on small models
  * more threads are slower); the field overrides it. The checkpoint and vocabulary last loaded stay in the
- * browser (cache.ts: OPFS, else IndexedDB), so after a reload Load works without picking them again.
+ * browser (the package's runtime/package/browser-cache.js: OPFS, else IndexedDB), so after a reload Load works without picking them again.
  */
 import { autoThreads, bytesPerToken, type PlanWeights } from './threads.ts';
-import { forget, peek, read, store, type Cached } from './cache.ts';
 
 /** What the demo uses of a generated package's entry (index.d.ts has the full, model-specific types). */
 interface Backend { target: 'wasm' | 'wgsl'; description: string; threads?: number; adapter?: string; notes: string[] }
@@ -34,6 +33,15 @@ interface LoadOptions {
   onProgress?: (phase: string, done: number, total: number) => void;
 }
 interface ModelClass { name: string; config: Record<string, number>; load(checkpoint: Uint8Array, o?: LoadOptions): Promise<Model> }
+interface Cached { name: string; size: number; where: 'OPFS' | 'IndexedDB' }
+/** The package's browser cache (runtime/package/browser-cache.ts). */
+interface BrowserCache {
+  store(slot: string, name: string, blob: Blob): Promise<Cached>;
+  peek(slot: string): Promise<Cached | null>;
+  read(slot: string): Promise<{ name: string; file: Blob; where: Cached['where'] } | null>;
+  forget(): Promise<void>;
+}
+let cache: BrowserCache;
 interface Sampling { temperature?: number; topP?: number }
 interface SamplerModule {
   sample(logits: Float32Array, o: Sampling, rng: () => number): number;
@@ -106,6 +114,7 @@ async function init(): Promise<void> {
   Pkg = Object.values(entry).find((v): v is ModelClass => typeof v === 'function' && typeof (v as unknown as ModelClass).load === 'function')!;
   if (!Pkg) throw new Error(`${pkgUrl}index.js exports no model class`);
   sampler = (await import(/* @vite-ignore */ new URL('runtime/sampler.js', pkgUrl).href)) as SamplerModule;
+  cache = ((await import(/* @vite-ignore */ new URL('runtime/package/browser-cache.js', pkgUrl).href)) as { openBrowserCache(name: string): BrowserCache }).openBrowserCache('rwkvc-demo');
   const c = Pkg.config;
   const name = await fetch(new URL('package.json', pkgUrl)).then((r) => r.json() as Promise<{ name: string }>).then((j) => j.name, () => Pkg.name);
   ui.pkg.textContent = `package: ${name} (${Pkg.name}) from ${pkgUrl}: ${c.nLayer} layers × ${c.nEmbd}, vocabulary ${c.vocabSize}` +
@@ -126,7 +135,7 @@ const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
 
 /** Show what the browser has cached (and enable "Forget"). */
 async function showCached(): Promise<void> {
-  const [checkpoint, vocab] = await Promise.all([peek('checkpoint'), peek('vocab')]).catch(() => [null, null]);
+  const [checkpoint, vocab] = await Promise.all([cache.peek('checkpoint'), cache.peek('vocab')]).catch(() => [null, null]);
   demo.cached = { ...(checkpoint && { checkpoint }), ...(vocab && { vocab }) };
   ui.cached.textContent = checkpoint
     ? `cached in this browser (${checkpoint.where}): ${checkpoint.name} (${mib(checkpoint.size)})${vocab ? ` and ${vocab.name}` : ''}; Load uses it when no file is picked`
@@ -137,8 +146,8 @@ async function showCached(): Promise<void> {
 async function keep(checkpoint: File, vocab: File | undefined): Promise<void> {
   ui.cached.textContent = `keeping ${checkpoint.name} in this browser…`;
   try {
-    await store('checkpoint', checkpoint.name, checkpoint);
-    if (vocab) await store('vocab', vocab.name, vocab);
+    await cache.store('checkpoint', checkpoint.name, checkpoint);
+    if (vocab) await cache.store('vocab', vocab.name, vocab);
   } catch (e) {
     console.warn(`could not cache the checkpoint: ${(e as Error).message}`);
   }
@@ -147,7 +156,7 @@ async function keep(checkpoint: File, vocab: File | undefined): Promise<void> {
 
 async function forgetCached(): Promise<void> {
   try {
-    await forget();
+    await cache.forget();
     await showCached();
     status('cached model forgotten');
   } catch (e) {
@@ -157,7 +166,7 @@ async function forgetCached(): Promise<void> {
 
 async function load(): Promise<void> {
   const picked = ui.checkpoint.files?.[0];
-  const cached = picked ? null : await read('checkpoint').catch(() => null);
+  const cached = picked ? null : await cache.read('checkpoint').catch(() => null);
   if (!picked && !cached) return status('Pick a checkpoint (.pth or .safetensors) first.', true);
   const file = picked ?? cached!.file;
   const fileName = picked?.name ?? cached!.name;
@@ -172,7 +181,7 @@ async function load(): Promise<void> {
     const bytes = new Uint8Array(await file.arrayBuffer());
     const vocabPicked = ui.vocab.files?.[0];
     // a cached vocabulary goes with a cached checkpoint; a picked checkpoint takes only a picked vocabulary
-    const vocabCached = !vocabPicked && cached ? await read('vocab').catch(() => null) : null;
+    const vocabCached = !vocabPicked && cached ? await cache.read('vocab').catch(() => null) : null;
     const vocabFile = vocabPicked ?? vocabCached?.file;
     const vocab = vocabFile ? new Uint8Array(await vocabFile.arrayBuffer()) : undefined;
     const asked = Number(ui.threads.value);

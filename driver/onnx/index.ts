@@ -50,6 +50,9 @@ export async function writeOnnx(model: OpenModel, dsl: string, out: string, o: P
 export async function loadOnnxRuntime(model: OpenModel, o: { dsl: string; weights: string; threads?: number; logits: 'all' | 'last' }): Promise<TargetModel> {
   checkThreads(o.threads);
   const { step, prefill } = await exportModels(model, o.dsl, o.weights, o.logits);
-  const ort = await import('onnxruntime-node');
+  const ort = await import('onnxruntime-node').catch((e: Error) => {
+    // an optional peer dependency: its install fetches native binaries (and, on Linux x64, CUDA's from nuget.org)
+    throw new UserError(`--target onnxruntime needs the onnxruntime-node package (npm install onnxruntime-node): ${e.message.split('\n')[0]}`);
+  });
   return createOrtModel(ort, model.config, step, prefill, { threads: o.threads, label: 'onnxruntime' });
 }

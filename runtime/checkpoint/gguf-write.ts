@@ -25,10 +25,10 @@ export type GgufFormat = GgufWeights | 'q4_0' | 'q4_1';
 
 // ggml_type and llama_ftype numbers (ggml.h, llama.h)
 const GGML_TYPE = { f32: 0, f16: 1, q4_0: 2, q4_1: 3, q8_0: 8, bf16: 30 } as const;
-const FILE_TYPE = { f32: 0, f16: 1, q4_0: 2, q4_1: 3, q8_0: 7, bf16: 32 } as const;
-const ALIGN = 32;
+export const FILE_TYPE = { f32: 0, f16: 1, q4_0: 2, q4_1: 3, q8_0: 7, bf16: 32 } as const;
+export const ALIGN = 32;
 
-interface GgufTensor {
+export interface GgufTensor {
   name: string;
   /** ggml dimensions, fastest first */
   ne: number[];
@@ -46,7 +46,8 @@ function transpose(v: Float32Array, rows: number, cols: number): Float32Array {
   return out;
 }
 
-function encode(v: Float32Array, type: GgufTensor['type'], rowLen: number): Uint8Array {
+/** Values in ggml's storage of `type` (rows of `rowLen` for the block formats). */
+export function encode(v: Float32Array, type: GgufTensor['type'], rowLen: number): Uint8Array {
   switch (type) {
     case 'f32': return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
     case 'f16': return new Uint8Array(toF16(v).buffer);
@@ -152,7 +153,7 @@ class Bytes {
 
 // GGUF metadata value types
 const T = { u32: 4, i32: 5, f32: 6, str: 8, arr: 9 } as const;
-type Kv = [string, 'u32' | 'f32' | 'str', number | string] | [string, 'strs', string[]] | [string, 'i32s', number[]];
+export type Kv = [string, 'u32' | 'f32' | 'str', number | string] | [string, 'strs', string[]] | [string, 'i32s', number[]];
 
 /**
  * Token bytes as llama.cpp's RWKV tokenizer reads them back (llama_unescape_rwkv_token): what its
@@ -180,7 +181,7 @@ export interface VocabSource { vocabSize: number; tokenBytes(id: number): Uint8A
  * bundled, and a benchmark feeds token ids) ids 1..256 are the 256 single bytes, as in the World
  * vocabulary (llama.cpp looks up "\n"), and the rest placeholders.
  */
-function vocabEntries(V: number, vocab?: VocabSource): Kv[] {
+export function vocabEntries(V: number, vocab?: VocabSource): Kv[] {
   const tokens: string[] = [], types: number[] = [];
   for (let i = 0; i < V; i++) {
     const b = i === 0 ? undefined : vocab ? vocab.tokenBytes(i) : i <= 256 ? Uint8Array.of(i - 1) : undefined;
@@ -235,8 +236,11 @@ export function writeGguf(path: string, cfg: ModelConfig, read: TensorReader, we
     [`${arch}.time_decay_extra_dim`, 'u32', cfg.loraDecay],
     ...vocabEntries(cfg.vocabSize, o.vocab),
   ];
-  const tensors = ggufTensors(cfg, read, weights, o.onLayer);
+  writeGgufFile(path, kvs, ggufTensors(cfg, read, weights, o.onLayer));
+}
 
+/** The GGUF v3 container: header, key/values, tensor infos, then the data, each tensor 32-byte aligned; whole or not at all. */
+export function writeGgufFile(path: string, kvs: Kv[], tensors: GgufTensor[]): void {
   const h = new Bytes();
   h.u32(0x46554747); // "GGUF"
   h.u32(3);

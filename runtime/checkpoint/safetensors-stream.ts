@@ -2,7 +2,7 @@
  * Node only: a safetensors file written tensor by tensor, each tensor's bytes made only when the file
  * reaches it. A real-size model (finch-3b is 6 GB in bf16) cannot be held whole in memory before writing;
  * this holds one tensor at a time. The header (shapes and offsets) is known up front from the shapes, so
- * it is written first, exactly as writeSafetensors (safetensors-write.ts) lays it out.
+ * it is written first. writeSafetensors (safetensors-write.ts) is this with every tensor already in memory.
  */
 import { inputError } from './errors.ts';
 import { writeFileAtomic } from './fileio.ts';

@@ -2,9 +2,8 @@
  * Node only: writing safetensors files (the format is described in safetensors.ts).
  */
 import { inputError } from './errors.ts';
-import { writeFileAtomic } from './fileio.ts';
 import { DTYPE_BYTES, numelOf, shapeStr, type StoredDType } from './dtypes.ts';
-import { TO_ST } from './safetensors.ts';
+import { writeSafetensorsStream } from './safetensors-stream.ts';
 
 export interface TensorToWrite {
   name: string;
@@ -21,28 +20,11 @@ export interface TensorToWrite {
  * (writeFileAtomic).
  */
 export function writeSafetensors(path: string, tensors: TensorToWrite[], metadata?: Record<string, string>): void {
-  // No prototype: tensor names such as "__proto__" or "toString" are plain keys here.
-  const header: Record<string, unknown> = Object.create(null);
-  if (metadata) header.__metadata__ = metadata;
-  let offset = 0;
+  // every tensor's bytes against its shape before anything is written (the streaming writer checks as it goes)
   for (const t of tensors) {
-    if (t.name === '__metadata__' || Object.hasOwn(header, t.name)) throw inputError(path, t.name, 'duplicate or reserved tensor name');
     const numel = numelOf(t.shape);
-    if (numel === undefined) throw inputError(path, t.name, `bad shape ${JSON.stringify(t.shape)}`);
-    const nbytes = numel * DTYPE_BYTES[t.dtype];
-    if (t.data.byteLength !== nbytes) {
-      throw inputError(path, t.name, `data has ${t.data.byteLength} bytes but shape ${shapeStr(t.shape)} of ${t.dtype} needs ${nbytes}`);
-    }
-    header[t.name] = { dtype: TO_ST[t.dtype], shape: t.shape, data_offsets: [offset, offset + nbytes] };
-    offset += nbytes;
+    if (numel !== undefined && t.data.byteLength !== numel * DTYPE_BYTES[t.dtype])
+      throw inputError(path, t.name, `data has ${t.data.byteLength} bytes but shape ${shapeStr(t.shape)} of ${t.dtype} needs ${numel * DTYPE_BYTES[t.dtype]}`);
   }
-  // Pad the header with spaces so the data starts 8-byte aligned, as the reference writer does.
-  const utf8 = new TextEncoder();
-  let json = JSON.stringify(header);
-  json += ' '.repeat((8 - ((8 + utf8.encode(json).byteLength) % 8)) % 8);
-  const jsonBytes = utf8.encode(json);
-  const head = new Uint8Array(8);
-  new DataView(head.buffer).setBigUint64(0, BigInt(jsonBytes.byteLength), true);
-
-  writeFileAtomic(path, [head, jsonBytes, ...tensors.map((t) => new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength))]);
+  writeSafetensorsStream(path, tensors, (i) => tensors[i]!.data, metadata);
 }

@@ -67,14 +67,16 @@ export function ggufFor(checkpoint: string, cfg: ModelConfig, read: (n: string) 
 }
 
 /** Open llama.cpp on `gguf` with `threads` threads, or say why it is not available. */
-export async function openLlamaCpp(gguf: string, weights: GgufFormat, threads: number, vocabSize: number, gpu: false | 'cuda' = false): Promise<PeerSession | { unavailable: string }> {
+export async function openLlamaCpp(gguf: string, weights: GgufFormat, threads: number, vocabSize: number, gpu: false | 'cuda' | 'vulkan' = false): Promise<PeerSession | { unavailable: string }> {
   const b = await loadBinding();
   if ('unavailable' in b) return b;
   // a binary that does not run here, or a model llama.cpp refuses (a shape its RWKV-6 graph lacks), is a
   // missing peer, not a failed benchmark
-  let llama, model, context;
+  let llama, model, context, devices: string[] = [];
   try {
     llama = await b.mod.getLlama({ gpu, build: 'never', logLevel: b.mod.LlamaLogLevel.error, maxThreads: threads });
+    // with no device ggml would run every layer on the CPU under the GPU build's name
+    if (gpu && !(devices = await llama.getGpuDeviceNames()).length) throw new Error(`llama.cpp's ${gpu} backend found no device`);
     model = await llama.loadModel({ modelPath: gguf, ...(gpu ? { gpuLayers: 'max' as const } : {}) });
     context = await model.createContext({ contextSize: 2048, batchSize: 512, threads, sequences: 1 });
   } catch (e) {
@@ -88,7 +90,7 @@ export async function openLlamaCpp(gguf: string, weights: GgufFormat, threads: n
   const pick = { generateNext: { token: true, options: { temperature: 0 } } } as const;
   const features = llama.systemInfo.replace(/^CPU\s*:\s*/, '').split('|').map((s) => s.trim()).filter((s) => /= 1$/.test(s)).map((s) => s.replace(/\s*=\s*1$/, ''));
   return {
-    name: `llama.cpp ${llama.llamaCppRelease.release} (node-llama-cpp ${b.version}; ${features.join(' ')})`,
+    name: `llama.cpp ${llama.llamaCppRelease.release}${gpu ? ` ${gpu} on ${devices.join(', ')}` : ''} (node-llama-cpp ${b.version}; ${features.join(' ')})`,
     weights: weights.toUpperCase(),
     async decodeRound(n) {
       await seq.clearHistory();

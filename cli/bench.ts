@@ -97,7 +97,7 @@ async function openPeer(ctx: Ctx, weights: WeightDType, threads: number) {
 type WasmResult = Awaited<ReturnType<typeof measureWasm>>;
 
 type PeerReport = { skipped: string } | {
-  name: string; weights: string; decode: { tokensPerSecond: number; msPerToken: number; tokens: number }; prefill: { tokensPerSecond: number };
+  name: string; weights: string; note?: string; decode: { tokensPerSecond: number; msPerToken: number; tokens: number }; prefill: { tokensPerSecond: number };
   decodeSpeedup: number; prefillSpeedup: number;
 };
 
@@ -137,7 +137,7 @@ function wasmReport(ctx: Ctx, weights: WeightDType, repeat: number, r: WasmResul
   };
 }
 
-async function benchWgslOnce(ctx: Ctx, weights: WeightDType, decode: number, prefill: number) {
+async function benchWgslOnce(ctx: Ctx, weights: WeightDType, threads: number, decode: number, prefill: number) {
   const { benchWgsl } = await import('../bench/wgsl-bench.ts');
   const plan = await planFor(ctx, weights, prefill);
   const shaders = bar(ctx, 'wgsl'), pipelines = bar(ctx, 'wgsl');
@@ -150,7 +150,19 @@ async function benchWgslOnce(ctx: Ctx, weights: WeightDType, decode: number, pre
     decode: { tokensPerSecond: r.decode.tokPerS, msPerToken: r.decode.msPerToken, dispatchesPerToken: r.decode.dispatchesPerToken, commandBuffersPerToken: r.decode.commandBuffersPerToken },
     prefill: { tokens: r.prefill.tokensPerCall, tokensPerSecond: r.prefill.tokPerS, dispatchesPerToken: r.prefill.dispatchesPerToken },
     pipelines: r.pipelines,
+    ...(ctx.peer === 'llama.cpp' ? { peer: await vulkanPeer(ctx, weights, threads, decode, r) } : {}),
   };
+}
+
+/** llama.cpp's Vulkan build on the same GGUF and the device the wgsl run used (bench/llama-cpp-vulkan.ts), measured after it. */
+async function vulkanPeer(ctx: Ctx, weights: WeightDType, threads: number, decode: number, r: Awaited<ReturnType<typeof import('../bench/wgsl-bench.ts').benchWgsl>>) {
+  const { GGUF_WEIGHTS, ggufFor } = await import('../bench/llama-cpp.ts');
+  const { benchVulkanPeer } = await import('../bench/llama-cpp-vulkan.ts');
+  const g = GGUF_WEIGHTS[weights], progress = bar(ctx, `GGUF ${g} for llama.cpp`);
+  const gguf = ggufFor(ctx.model.path, ctx.model.config, ctx.model.read, g, resolve('out', 'cache'), (d, n) => progress('layers', d, n));
+  status(ctx.progress, `llama.cpp Vulkan on ${r.adapter}`);
+  return benchVulkanPeer(gguf, g, threads, ctx.model.config.vocabSize, r.adapter, decode, r.prefill.tokensPerCall,
+    { msPerToken: r.decode.msPerToken, prefillTokensPerSecond: r.prefill.tokPerS });
 }
 
 /** The CUDA target (or its CPU emulator, `cuda-sim`, which has no bandwidth limit to report). */
@@ -202,7 +214,8 @@ Examples:
       const progress = new MultiBar({ format: '{phase} [{bar}] {value}/{total}', clearOnComplete: true, hideCursor: true, stream }, Presets.shades_classic);
       if (o.context) (await import('../bench/context.ts')).parseContexts(o.contexts); // a bad list before any loading
       // A target this machine cannot run is one line before anything is built or compiled.
-      const why = o.all || o.serve || o.context ? null : await (await getTarget(o.target).runtime?.())?.unavailable?.();
+      // (not wgsl: its unavailable() asks a page's navigator.gpu; in Node, Dawn is tried when the model loads)
+      const why = o.all || o.serve || o.context || o.target === 'wgsl' ? null : await (await getTarget(o.target).runtime?.())?.unavailable?.();
       if (why) throw new UserError(why);
       if (o.all) {
         const { benchAll } = await import('../bench/all.ts');
@@ -250,7 +263,7 @@ Examples:
         if (o.target === 'wasm') {
           const m = await measureWasm(ctx, o.weights, threads, o.decode, o.prefill, o.repeat);
           r = wasmReport(ctx, o.weights, o.repeat, m);
-        } else if (o.target === 'wgsl') r = await benchWgslOnce(ctx, o.weights, o.decode, o.prefill);
+        } else if (o.target === 'wgsl') r = await benchWgslOnce(ctx, o.weights, threads, o.decode, o.prefill);
         else r = await benchCudaOnce(ctx, o.target, o.weights, o.decode, o.prefill, o.repeat);
         progress.stop();
         process.stdout.write(o.json ? JSON.stringify(r, null, 1) + '\n' : formatResult(r) + '\n');
@@ -329,7 +342,7 @@ function formatResult(r: Record<string, unknown>): string {
     (p.rwkvCppTokensPerSecond ? `; rwkv.cpp ${p.rwkvCppTokensPerSecond} tok/s → ${p.ratioVsRwkvCpp.toFixed(2)}×` : ''));
   const peer = r.peer as PeerReport | undefined;
   if (peer && 'skipped' in peer) lines.push(`peer:    none (${peer.skipped})`);
-  else if (peer) lines.push(`peer:    ${peer.name}, ${peer.weights}, same rounds: decode ${peer.decode.msPerToken.toFixed(2)} ms/token → rwkvc ${peer.decodeSpeedup.toFixed(2)}×; ` +
+  else if (peer) lines.push(`peer:    ${peer.name}, ${peer.weights}, ${peer.note ?? 'same rounds'}: decode ${peer.decode.msPerToken.toFixed(2)} ms/token → rwkvc ${peer.decodeSpeedup.toFixed(2)}×; ` +
     `prefill ${peer.prefill.tokensPerSecond.toFixed(1)} tok/s → rwkvc ${peer.prefillSpeedup.toFixed(2)}×`);
   return lines.join('\n');
 }

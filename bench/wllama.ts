@@ -1,62 +1,133 @@
 /**
- * wllama (llama.cpp compiled to WASM, `@wllama/wllama`) as the WASM-against-WASM peer, in headless
- * Chromium: it loads the same GGUF `rwkvc bench` gives llama.cpp (our rwkv6 export, or the random
- * LLaMA of `--context`) from a Blob and times a completion. Not yet wired into `rwkvc bench --peer`
- * (no per-token timing: wllama 3.13 exposes completions, not single decode steps).
+ * wllama (`@wllama/wllama`: llama.cpp compiled to WASM SIMD with threads) as the WASM-against-WASM peer
+ * of `rwkvc bench --target wasm --peer wllama`: the GGUF `rwkvc bench` gives llama.cpp (our rwkv6 export
+ * of the same checkpoint, same weight format) runs in a headless-Chromium page served cross-origin
+ * isolated (COOP/COEP, so its pthreads start), n_threads = our threads, CPU only (n_gpu_layers 0: wllama
+ * 3.x would otherwise take WebGPU where the page has it). The page is driven round by round from Node, so
+ * its turns interleave with ours as llama.cpp's do (bench/wasm-bench.ts).
  *
- * It does not run in Node 20: `new Wllama()` throws "No supported storage backend found" (its cache
- * needs the Origin Private File System, navigator.storage), its llama.cpp runs in a Web Worker made
- * from a module blob URL (Node has worker_threads only), and its module uses 64-bit WASM memory
- * (`address: 'i64'`), which Node 20's V8 11.3 does not ship.
+ * wllama exposes completions, not decode steps, so the times are llama.cpp's own: the llama-server inside
+ * it reports `timings` with every completion. A decode round is one completion of n + 1 tokens from a
+ * one-token prompt; its predicted_ms spans the n decode steps after the first token (a 1-token completion
+ * reports predicted_ms 0.001), each with a greedy pick, as node-llama-cpp's peer does. A prefill is a
+ * completion of 1 token from an n-token prompt: prompt_ms. cache_prompt is off and each request
+ * starts from a fresh state (cache_n is checked to be 0).
  *
- * Random weights emit byte tokens that do not form UTF-8, which wllama's JSON reply refuses
- * ("invalid UTF-8 byte"): the single bytes ≥ 0x80 (ids 129..256 in our exports) get a -100 logit bias.
+ * Prompts are text, not token ids (wllama's JSON bridge takes `prompt` as a string only): our exports
+ * give byte b the id b + 1, and each lowercase letter is one token of llama.cpp's RWKV tokenizer (checked:
+ * prompt_n must equal n). Random weights emit byte tokens that are not UTF-8, which wllama's JSON reply
+ * refuses ("invalid UTF-8 byte"), so the single bytes ≥ 0x80 (ids 129..256) get a -100 logit bias.
  *
- * Usage: npx tsx bench/wllama.ts FILE.gguf [threads] [tokens]
+ * Not in Node 20 (wllamaInNode says why at run time): `new Wllama()` throws "No supported storage
+ * backend found" (its cache needs OPFS), its llama.cpp runs in a Web Worker from a module blob URL (Node
+ * has worker_threads only), and its module uses 64-bit WASM memory, which Node 20's V8 11.3 lacks.
+ *
+ * Usage: npx tsx bench/wllama.ts FILE.gguf [threads] [decode tokens] [prefill tokens]
  */
 import { existsSync, readFileSync } from 'node:fs';
-
-export interface WllamaResult { loadMs: number; completionMs: number; promptTokens: number; completionTokens: number; userAgent: string }
+import { fileURLToPath } from 'node:url';
+import type { PeerSession } from './llama-cpp.ts';
 
 const PAGE = `<!doctype html><script type="module">
 import { Wllama } from '/node_modules/@wllama/wllama/esm/index.js';
-window.run = async (threads, tokens) => {
-  const w = new Wllama({ default: '/node_modules/@wllama/wllama/esm/wasm/wllama.wasm' }, { logger: { debug() {}, log() {}, warn() {}, error() {} } });
+let w, seed = 12345;
+const letters = (n) => Array.from({ length: n }, () => String.fromCharCode(97 + ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) % 26))).join('');
+const run = async (prompt, n) => {
+  const r = await w.createCompletion({ prompt, max_tokens: n, temperature: 0, ignore_eos: true, cache_prompt: false, logit_bias: window.bias });
+  if (!r.timings) throw new Error('wllama returned no timings');
+  if (r.timings.cache_n !== 0) throw new Error('wllama reused ' + r.timings.cache_n + ' cached tokens');
+  return r.timings;
+};
+window.load = async (threads, nCtx) => {
+  w = new Wllama({ default: '/node_modules/@wllama/wllama/esm/wasm/wllama.wasm' }, { logger: { debug() {}, log() {}, warn() {}, error() {} } });
   const blob = await (await fetch('/model.gguf')).blob();
-  let t0 = performance.now();
-  await w.loadModel([blob], { n_ctx: 512, n_threads: threads });
-  const loadMs = performance.now() - t0;
-  t0 = performance.now();
-  const r = await w.createCompletion({ prompt: 'hello world', max_tokens: tokens, temperature: 0,
-    logit_bias: Object.fromEntries(Array.from({ length: 128 }, (_, i) => [String(129 + i), -100])) });
-  const completionMs = performance.now() - t0;
-  await w.exit();
-  return { loadMs, completionMs, promptTokens: r.usage.prompt_tokens, completionTokens: r.usage.completion_tokens, userAgent: navigator.userAgent };
+  const t0 = performance.now();
+  await w.loadModel([blob], { n_ctx: nCtx, n_batch: nCtx, n_threads: threads, n_gpu_layers: 0, n_parallel: 1 });
+  const vocab = w.getLoadedContextInfo().n_vocab;
+  window.bias = Object.fromEntries(Array.from({ length: 128 }, (_, i) => 129 + i).filter((i) => i < vocab).map((i) => [String(i), -100]));
+  return { loadMs: performance.now() - t0, threads: w.getNumThreads(), isolated: crossOriginIsolated, userAgent: navigator.userAgent };
+};
+window.decode = async (n) => {
+  const t = await run(letters(1), n + 1);
+  if (t.predicted_n !== n + 1) throw new Error('wllama generated ' + t.predicted_n + ' tokens, asked for ' + (n + 1));
+  return t.predicted_ms / n;
+};
+window.prefill = async (n) => {
+  const t = await run(letters(n), 1);
+  if (t.prompt_n !== n) throw new Error('the prompt of ' + n + ' letters was ' + t.prompt_n + ' tokens in wllama');
+  return t.prompt_ms;
 };
 window.ready = true;
 </script>`;
 
-/** Run `gguf` in wllama in headless Chromium (cross-origin isolated, so its threads can start). */
-export async function benchWllamaChromium(gguf: string, threads = 1, tokens = 32): Promise<WllamaResult> {
+function wllamaVersion(): string {
+  try { return JSON.parse(readFileSync(fileURLToPath(new URL('../node_modules/@wllama/wllama/package.json', import.meta.url)), 'utf8')).version; } catch { return '?'; }
+}
+
+export interface WllamaOptions {
+  /** the context llama.cpp allocates (and its batch): at least the longest prompt or decode round + 1 */
+  nCtx: number;
+  chromium?: string;
+}
+
+/** wllama on `gguf` in headless Chromium with `threads` threads, or why it cannot run. */
+export async function openWllama(gguf: string, weights: string, threads: number, o: WllamaOptions): Promise<(PeerSession & { loadMs: number }) | { unavailable: string }> {
+  const exe = o.chromium ?? ['/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome'].find((p) => existsSync(p));
+  if (!exe) return { unavailable: 'wllama runs in a browser and no Chromium was found (/usr/bin/chromium; apt-get install chromium)' };
+  if (!existsSync(fileURLToPath(new URL('../node_modules/@wllama/wllama/esm/index.js', import.meta.url)))) return { unavailable: '@wllama/wllama is not installed (npm i -D -E @wllama/wllama@3.13.0)' };
   const { chromium } = await import('playwright-core');
   const { startStaticServer } = await import('../examples/browser/static-server.ts');
-  const exe = ['/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome'].find((p) => existsSync(p));
-  if (!exe) throw new Error('no Chromium found (/usr/bin/chromium)');
   const srv = await startStaticServer({ crossOriginIsolated: true, pages: { '/wllama.html': PAGE, '/model.gguf': new Uint8Array(readFileSync(gguf)) } });
-  const browser = await chromium.launch({ executablePath: exe, args: ['--no-sandbox'] });
+  const browser = await chromium.launch({ executablePath: exe, args: ['--no-sandbox', '--disable-background-networking', '--no-first-run'] }).catch(async (e) => { await srv.close(); throw e; });
+  const close = async () => { await browser.close(); await srv.close(); };
+  const page = await browser.newPage();
+  page.setDefaultTimeout(0);
+  const call = <T>(fn: string, ...args: number[]) => page.evaluate(([f, a]) => (window as unknown as Record<string, (...x: number[]) => Promise<T>>)[f](...a), [fn, args] as const) as Promise<T>;
+  let info: { loadMs: number; threads: number; isolated: boolean; userAgent: string };
   try {
-    const page = await browser.newPage();
     await page.goto(`${srv.url}/wllama.html`);
     await page.waitForFunction('window.ready === true', null, { timeout: 60_000 });
-    return await page.evaluate(([t, n]) => (window as unknown as { run(t: number, n: number): Promise<WllamaResult> }).run(t, n), [threads, tokens] as const);
-  } finally {
-    await browser.close();
-    await srv.close();
+    info = await call('load', threads, o.nCtx);
+  } catch (e) {
+    await close();
+    return { unavailable: `wllama could not run ${gguf}: ${(e as Error).message.split('\n')[0]}` };
   }
+  const browserName = info.userAgent.match(/HeadlessChrome\/[\d.]+/)?.[0] ?? 'Chromium';
+  const threadNote = info.threads === threads ? `${threads} thread${threads > 1 ? 's' : ''}` : `${info.threads} thread (asked ${threads}${info.isolated ? '' : '; the page is not cross-origin isolated'})`;
+  return {
+    name: `wllama ${wllamaVersion()} (llama.cpp WASM SIMD, ${threadNote}, ${browserName})`,
+    weights: weights.toUpperCase(),
+    loadMs: info.loadMs,
+    async decodeRound(n) {
+      const ms = await call<number>('decode', n);
+      return Array.from({ length: n }, () => ms);
+    },
+    prefill: (n) => call<number>('prefill', n),
+    dispose: close,
+  };
+}
+
+/** Why wllama does not run in this Node (one line), or null if it constructs. */
+export async function wllamaInNode(): Promise<string | null> {
+  const why: string[] = [];
+  try {
+    const { Wllama } = await import('@wllama/wllama');
+    new Wllama({ default: 'wllama.wasm' });
+  } catch (e) { why.push(`new Wllama(): ${(e as Error).message.split('\n')[0]} (its cache needs OPFS)`); }
+  try { new WebAssembly.Memory({ initial: 1n, maximum: 1n, address: 'i64' } as unknown as WebAssembly.MemoryDescriptor); } catch { why.push(`no 64-bit WASM memory in Node ${process.versions.node} (V8 ${process.versions.v8})`); }
+  if (typeof (globalThis as { Worker?: unknown }).Worker !== 'function') why.push('no Web Worker (its llama.cpp runs in one made from a blob URL)');
+  return why.length ? `wllama cannot run in Node: ${why.join('; ')}` : null;
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const [gguf, threads, tokens] = process.argv.slice(2);
-  const r = await benchWllamaChromium(gguf, Number(threads ?? 1), Number(tokens ?? 32));
-  console.log(`wllama in ${r.userAgent.match(/HeadlessChrome\/[\d.]+/)?.[0]}: load ${r.loadMs.toFixed(0)} ms; ${r.promptTokens} prompt + ${r.completionTokens} generated tokens in ${r.completionMs.toFixed(0)} ms`);
+  const [gguf, threads, decode, prefill] = process.argv.slice(2);
+  const d = Number(decode ?? 32), p = Number(prefill ?? 128);
+  console.log((await wllamaInNode()) ?? 'wllama constructs in Node');
+  const s = await openWllama(gguf, gguf.match(/\.(\w+)\.gguf$/)?.[1] ?? '?', Number(threads ?? 1), { nCtx: Math.max(d, p) + 16 });
+  if ('unavailable' in s) throw new Error(s.unavailable);
+  try {
+    await s.decodeRound(4);
+    const ms = (await s.decodeRound(d))[0], pm = await s.prefill(p);
+    console.log(`${s.name}: load ${s.loadMs.toFixed(0)} ms; decode ${ms.toFixed(2)} ms/token; prefill ${p} tokens ${(p / pm * 1000).toFixed(1)} tok/s`);
+  } finally { await s.dispose(); }
 }

@@ -25,7 +25,7 @@ import { barSpec, concatSpec, lineSpec, renderSvg, type Bar, type Point } from '
 
 const DTYPES: WeightDType[] = ['f32', 'bf16', 'f16', 'int8', 'q4_0', 'q4_1'];
 
-interface Ctx { model: OpenModel; preset?: string; dsl: string; progress: MultiBar; peer: 'llama.cpp' | 'onnxruntime' | 'none'; peerSkipped?: string }
+interface Ctx { model: OpenModel; preset?: string; dsl: string; progress: MultiBar; peer: 'llama.cpp' | 'wllama' | 'onnxruntime' | 'none'; peerSkipped?: string }
 
 /**
  * One line per start-up phase on stderr (building the checkpoint, compiling, loading): above the bars on a
@@ -67,7 +67,7 @@ async function measureComputeLimit(threads: number, repeat: number): Promise<num
 async function measureWasm(ctx: Ctx, weights: WeightDType, threads: number, decode: number, prefill: number, repeat: number, compute?: number) {
   const { benchWasm } = await import('../bench/wasm-bench.ts');
   const plan = await planFor(ctx, weights, prefill);
-  const peer = await openPeer(ctx, weights, threads);
+  const peer = await openPeer(ctx, weights, threads, Math.max(prefill, decode) + 16);
   try {
     return await benchWasm({
       plan, weights: weightProvider(plan, ctx.model, bar(ctx, `load ${weights}`)), threads, decodeTokens: decode, prefillTokens: prefill,
@@ -78,17 +78,23 @@ async function measureWasm(ctx: Ctx, weights: WeightDType, threads: number, deco
   }
 }
 
-/** llama.cpp on the same checkpoint in the same format (bench/llama-cpp.ts), or undefined with ctx.peerSkipped saying why. */
-async function openPeer(ctx: Ctx, weights: WeightDType, threads: number) {
+/**
+ * llama.cpp (bench/llama-cpp.ts) or wllama in headless Chromium (bench/wllama.ts) on the same checkpoint in the same
+ * format, or undefined with ctx.peerSkipped saying why. `nCtx`: the longest prompt or decode round wllama must hold.
+ */
+async function openPeer(ctx: Ctx, weights: WeightDType, threads: number, nCtx: number) {
   if (ctx.peer === 'none' || ctx.peerSkipped) return undefined;
   const { GGUF_WEIGHTS, ggufFor, openLlamaCpp } = await import('../bench/llama-cpp.ts');
   const g = GGUF_WEIGHTS[weights];
-  const progress = bar(ctx, `GGUF ${g} for llama.cpp`);
+  const progress = bar(ctx, `GGUF ${g} for ${ctx.peer}`);
   const gguf = ggufFor(ctx.model.path, ctx.model.config, ctx.model.read, g, resolve('out', 'cache'), (d, n) => progress('layers', d, n));
-  const s = await openLlamaCpp(gguf, g, threads, ctx.model.config.vocabSize);
+  if (ctx.peer === 'wllama') status(ctx.progress, `wllama: loading the ${g} GGUF in headless Chromium`);
+  const s = ctx.peer === 'wllama'
+    ? await (await import('../bench/wllama.ts')).openWllama(gguf, g, threads, { nCtx })
+    : await openLlamaCpp(gguf, g, threads, ctx.model.config.vocabSize);
   if ('unavailable' in s) {
     ctx.peerSkipped = s.unavailable;
-    process.stderr.write(`bench: no llama.cpp peer: ${s.unavailable}\n`);
+    process.stderr.write(`bench: no ${ctx.peer} peer: ${s.unavailable}\n`);
     return undefined;
   }
   return s;
@@ -190,7 +196,7 @@ export function benchCommand(): Command {
     .option('--decode <n>', 'decode tokens timed (median; at least 64 for wasm)', count, 64)
     .option('--prefill <n>', 'prompt tokens for the prefill measurement', count, 512)
     .option('--repeat <n>', 'n× the decode rounds (each a bandwidth probe, then tokens: medians); best of n prefills and compute probes', count, 1)
-    .addOption(new Option('--peer <name>', 'another implementation measured in the same rounds (wasm): llama.cpp on a GGUF export of the same checkpoint, same weight format; onnxruntime (node CPU EP and web WASM EP) on its ONNX export, f32/f16 (bench/onnxruntime.ts)').choices(['llama.cpp', 'onnxruntime', 'none']).default('llama.cpp'))
+    .addOption(new Option('--peer <name>', 'another implementation measured in the same rounds (wasm): llama.cpp on a GGUF export of the same checkpoint, same weight format; wllama (llama.cpp in WASM) on that GGUF in headless Chromium (bench/wllama.ts); onnxruntime (node CPU EP and web WASM EP) on its ONNX export, f32/f16 (bench/onnxruntime.ts)').choices(['llama.cpp', 'wllama', 'onnxruntime', 'none']).default('llama.cpp'))
     .option('--json', 'print one JSON object')
     .option('--plot <file.svg>', 'sweep weight formats × threads, prompt lengths and context lengths; write the charts')
     .option('--dsl <file>', 'model description (default: examples/finch.ts of this package)', DEFAULT_DSL)
@@ -355,7 +361,7 @@ async function sweepSvg(s: SweepSummary): Promise<string> {
   for (const r of s.results) {
     const { weights: w, threads: t } = r;
     decodeBars.push({ group: w, series: `rwkvc ${t}T`, value: r.decode.tokensPerSecond });
-    if (r.peer && 'decode' in r.peer) decodeBars.push({ group: w, series: `llama.cpp ${t}T (same run)`, value: r.peer.decode.tokensPerSecond });
+    if (r.peer && 'decode' in r.peer) decodeBars.push({ group: w, series: `${r.peer.name.split(' ')[0]} ${t}T (same run)`, value: r.peer.decode.tokensPerSecond });
     if (r.decode.rwkvCppMsPerToken) decodeBars.push({ group: w, series: `rwkv.cpp ${t}T (recorded elsewhere)`, value: 1000 / r.decode.rwkvCppMsPerToken });
     fracBars.push({ group: w, series: `${t}T`, value: 100 * r.decode.bandwidthFraction });
   }

@@ -370,10 +370,10 @@ function entryStructure(name: string, cls: string, config: ModelConfig, weights:
     methods: [
       {
         name: 'load', isStatic: true, isAsync: true, returnType: `Promise<${cls}>`,
-        docs: ['Load the model with the weights of a checkpoint (.pth or safetensors, official or Hugging Face names): its bytes, or a path in Node (read tensor by tensor) or a URL in a browser (fetched). ' +
+        docs: ['Load the model with the weights of a checkpoint (.pth or safetensors, official or Hugging Face names): its bytes, a Blob or File (read with Blob.slice(), one weight at a time), or a path in Node (read tensor by tensor) or a URL in a browser (fetched). ' +
           'Runs on WebGPU when `navigator.gpu` gives an adapter, else on WASM (`target` chooses).'],
         parameters: [
-          { name: 'checkpoint', type: 'Uint8Array | ArrayBuffer | string' },
+          { name: 'checkpoint', type: 'Uint8Array | ArrayBuffer | string | Blob' },
           { name: 'options', type: optionsType, initializer: '{}' },
         ],
         statements: [

@@ -2,7 +2,8 @@
 // model's config (as `rwkvc compile … --emit package` does), the page served cross-origin isolated, the
 // checkpoint fed to its file input, a token-id prompt generated from greedily. The logits after the prompt
 // must match the official ones, the continuation must be the Node WASM target's, and tokens/s must show,
-// on WebGPU (SwiftShader) and on WASM with 1 and 2 threads (Web Workers).
+// on WebGPU (SwiftShader) and on WASM with 1 and 2 threads (Web Workers). The page reads the checkpoint with
+// Blob.slice(), a weight at a time (never the whole file as one ArrayBuffer), with a progress bar.
 import { statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
@@ -77,6 +78,32 @@ describe.skipIf(!!skip)(`browser demo in headless Chromium${skip ? ` (skipped: $
     await open?.close();
   });
 
+  /** Every Blob read the page makes, by size (installed before the page's scripts run). */
+  const watchReads = (p: Page) => p.addInitScript(() => {
+    const reads: number[] = ((window as unknown as { blobReads: number[] }).blobReads = []);
+    const arrayBuffer = Blob.prototype.arrayBuffer;
+    Blob.prototype.arrayBuffer = function (this: Blob) { reads.push(this.size); return arrayBuffer.call(this); };
+  });
+  /** openPage, with watchReads installed before the page loads. */
+  const openWatched = async (url: string) => {
+    const page = await browser.newPage();
+    const log = { lines: [] as string[] };
+    page.on('console', (m) => log.lines.push(`${m.type()}: ${m.text()}`));
+    page.on('pageerror', (e) => log.lines.push(`pageerror: ${e.message}`));
+    await watchReads(page);
+    await page.goto(url);
+    return { page, log };
+  };
+  const blobReads = (p: Page) => p.evaluate(() => (window as unknown as { blobReads: number[] }).blobReads);
+  /** The checkpoint was read in slices, none near its whole size, and the progress bar went to its end. */
+  const checkSliced = async (p: Page, d: DemoState) => {
+    const reads = await blobReads(p);
+    const size = statSync(MODEL).size;
+    expect(reads.length).toBeGreaterThan(20); // 30 weights: their tensors, fetched one weight at a time
+    expect(Math.max(...reads)).toBeLessThan(size / 4);
+    expect(d.progress!.weights![0]).toBe(d.progress!.weights![1]);
+    expect(await p.isHidden('#progress')).toBe(true);
+  };
   const demoState = (p: Page) => p.evaluate(() => (window as unknown as { rwkvcDemo: DemoState }).rwkvcDemo);
   const until = async (p: Page, states: DemoState['state'][], log: { lines: string[] }) => {
     await p.waitForFunction((want) => {
@@ -92,7 +119,7 @@ describe.skipIf(!!skip)(`browser demo in headless Chromium${skip ? ` (skipped: $
   async function runDemo(server: StaticServer, target: 'auto' | 'webgpu' | 'wasm', threads: number) {
     const t0 = performance.now();
     const pkg = '/' + relative(REPO_ROOT, PKG).split('\\').join('/') + '/';
-    const { page, log } = await openPage(browser, `${server.url}/examples/browser/index.html?pkg=${pkg}`);
+    const { page, log } = await openWatched(`${server.url}/examples/browser/index.html?pkg=${pkg}`);
     await page.waitForFunction(() => {
       const d = (window as unknown as { rwkvcDemo?: DemoState }).rwkvcDemo;
       return d && (d.package || d.state === 'error');
@@ -103,6 +130,7 @@ describe.skipIf(!!skip)(`browser demo in headless Chromium${skip ? ` (skipped: $
     await page.fill('#threads', String(threads));
     await page.click('#load');
     const loaded = await until(page, ['ready'], log);
+    await checkSliced(page, loaded);
     const tLoad = performance.now();
     await page.fill('#prompt', `ids:${prompt.join(',')}`);
     await page.fill('#max-tokens', String(GENERATE));
@@ -189,7 +217,7 @@ describe.skipIf(!!skip)(`browser demo in headless Chromium${skip ? ` (skipped: $
 
   test('the loaded checkpoint stays in the browser (OPFS): after a reload Load needs no file; "Forget cached model" drops it', async () => {
     const pkg = '/' + relative(REPO_ROOT, PKG).split('\\').join('/') + '/';
-    const { page, log } = await openPage(browser, `${isolated.url}/examples/browser/index.html?pkg=${pkg}`);
+    const { page, log } = await openWatched(`${isolated.url}/examples/browser/index.html?pkg=${pkg}`);
     const ready = () => page.waitForFunction(() => (window as unknown as { rwkvcDemo?: DemoState }).rwkvcDemo?.package, null, { timeout: 60_000 });
     await ready();
     expect((await demoState(page)).cached).toEqual({});
@@ -211,6 +239,7 @@ describe.skipIf(!!skip)(`browser demo in headless Chromium${skip ? ` (skipped: $
     await page.click('#load');
     const d = await until(page, ['ready'], log);
     expect(d.checkpointFrom).toBe('cache');
+    await checkSliced(page, d); // the OPFS file, read in slices too
     // the cached bytes are the checkpoint: the official logits after the prompt
     await page.fill('#prompt', `ids:${prompt.join(',')}`);
     await page.fill('#max-tokens', '1');

@@ -6,6 +6,9 @@
  * For tests the page keeps its state on `window.rwkvcDemo`: the logits after the prompt, the generated
  * ids, the rates and the backend.
  *
+ * The checkpoint is handed to the package as the picked File (or the cached one): the package reads it with
+ * Blob.slice(), one weight at a time, so a 6 GB checkpoint is never one ArrayBuffer in the page.
+ *
  * The WASM thread count defaults to one per 16 MiB of weights a token streams (threads.ts: on small models
  * more threads are slower); the field overrides it. The checkpoint and vocabulary last loaded stay in the
  * browser (the package's runtime/package/browser-cache.js: OPFS, else IndexedDB), so after a reload Load works without picking them again.
@@ -32,7 +35,7 @@ interface LoadOptions {
   vocab?: Uint8Array;
   onProgress?: (phase: string, done: number, total: number) => void;
 }
-interface ModelClass { name: string; config: Record<string, number>; load(checkpoint: Uint8Array, o?: LoadOptions): Promise<Model> }
+interface ModelClass { name: string; config: Record<string, number>; load(checkpoint: Blob, o?: LoadOptions): Promise<Model> }
 interface Cached { name: string; size: number; where: 'OPFS' | 'IndexedDB' }
 /** The package's browser cache (runtime/package/browser-cache.ts). */
 interface BrowserCache {
@@ -64,6 +67,8 @@ export interface DemoState {
   progress?: Record<string, [number, number]>;
   /** Where the last load's checkpoint came from. */
   checkpointFrom?: 'file' | 'cache';
+  /** The last load's time in ms (from Load to ready). */
+  loadMs?: number;
   promptIds?: number[];
   /** The logits after the last prompt token. */
   logitsAfterPrompt?: number[];
@@ -80,6 +85,7 @@ const ui = {
   pkg: $('package'), checkpoint: $<HTMLInputElement>('checkpoint'), vocab: $<HTMLInputElement>('vocab'),
   target: $<HTMLSelectElement>('target'), threads: $<HTMLInputElement>('threads'), load: $<HTMLButtonElement>('load'),
   threadsInfo: $('threads-info'), cached: $('cached'), forget: $<HTMLButtonElement>('forget'), weights: $('weights'),
+  keep: $<HTMLInputElement>('keep'), progress: $<HTMLProgressElement>('progress'),
   prompt: $<HTMLTextAreaElement>('prompt'), maxTokens: $<HTMLInputElement>('max-tokens'), temperature: $<HTMLInputElement>('temperature'),
   topP: $<HTMLInputElement>('top-p'), generate: $<HTMLButtonElement>('generate'), stop: $<HTMLButtonElement>('stop'),
   status: $('status'), backend: $('backend'), notes: $('notes'), prefillTps: $('prefill-tps'), prefillInfo: $('prefill-info'),
@@ -174,11 +180,13 @@ async function load(): Promise<void> {
   demo.state = 'loading';
   delete demo.error;
   delete demo.progress;
+  delete demo.loadMs;
   model?.dispose();
   model = null;
+  ui.progress.hidden = false;
+  ui.progress.removeAttribute('value');
   try {
-    status(`reading ${fileName} (${mib(file.size)}${cached ? `, cached in ${cached.where}` : ''})…`);
-    const bytes = new Uint8Array(await file.arrayBuffer());
+    status(`opening ${fileName} (${mib(file.size)}${cached ? `, cached in ${cached.where}` : ''})…`);
     const vocabPicked = ui.vocab.files?.[0];
     // a cached vocabulary goes with a cached checkpoint; a picked checkpoint takes only a picked vocabulary
     const vocabCached = !vocabPicked && cached ? await cache.read('vocab').catch(() => null) : null;
@@ -189,12 +197,16 @@ async function load(): Promise<void> {
     if (demo.threads) demo.threads.asked = threads;
     const target = ({ auto: 'auto', webgpu: 'wgsl', wasm: 'wasm' } as const)[ui.target.value as 'auto' | 'webgpu' | 'wasm'];
     const t0 = performance.now();
-    model = await Pkg.load(bytes, {
+    // the File itself, not its bytes: the package reads it with Blob.slice(), one weight at a time
+    model = await Pkg.load(file, {
       target, vocab, threads,
       // weights tick by the hundred; shaders and pipelines (WebGPU) by the dozen, seconds each on a software adapter
       onProgress: (phase, done, total) => {
         (demo.progress ??= {})[phase] = [done, total];
-        if (phase !== 'weights' || done === total || done % 16 === 0) status(`loading ${phase} ${done}/${total}…`);
+        ui.progress.max = total;
+        ui.progress.value = done;
+        ui.progress.title = phase;
+        if (phase !== 'weights' || done === total || done % 16 === 0) status(`loading ${fileName}: ${phase} ${done}/${total}…`);
       },
     });
     hasVocab = !!vocab;
@@ -204,17 +216,19 @@ async function load(): Promise<void> {
     ui.backend.textContent = model.backend.description;
     ui.weights.textContent = `${model.weights}${demo.threads?.bytesPerToken ? ` (${mib(demo.threads.bytesPerToken)} per token)` : ''}`;
     ui.notes.textContent = model.backend.notes.join('; ');
-    const took = `${((performance.now() - t0) / 1000).toFixed(2)} s`;
+    demo.loadMs = performance.now() - t0;
+    const took = `${(demo.loadMs / 1000).toFixed(2)} s`;
     demo.state = 'ready';
     status(`loaded ${fileName}${picked ? '' : ' from the browser cache'} in ${took}${vocab ? '' : ' (no vocabulary: output shown as token ids and bytes)'}`);
     // kept for the next visit only once it loaded (a file the package refuses is not worth storing), in the
     // background: copying gigabytes into the browser's storage should not hold up generating
-    if (picked) void keep(picked, vocabPicked);
+    if (picked && ui.keep.checked) void keep(picked, vocabPicked);
     ui.generate.disabled = false;
   } catch (e) {
     fail(e);
   } finally {
     ui.load.disabled = false;
+    ui.progress.hidden = true;
   }
 }
 

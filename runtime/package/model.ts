@@ -7,11 +7,11 @@
  * adapter, else WASM).
  */
 import type { ModelConfig } from '../../kernels/config.ts';
-import type { KernelPlan } from '../../kernels/plan.ts';
-import { materializeWeight } from '../../kernels/weights.ts';
-import type { TargetModel, WeightProvider } from '../../targets/backend.ts';
+import type { TargetModel } from '../../targets/backend.ts';
 import type { ArtifactFiles, TargetRuntime } from '../../targets/target.ts';
 import { inferConfig, openCheckpointBytes, validateCheckpoint, type Checkpoint } from '../checkpoint/reader.ts';
+import { openCheckpointBlob } from '../checkpoint/blob.ts';
+import { checkpointProvider } from '../checkpoint/provider.ts';
 import { inputError, UserError } from '../../kernels/errors.ts';
 import { Session } from '../session.ts';
 import { parseWorldVocabBytes, type WorldTokenizer } from '../world-tokenizer.ts';
@@ -74,16 +74,6 @@ export function checkCheckpoint(ckpt: Checkpoint, config: ModelConfig, pkgName: 
   validateCheckpoint(ckpt, config);
 }
 
-/** Each plan weight from the checkpoint, transformed as the plan declares. */
-export function checkpointWeights(plan: KernelPlan, ckpt: Checkpoint, onProgress?: PackageLoadOptions['onProgress']): WeightProvider {
-  let done = 0;
-  return (d) => {
-    const v = materializeWeight(d.source, (n) => ckpt.readF32(n));
-    onProgress?.('weights', ++done, plan.weights.length);
-    return v;
-  };
-}
-
 /**
  * A loaded model shared by a sequence and its forks. The target (its memory and threads) is freed when
  * the last of them is disposed.
@@ -130,7 +120,7 @@ export class SharedModel {
 export async function loadShared(
   platform: Platform,
   pkg: PackageDescription,
-  checkpoint: Uint8Array | ArrayBuffer | string,
+  checkpoint: Uint8Array | ArrayBuffer | string | Blob,
   o: PackageLoadOptions,
   runtimes: TargetRuntimes,
 ): Promise<SharedModel> {
@@ -149,7 +139,10 @@ export async function loadShared(
 
   const [tokenizer, ckpt] = await Promise.all([
     loadVocab(platform, o.vocab),
-    typeof checkpoint === 'string' ? platform.openCheckpoint(checkpoint) : openCheckpointBytes('checkpoint', checkpoint),
+    typeof checkpoint === 'string' ? platform.openCheckpoint(checkpoint)
+      // a picked File (or one from the browser's cache): read with Blob.slice(), one weight at a time
+      : checkpoint instanceof Uint8Array || checkpoint instanceof ArrayBuffer ? openCheckpointBytes('checkpoint', checkpoint)
+      : openCheckpointBlob(checkpoint),
   ]);
   try {
     checkCheckpoint(ckpt, pkg.config, pkg.name);
@@ -169,7 +162,7 @@ export async function loadShared(
         const opened = await rt.openDevice?.({ threads: o.threads });
         let model: TargetModel;
         try {
-          model = await rt.load(art, checkpointWeights(rt.plan(art), ckpt, o.onProgress), { threads: o.threads, relaxed: o.relaxed, opened, onProgress: o.onProgress });
+          model = await rt.load(art, checkpointProvider(rt.plan(art), ckpt, o.onProgress), { threads: o.threads, relaxed: o.relaxed, opened, onProgress: o.onProgress });
         } catch (e) {
           opened?.release();
           throw e;

@@ -185,6 +185,9 @@ async function load(
     const paramBuf = buffer(Math.max(1, all.length) * slot, USAGE.UNIFORM | USAGE.COPY_DST, 'params');
     packed.forEach((p, i) => device.queue.writeBuffer(paramBuf, i * slot, p));
 
+    // Every weight buffer first, weight by weight (a browser File's bytes are brought in for each).
+    await uploads.upload(names.flatMap((n) => lowered[n]!.steps));
+
     // Bind groups, once per dispatch; staging buffers for host-gathered embeddings.
     const programs: Partial<Record<ProgramName, ProgramRt>> = {};
     for (const name of names) {

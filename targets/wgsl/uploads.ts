@@ -3,10 +3,10 @@
  * its storage format, or dequantized vectors packed as f32) and uploaded once per distinct ref. Tables
  * that stay on the host (host-gathered embeddings) are kept encoded here too.
  */
-import type { KernelPlan } from '../../kernels/plan.ts';
+import type { KernelPlan, WeightDecl } from '../../kernels/plan.ts';
 import type { WeightProvider } from '../backend.ts';
 import { WeightEncoder } from '../gpu/encode.ts';
-import { weightRefId, type HostEmbedStep, type WeightRef } from '../gpu/lower.ts';
+import { weightRefId, type DispatchStep, type HostEmbedStep, type WeightRef } from '../gpu/lower.ts';
 
 const STORAGE = 0x80; // GPUBufferUsage.STORAGE
 
@@ -14,11 +14,58 @@ export class WeightUploads {
   private readonly encoder: WeightEncoder;
   private readonly gpu = new Map<string, GPUBuffer>();
   private readonly host = new Map<string, Uint8Array>();
+  private readonly decls: Map<string, WeightDecl>;
+  /** Values of a packed buffer's parts, each read right after its bytes were brought in (see `upload`). */
+  private readonly fetched = new Map<string, Float32Array>();
   /** Bytes uploaded so far. */
   bytes = 0;
 
-  constructor(plan: KernelPlan, provider: WeightProvider, private readonly device: GPUDevice) {
-    this.encoder = new WeightEncoder(plan, provider);
+  constructor(plan: KernelPlan, private readonly provider: WeightProvider, private readonly device: GPUDevice) {
+    this.decls = new Map(plan.weights.map((d) => [d.name, d]));
+    const read: WeightProvider = Object.assign((d: WeightDecl) => this.fetched.get(d.name) ?? provider(d), provider.rows ? { rows: provider.rows } : {});
+    this.encoder = new WeightEncoder(plan, read);
+  }
+
+  /**
+   * Upload every buffer the steps use, weight by weight, awaiting the provider's `prepare` before a weight
+   * is read: over a browser File (Blob.slice) only the weight being converted is in memory. A packed
+   * buffer's parts are prepared and read one after another (a prepare may drop the previous one's bytes).
+   */
+  async upload(steps: readonly (DispatchStep | HostEmbedStep)[]): Promise<void> {
+    const prepare = this.provider.prepare;
+    const refs = new Map<string, { ref: WeightRef; host: boolean }>();
+    for (const s of steps) {
+      if (s.kind === 'host_embed') refs.set(weightRefId(s.table), { ref: s.table, host: true });
+      else for (const w of s.weights) refs.set(weightRefId(w), { ref: w, host: false });
+    }
+    // The buffers of one weight (a matrix split over several bindings) one after another: each prepared once.
+    const rowsOf = new Map<string, { ref: WeightRef; host: boolean }[]>();
+    for (const r of refs.values()) if (r.ref.kind === 'rows') rowsOf.set(r.ref.weight, [...(rowsOf.get(r.ref.weight) ?? []), r]);
+    for (const [weight, list] of rowsOf) {
+      await prepare?.(this.decl(weight));
+      for (const r of list) this.put(r.ref, r.host);
+    }
+    for (const r of refs.values()) {
+      if (r.ref.kind !== 'pack') continue;
+      if (prepare) for (const p of r.ref.parts) {
+        const d = this.decl(p);
+        await prepare(d);
+        this.fetched.set(p, this.provider(d));
+      }
+      this.put(r.ref, r.host);
+      this.fetched.clear();
+    }
+  }
+
+  private put(ref: WeightRef, host: boolean): void {
+    if (host) this.hostTable(ref as HostEmbedStep['table']);
+    else this.buffer(ref);
+  }
+
+  private decl(name: string): WeightDecl {
+    const d = this.decls.get(name);
+    if (!d) throw new Error(`weight ${name} is not declared by the plan`);
+    return d;
   }
 
   /** The GPU buffer of a ref, created and filled on first use. */

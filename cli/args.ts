@@ -63,6 +63,22 @@ export function count(v: string): number {
 }
 
 /**
+ * The sampling flags `run` and `chat` share, `--temp` and `-n` included; their values are the fields of
+ * GenerateOptions. `tokens` and `seed` say what the count and the seed are per (a generation, a reply…).
+ */
+export function samplingOptions(cmd: Command, d: { maxTokens: number; tokens: string; seed: string }): Command {
+  cmd.option('-n, --max-tokens <n>', d.tokens, count, d.maxTokens)
+    .option('--temperature <t>', 'sampling temperature (0 = greedy; also --temp)', num, 1)
+    .option('--top-p <p>', 'nucleus sampling', num, 0.85)
+    .option('--top-k <k>', 'top-k sampling (0 = off)', int, 0)
+    .option('--presence-penalty <x>', 'presence penalty', num, 0)
+    .option('--frequency-penalty <x>', 'frequency penalty', num, 0)
+    .option('--seed <n>', d.seed, int);
+  addAlias(cmd, '--temp', '--temperature');
+  return cmd;
+}
+
+/**
  * `--target <name>` from the registry: the help lists what users pick (hidden simulators are accepted by
  * name), `filter` narrows the choices (e.g. bench: compiled targets only).
  */

@@ -8,14 +8,15 @@ import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { Command } from 'commander';
 import { SingleBar, Presets } from 'cli-progress';
-import { count, int, num, targetOption, threads, weightsOption } from './args.ts';
+import { samplingOptions, suggestOptions, targetOption, threads, weightsOption } from './args.ts';
 import { UserError } from '../kernels/errors.ts';
 import { load } from '../driver/load.ts';
-import { Generation } from '../driver/serve/generation.ts';
 import { TURN_END, userTurn } from '../driver/serve/chat-format.ts';
 import { checkWritable, writeFileAtomic } from '../runtime/checkpoint/fileio.ts';
+import { Generation } from '../runtime/generation.ts';
 import { createRng } from '../runtime/sampler.ts';
 import type { Session } from '../runtime/session.ts';
+import { END_OF_TEXT } from '../runtime/world-tokenizer.ts';
 import type { WeightDType } from '../kernels/plan.ts';
 
 const HELP = `commands:
@@ -26,20 +27,14 @@ const HELP = `commands:
   /quit        leave (so does Ctrl-D); Ctrl-C stops a reply`;
 
 export function chatCommand(): Command {
-  return new Command('chat')
+  const cmd = new Command('chat')
     .description('Chat with a model in the terminal (World chat format), the state carried from turn to turn')
     .requiredOption('--model <path>', 'checkpoint (.pth or .safetensors)')
     .requiredOption('--vocab <file>', 'rwkv_vocab_v20230424.txt')
     .addOption(targetOption('wasm'))
     .addOption(weightsOption())
-    .option('--threads <n>', 'worker threads (wasm; default all cores)', threads)
-    .option('--max-tokens <n>', 'most tokens per reply', count, 200)
-    .option('--temperature <t>', 'sampling temperature (0 = greedy)', num, 1)
-    .option('--top-p <p>', 'nucleus sampling', num, 0.85)
-    .option('--top-k <k>', 'top-k sampling (0 = off)', int, 0)
-    .option('--presence-penalty <x>', 'presence penalty', num, 0)
-    .option('--frequency-penalty <x>', 'frequency penalty', num, 0)
-    .option('--seed <n>', 'random seed (for the whole chat)', int)
+    .option('--threads <n>', 'worker threads (wasm; default all cores)', threads);
+  samplingOptions(cmd, { maxTokens: 200, tokens: 'most tokens per reply', seed: 'random seed (for the whole chat)' })
     .option('--stop <text...>', 'stop strings besides the turn end (\\n\\n)')
     .option('--state-in <file>', 'start from a saved state')
     .addHelpText('after', `
@@ -63,6 +58,7 @@ Example:
       await chatLoop(session, o);
       session.model.dispose();
     });
+  return suggestOptions(cmd);
 }
 
 interface ChatOptions {
@@ -118,13 +114,12 @@ async function reply(session: Session, msg: string, o: ChatOptions, rng: () => n
   }, rng);
   let logits = await session.prefill(tok.encode(userTurn(msg)));
   const fed: number[] = [];
-  for (;;) {
+  while (!gen.finish && !interrupted()) {
     const s = gen.step(logits);
     if (s.text) write(s.text);
-    if (s.id === 0) break; // end-of-text: nothing to feed
+    if (s.id === END_OF_TEXT) break; // nothing to feed
     logits = await session.decode(s.id);
     fed.push(s.id);
-    if (s.finish || interrupted()) break;
   }
   const said = tok.decode(fed.filter((id) => tok.tokenBytes(id)));
   if (!said.includes(TURN_END)) await session.prefill(tok.encode(said.endsWith('\n') ? '\n' : TURN_END));

@@ -1,5 +1,5 @@
-import { addAlias, count, int, num, RAW_HELP, suggestOptions, targetOption, unescapeText } from './args.ts';
-import { Command, Option } from 'commander';
+import { count, RAW_HELP, samplingOptions, suggestOptions, targetOption, unescapeText, weightsOption } from './args.ts';
+import { Command } from 'commander';
 import { SingleBar, Presets } from 'cli-progress';
 import { readFileSync } from 'node:fs';
 import { checkWritable, writeFileAtomic } from '../runtime/checkpoint/fileio.ts';
@@ -7,7 +7,6 @@ import { UserError } from '../kernels/errors.ts';
 import { load } from '../driver/load.ts';
 import { loadWorldTokenizer } from '../runtime/tokenizer.ts';
 import type { WeightDType } from '../kernels/plan.ts';
-
 
 export function tokenizeCommand(): Command {
   return suggestOptions(new Command('tokenize'))
@@ -54,15 +53,9 @@ export function runCommand(): Command {
     .requiredOption('--prompt <text>', 'the prompt; \\n, \\t and \\\\ in it are a newline, a tab and a backslash')
     .option('--raw', RAW_HELP)
     .addOption(targetOption('wasm'))
-    .addOption(new Option('--weights <dtype>', 'weight storage').choices(['f32', 'bf16', 'f16', 'int8', 'q4_0', 'q4_1']).default('f32'))
-    .option('--threads <n>', 'worker threads (wasm; default all cores)', count)
-    .option('-n, --max-tokens <n>', 'most tokens to generate', count, 100)
-    .option('--temperature <t>', 'sampling temperature (0 = greedy; also --temp)', num, 1)
-    .option('--top-p <p>', 'nucleus sampling', num, 0.85)
-    .option('--top-k <k>', 'top-k sampling (0 = off)', int, 0)
-    .option('--presence-penalty <x>', 'presence penalty', num, 0)
-    .option('--frequency-penalty <x>', 'frequency penalty', num, 0)
-    .option('--seed <n>', 'random seed', int)
+    .addOption(weightsOption())
+    .option('--threads <n>', 'worker threads (wasm; default all cores)', count);
+  samplingOptions(cmd, { maxTokens: 100, tokens: 'most tokens to generate', seed: 'random seed' })
     .option('--stop <text...>', 'stop strings (escapes as in --prompt, e.g. "\\n\\nUser:")')
     .option('--state-in <file>', 'start from a saved state')
     .option('--state-out <file>', 'save the state at the end (checked before generating; a symlink or special file is refused)')
@@ -101,7 +94,6 @@ Examples:
       if (o.stateOut) writeFileAtomic(o.stateOut, [await session.state.toBytes()]);
       session.model.dispose();
     });
-  addAlias(cmd, '--temp', '--temperature');
   return suggestOptions(cmd);
 }
 

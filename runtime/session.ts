@@ -9,16 +9,11 @@
 import type { ModelConfig } from '../kernels/config.ts';
 import type { StateTensors, TargetModel } from '../targets/backend.ts';
 import { UserError } from '../kernels/errors.ts';
-import { createRng, sample, StopMatcher, TokenHistory, type SamplingOptions } from './sampler.ts';
+import { Generation, type GenerateOptions, type Step } from './generation.ts';
 import { decodeState, encodeState } from './state-file.ts';
 import type { WorldTokenizer } from './world-tokenizer.ts';
 
-export interface GenerateOptions extends SamplingOptions {
-  /** Most tokens to generate. Default 100. */
-  maxTokens?: number;
-  /** Called after each generated token (for tokens/s displays). */
-  onToken?: (id: number) => void;
-}
+export type { GenerateOptions } from './generation.ts';
 
 /** A copy of the recurrent state: restore it into any session of the same model. */
 export interface StateSnapshot {
@@ -123,7 +118,7 @@ export class Session {
     }
     const ids = typeof prompt === 'string' ? tok.encode(prompt) : prompt;
     if (ids.length) checkTokens(ids, this.config.vocabSize, 'generate');
-    yield* this.inTurn(() => this.generateNow(ids, o, tok));
+    for await (const s of this.inTurn(() => this.steps(ids, o, tok, 'generate'))) if (s.text) yield s.text;
   }
 
   /**
@@ -138,7 +133,8 @@ export class Session {
     else if (this.tokenizer) ids = this.tokenizer.encode(prompt);
     else throw new UserError('generateIds: a text prompt needs a vocabulary (load with { vocab }); give token ids');
     if (ids.length) checkTokens(ids, this.config.vocabSize, 'generateIds');
-    yield* this.inTurn(() => this.idsNow(ids, o));
+    // a stop token ends the reply unshown
+    for await (const s of this.inTurn(() => this.steps(ids, o, undefined, 'generateIds'))) if (s.finish !== 'stop') yield s.id;
   }
 
   /** Runs a generation in this session's turn: it starts when the previous one has finished (or was abandoned with return()). */
@@ -156,38 +152,20 @@ export class Session {
     }
   }
 
-  private async *idsNow(ids: ArrayLike<number>, o: GenerateOptions): AsyncGenerator<number> {
+  /**
+   * The steps of one reply after `ids` (or after what was fed before): each token but a stop is fed back,
+   * the last one too, so a later generate() with no prompt continues the text.
+   */
+  private async *steps(ids: ArrayLike<number>, o: GenerateOptions, tok: WorldTokenizer | undefined, what: string): AsyncGenerator<Step> {
+    const gen = new Generation(tok, o);
     let logits = ids.length ? await this.prefill(ids) : this.lastLogits;
-    if (!logits) throw new UserError('generateIds: empty prompt and nothing fed before');
-    const rng = createRng(o.seed ?? Date.now());
-    const history = new TokenHistory();
-    const stops = new StopMatcher(o);
-    for (let i = 0; i < (o.maxTokens ?? 100); i++) {
-      const id = sample(logits, o, rng, history);
-      o.onToken?.(id);
-      if (stops.push(id, '').stopped) return;
-      yield id;
-      logits = await this.decode(id);
+    if (!logits) throw new UserError(`${what}: empty prompt and nothing fed before`);
+    while (!gen.finish) {
+      const s = gen.step(logits);
+      yield s;
+      if (s.finish === 'stop') return;
+      logits = await this.decode(s.id);
     }
-  }
-
-  private async *generateNow(ids: ArrayLike<number>, o: GenerateOptions, tok: WorldTokenizer): AsyncGenerator<string> {
-    let logits = ids.length ? await this.prefill(ids) : this.lastLogits;
-    if (!logits) throw new UserError('generate: empty prompt and nothing fed before');
-    const rng = createRng(o.seed ?? Date.now());
-    const history = new TokenHistory();
-    const stops = new StopMatcher(o);
-    const stream = tok.createStreamDecoder();
-    for (let i = 0; i < (o.maxTokens ?? 100); i++) {
-      const id = sample(logits, o, rng, history);
-      o.onToken?.(id);
-      const { text, stopped } = stops.push(id, id === 0 ? '' : stream.push(id));
-      if (text) yield text;
-      if (stopped) return;
-      logits = await this.decode(id);
-    }
-    const rest = stops.push(-1, stream.flush()).text + stops.flush();
-    if (rest) yield rest;
   }
 
   readonly state = {

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { CommanderError, type Command } from 'commander';
 import { describe, expect, it } from 'vitest';
 import { unescapeText } from '../cli/args.ts';
+import { chatCommand } from '../cli/chat.ts';
 import { compileCommand } from '../cli/compile.ts';
 import { parseConfigJson, resolveConfig } from '../cli/config-arg.ts';
 import { logitsCommand } from '../cli/logits.ts';
@@ -111,6 +112,9 @@ describe('option aliases and suggestions', () => {
     const { opts } = await parse(runCommand, ['--model', 'm', '--vocab', 'v', '--prompt', 'x', '--temp', '0', '-n', '7']);
     expect(opts).toMatchObject({ temperature: 0, maxTokens: 7 });
     expect((await parse(runCommand, ['--model', 'm', '--vocab', 'v', '--prompt', 'x', '--temp', 'hot'])).err).toMatch(/'--temp <value>' argument 'hot' is invalid\. expected a number/);
+    // chat declares the same sampling flags (samplingOptions), its own defaults kept
+    expect((await parse(chatCommand, ['--model', 'm', '--vocab', 'v', '--temp', '0', '-n', '7'])).opts).toMatchObject({ temperature: 0, maxTokens: 7, topP: 0.85 });
+    expect((await parse(chatCommand, ['--model', 'm', '--vocab', 'v'])).opts).toMatchObject({ temperature: 1, maxTokens: 200 });
   });
 
   it('an unknown abbreviation suggests the option it abbreviates, not --help', async () => {

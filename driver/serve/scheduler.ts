@@ -7,7 +7,7 @@
  * between steps, so a slot is free for the next request at once.
  */
 import { Session } from '../../runtime/session.ts';
-import type { FinishReason, Generation } from './generation.ts';
+import type { FinishReason, Generation } from '../../runtime/generation.ts';
 
 export interface Job {
   /** Prompt token ids (at least one). */
@@ -116,6 +116,7 @@ export class Scheduler {
   private emit(en: Entry, logits: Float32Array): void {
     en.next = undefined;
     if (en.job.cancelled) return this.remove(en, 'cancelled');
+    if (en.job.gen.finish) return this.remove(en, en.job.gen.finish); // max_tokens 0: done once the prompt is in
     const s = en.job.gen.step(logits);
     if (s.text) en.job.onText(s.text);
     if (s.finish) this.remove(en, s.finish);

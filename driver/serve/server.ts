@@ -11,7 +11,7 @@ import { UserError } from '../../kernels/errors.ts';
 import { checkTokens, type Session } from '../../runtime/session.ts';
 import type { WorldTokenizer } from '../../runtime/world-tokenizer.ts';
 import { chatPrompt, TURN_END } from './chat-format.ts';
-import { Generation } from './generation.ts';
+import { Generation } from '../../runtime/generation.ts';
 import { apiError, chatBody, completionBody, usage, type ChatBody, type CompletionBody, type SamplingBody } from './openai.ts';
 import { Busy, Scheduler, type Job, type JobResult } from './scheduler.ts';
 import { DEFAULT_LIMITS, type ServeLimits } from './limits.ts';

@@ -146,9 +146,6 @@ const int8Scales = (wp: string, off: number): string[] => [0, 1, 2, 3].map((v) =
 const signedF16 = (wp: string, off: number, mul: number): string[] => [0, 1, 2, 3].map((v) =>
   `(f32x4.mul (v128.and (i32x4.shr_s (i32x4.shl (i32x4.extend_${v & 1 ? 'high' : 'low'}_i16x8_u ${ld(get(wp), off + 16 * (v >> 1))}) (i32.const 16)) (i32.const 3)) ${i4(F16_MASK)}) ${f4(mul)})`);
 
-/** i8x16.swizzle indices putting bytes b0..b3 at the bottom of the four i32 lanes. */
-const toBottom = (b: number[]) => `(v128.const i8x16 ${b.map((j) => `${j} -128 -128 -128`).join(' ')})`;
-
 /** Formats whose matvec may stream two panels at once (LinearSchedule.mvPanels). */
 const TWO_STREAM = new Set<WeightDType>(['f32', 'bf16']);
 
@@ -338,22 +335,26 @@ ${set('k', i32(0))}
       return out.join('\n');
     }
     if (dtype === 'q4_0' || dtype === 'q4_1') {
-      // As int8, with the pair's 32 nibbles in one 16-byte load: AND 0x0f gives outputs 0..7 of the
-      // pair (int8's byte order), a shift the outputs 8..15; widened to i16 they meet the broadcast x
-      // pair in i32x4.dot_i16x8_s. The block's nibble sums Σq·x are exact in i32 (< 2^24, so exact
-      // in f32 too); the offset enters once per block: q4_0 Σ(q − 8)·x = Σq·x − 8·Σx, q4_1 adds m·Σx.
+      // As int8, with the pair's 32 nibbles in one 16-byte load, laid out (pack.ts) so that nibble v of
+      // its i16 lane 2l+u is output 4v+l, input u: an AND, or a shift and an AND, of the i16 lanes gives
+      // the i16 pairs of outputs 4v..4v+3 that i32x4.dot_i16x8_s takes with the broadcast x pair, no
+      // widening (7 operations per 32 weights; int8's byte order cost an i8 shift and four widenings).
+      // The block's nibble sums Σq·x are exact in i32 (< 2^24, so exact in f32 too); the offset enters
+      // once per block: q4_0 Σ(q − 8)·x = Σq·x − 8·Σx, q4_1 adds m·Σx.
       if (np !== 1) throw new Error('the q4 matvec streams one panel at a time');
-      this.L.add('sp', 'i32');
+      this.L.add('sp', 'i32'); this.L.add('nm', 'v128');
       const U = this.s.int8Unroll, c = accNames(0), d = c.map((n) => `i${n}`);
       for (const n of d) this.L.add(n, 'v128');
       const step: string[] = [];
-      const widen = ['(i16x8.extend_low_i8x16_u #)', '(i16x8.extend_high_i8x16_u #)'];
+      // the mask in a local: V8 would materialise a constant operand inside the loop
+      out.push(set('nm', `(v128.const i16x8 ${Array(8).fill(15).join(' ')})`));
+      const W = get('wa'), M = get('nm');
+      const nibbles = [`(v128.and ${W} ${M})`, `(v128.and (i16x8.shr_u ${W} (i32.const 4)) ${M})`,
+        `(v128.and (i16x8.shr_u ${W} (i32.const 8)) ${M})`, `(i16x8.shr_u ${W} (i32.const 12))`];
       for (let u = 0; u < U; u++) {
         step.push(set('xs', `(v128.load32_splat offset=${4 * u} ${get('xp')})`));
         step.push(set('wa', ld(get('wp'), 16 * u)));
-        step.push(set('wb', `(v128.and ${get('wa')} (v128.const i8x16 ${Array(16).fill(15).join(' ')}))`));
-        step.push(set('wa', `(i8x16.shr_u ${get('wa')} (i32.const 4))`));
-        d.forEach((n, v) => step.push(set(n, `(i32x4.add ${get(n)} (i32x4.dot_i16x8_s ${widen[v & 1].replace('#', get(v < 2 ? 'wb' : 'wa'))} ${get('xs')}))`)));
+        d.forEach((n, v) => step.push(set(n, `(i32x4.add ${get(n)} (i32x4.dot_i16x8_s ${nibbles[v]} ${get('xs')}))`)));
       }
       const sum = `(v128.load32_splat ${get('sp')})`;
       const blockEnd = dtype === 'q4_0'
@@ -426,16 +427,13 @@ ${set('k', i32(0))}
   ${set('wp', `(i32.add ${get('wp')} (i32.const 32))`)}
   (br_if $wb (i32.lt_u ${get('wq')} ${get('xe')})))`);
     } else if (dtype === 'q4_0' || dtype === 'q4_1') {
-      // Per pair: the nibbles of outputs 0..7 (AND) and 8..15 (shift); output 4v+l of input u is byte
-      // 2(4(v&1)+l)+u of one of them, moved to the bottom of an i32 lane. (q − 8)·d is exact in f32;
+      // Per pair: output 4v+l of input u is nibble v of i16 lane 2l+u, i.e. bits 16u+4v.. of i32 lane l:
+      // one shift and an AND put it at the bottom of the lane. (q − 8)·d is exact in f32;
       // q·d + m is the one rounding dequantize() makes (mul, then add: no fused multiply-add).
       for (let v = 0; v < 4; v++) { this.L.add(`s${v}`, 'v128'); this.L.add(`m${v}`, 'v128'); }
       const q1 = dtype === 'q4_1';
-      const vec = (u: number, v: number) =>
-        `(f32x4.convert_i32x4_s (i8x16.swizzle ${get(v < 2 ? 'wb' : 'wa')} ${toBottom([0, 1, 2, 3].map((l) => 2 * (4 * (v & 1) + l) + u))}))`;
-      const pair: string[] = [set('wa', ld(get('wp'))),
-        set('wb', `(v128.and ${get('wa')} (v128.const i8x16 ${Array(16).fill(15).join(' ')}))`),
-        set('wa', `(i8x16.shr_u ${get('wa')} (i32.const 4))`)];
+      const vec = (u: number, v: number) => `(f32x4.convert_i32x4_s (v128.and (i32x4.shr_u ${get('wa')} (i32.const ${16 * u + 4 * v})) ${i4(15)}))`;
+      const pair: string[] = [set('wa', ld(get('wp')))];
       for (let u = 0; u < 2; u++) for (let v = 0; v < 4; v++)
         pair.push(st(get('wq'), q1 ? `(f32x4.add (f32x4.mul ${vec(u, v)} ${get(`s${v}`)}) ${get(`m${v}`)})` : `(f32x4.mul (f32x4.sub ${vec(u, v)} ${f4(8)}) ${get(`s${v}`)})`, 64 * u + 16 * v));
       out.push(`(loop $wb

@@ -9,9 +9,10 @@
  *                                                                  widen with one shift or mask)
  *     int8       per block of 32 inputs: 16 input pairs × 32 bytes, byte 2o+u = output o, input 2j+u
  *                (i32x4.dot_i16x8_s adds a pair per output), then the 16 f16 scales, output order
- *     q4_0, q4_1 per block of 32 inputs: 16 input pairs × 16 bytes, byte 2o+u (o < 8) holds output o,
- *                input 2j+u in its low nibble and output 8+o in its high one (an AND and a shift give
- *                int8's pair order), then the 16 f16 d, output order; q4_1 then its 16 f16 minimums
+ *     q4_0, q4_1 per block of 32 inputs: 16 input pairs × 16 bytes read as 8 u16 lanes: nibble v (bits
+ *                4v..4v+3) of lane 2l+u holds output 4v+l, input 2j+u (an AND or a shift of the u16
+ *                lanes gives i32x4.dot_i16x8_s's pairs for outputs 4v..4v+3, no widening), then the
+ *                16 f16 d, output order; q4_1 then its 16 f16 minimums
  *   raw: dequantised f32 in the plan's layout (vectors, the embedding table, LoRA bases).
  * The values are exactly those of kernels/dtype.ts dequantize(), which the reference uses.
  */
@@ -93,7 +94,7 @@ export function packWeight(buf: ArrayBufferLike, w: PackedWeightLayout, values: 
             const o = p * PANEL + k;
             if (o >= O) continue;
             for (let i = 0; i < Q4_BLOCK; i++)
-              bytes[base + (i >> 1) * 16 + 2 * (k & 7) + (i & 1)] |= q.q[o * I + b * Q4_BLOCK + i] << (k < 8 ? 0 : 4);
+              bytes[base + (i >> 1) * 16 + 4 * (k & 3) + 2 * (i & 1) + (k >> 3)] |= q.q[o * I + b * Q4_BLOCK + i] << (4 * ((k >> 2) & 1));
           }
           for (let l = 0; l < PANEL; l++) {
             const o = p * PANEL + l;

@@ -123,6 +123,7 @@ describe('npm pack → install → plain Node', () => {
     expect(existsSync(join(pkg, 'dist/examples/finch.js'))).toBe(true);
     expect(existsSync(join(pkg, 'dist/targets/wgsl/templates/wkv.wgsl.hbs'))).toBe(true);
     expect(existsSync(join(pkg, 'dist/targets/cuda/sim/cuda_sim.h'))).toBe(true);
+    expect(readFileSync(join(pkg, 'LICENSE'), 'utf8')).toMatch(/^MIT License\n\nCopyright \(c\) 2026 the rwkvc authors/);
     const files = readdirSync(pkg, { recursive: true }) as string[];
     expect(files.filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts'))).toEqual([]);
     expect(files.filter((f) => f.startsWith('test'))).toEqual([]);

@@ -28,8 +28,12 @@ export interface ContextRow {
   impl: string;
   /** Tokens in the context when the timed decode steps started. */
   position: number;
-  /** Median of the timed decode steps. */
+  /** Median of the timed decode steps, and their quartiles (the spread a loaded machine adds). */
   msPerToken: number;
+  msQ1: number;
+  msQ3: number;
+  /** msPerToken over this implementation's at the first position: the trend, in a unit load cannot shift much. */
+  vsFirst: number;
   /** Timed decode steps. */
   samples: number;
   /** What the sequence holds: RWKV's state, or the transformer's used KV cells (+ its small header). */
@@ -47,7 +51,8 @@ export interface ContextBenchOptions {
   onProgress?: (phase: string, done: number, total: number) => void;
 }
 
-const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
+/** The q-quantile of `a` (nearest rank). */
+const quantile = (a: number[], q: number) => [...a].sort((x, y) => x - y)[Math.min(a.length - 1, Math.floor(q * a.length))];
 const token = (V: number, i: number) => 1 + ((i * 7919) % (V - 1));
 
 /** One implementation, driven position by position. */
@@ -150,15 +155,22 @@ export async function runContext(subjects: ContextSubject[], contexts: number[],
   for (const P of [...contexts].sort((a, b) => a - b)) {
     const start = subjects.map((s) => ({ from: s.position(), ms: 0, position: 0, times: [] as number[] }));
     for (const [i, s] of subjects.entries()) {
-      onProgress?.(`prefill ${s.impl}`, Math.min(P, last), last);
+      onProgress?.(`prefill ${s.impl} to`, Math.min(P, last), last);
       const t0 = performance.now();
       await s.prefillTo(P);
       start[i].ms = performance.now() - t0;
       start[i].position = s.position();
     }
+    onProgress?.('decode rounds at', P, last);
     for (let r = 0; r < rounds; r++) for (const [i, s] of subjects.entries()) start[i].times.push(...await s.decodeRound(perRound));
-    for (const [i, s] of subjects.entries())
-      rows.push({ impl: s.impl, position: start[i].position, msPerToken: median(start[i].times), samples: start[i].times.length, memoryBytes: await s.memoryBytes(), prefillMs: start[i].ms, prefillTokens: start[i].position - start[i].from });
+    for (const [i, s] of subjects.entries()) {
+      const t = start[i].times, ms = quantile(t, 0.5);
+      const first = rows.find((x) => x.impl === s.impl)?.msPerToken ?? ms;
+      rows.push({
+        impl: s.impl, position: start[i].position, msPerToken: ms, msQ1: quantile(t, 0.25), msQ3: quantile(t, 0.75), vsFirst: ms / first, samples: t.length,
+        memoryBytes: await s.memoryBytes(), prefillMs: start[i].ms, prefillTokens: start[i].position - start[i].from,
+      });
+    }
   }
   return rows;
 }
@@ -212,22 +224,37 @@ export function formatContext(r: ContextReport): string {
   for (const impl of impls) {
     lines.push(`  ${impl}`);
     const mine = r.rows.filter((x) => x.impl === impl);
-    const first = mine[0];
     for (const x of mine)
-      lines.push(`    position ${String(x.position).padStart(6)}: ${x.msPerToken.toFixed(2).padStart(8)} ms/token (${(x.msPerToken / first.msPerToken).toFixed(2)}× position ${first.position}), ` +
-        `memory ${(x.memoryBytes / 2 ** 20).toFixed(2).padStart(8)} MiB; prefill of ${x.prefillTokens} tokens ${(x.prefillMs / 1000).toFixed(1)} s`);
+      lines.push(`    position ${String(x.position).padStart(6)}: ${x.vsFirst.toFixed(2).padStart(5)}× position ${mine[0].position}; ${x.msPerToken.toFixed(2).padStart(8)} ms/token ` +
+        `(quartiles ${x.msQ1.toFixed(2)}–${x.msQ3.toFixed(2)} of ${x.samples}), memory ${(x.memoryBytes / 2 ** 20).toFixed(2).padStart(8)} MiB; prefill of ${x.prefillTokens} tokens ${(x.prefillMs / 1000).toFixed(1)} s`);
   }
   for (const s of r.skipped) lines.push(`  skipped: ${s}`);
   return lines.join('\n');
 }
 
-/** Two charts: ms/token and memory against position (log₂ axis), one line per implementation. */
+/**
+ * Three charts against position (log₂ axis), one line per implementation: decode ms/token relative to the
+ * first position (the trend), decode ms/token (medians with quartile bars), and the sequence's memory.
+ */
 export async function contextSvg(r: ContextReport): Promise<string> {
   const { concatSpec, lineSpec, renderSvg } = await import('./plot.ts');
-  const ms = r.rows.map((x) => ({ x: x.position, y: x.msPerToken, series: x.impl }));
+  const withSpread = (title: string, yTitle: string, scale: (x: ContextRow) => number) => ({
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json', title, width: 360, height: 220, background: 'white',
+    data: { values: r.rows.map((x) => ({ x: x.position, y: x.msPerToken * scale(x), lo: x.msQ1 * scale(x), hi: x.msQ3 * scale(x), series: x.impl })) },
+    encoding: {
+      x: { field: 'x', type: 'quantitative', title: 'tokens in context', scale: { type: 'log', base: 2 } },
+      color: { field: 'series', type: 'nominal', title: null, legend: { orient: 'bottom' } },
+    },
+    layer: [
+      { mark: { type: 'line', point: true, tooltip: true }, encoding: { y: { field: 'y', type: 'quantitative', title: yTitle, scale: { zero: true } } } },
+      { mark: { type: 'rule' }, encoding: { y: { field: 'lo', type: 'quantitative' }, y2: { field: 'hi' } } },
+    ],
+  }) as unknown as ReturnType<typeof lineSpec>;
+  const first = (x: ContextRow) => x.vsFirst / x.msPerToken;
   const mem = r.rows.map((x) => ({ x: x.position, y: x.memoryBytes / 2 ** 20, series: x.impl }));
   return renderSvg(concatSpec([
-    lineSpec('decode ms/token by context position', 'tokens in context', 'ms/token', ms),
+    withSpread('decode ms/token relative to the first position', `× position ${r.contexts[0]}`, first),
+    withSpread('decode ms/token (median; bars: quartiles)', 'ms/token', () => 1),
     lineSpec('sequence memory (RWKV state; transformer KV cache in use)', 'tokens in context', 'MiB', mem),
   ]));
 }

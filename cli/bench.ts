@@ -300,9 +300,16 @@ async function contextBench(ctx: Ctx, weights: WeightDType, threads: number, con
   const g = GGUF_WEIGHTS[weights];
   if (g !== 'f32' && g !== 'f16' && g !== 'bf16' && g !== 'q8_0') throw new UserError(`--context: --weights ${weights}: the random LLaMA is written in f32, bf16, f16 or int8 (Q8_0) only`);
   const plan = await planFor(ctx, weights, 512);
-  const progress = bar(ctx, 'context');
+  const progress = bar(ctx, 'context'), t0 = performance.now();
+  let said = '';
+  // a line per phase with the time so far: a run to 16k takes minutes, and piped there are no bars
+  const onProgress = (phase: string, d: number, n: number) => {
+    const line = `${phase} ${d}`;
+    if (line !== said) status(ctx.progress, `context: ${(said = line)} (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
+    progress(phase, d, n);
+  };
   const r = await benchContext(plan, weightProvider(plan, ctx.model, bar(ctx, `load ${weights}`)), g, resolve('out', 'cache'), {
-    contexts: list, threads, decode: Math.min(decode, 64), onProgress: (phase, d, n) => progress(phase, d, n),
+    contexts: list, threads, decode: Math.min(decode, 64), onProgress,
   });
   if (plot) { mkdirSync(dirname(resolve(plot)), { recursive: true }); writeFileSync(plot, await contextSvg(r)); }
   ctx.progress.stop();

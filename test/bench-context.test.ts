@@ -46,7 +46,11 @@ describe('rwkvc bench --context', () => {
       for (const x of rows) {
         expect(Number.isFinite(x.msPerToken) && x.msPerToken > 0).toBe(true);
         expect(x.samples).toBe(4);
+        expect(x.msQ1 <= x.msPerToken && x.msPerToken <= x.msQ3).toBe(true);
       }
+      // the trend column: each median over the first position's
+      expect(rows[0].vsFirst).toBe(1);
+      expect(rows[1].vsFirst).toBeCloseTo(rows[1].msPerToken / rows[0].msPerToken, 12);
       // the second position's prefill starts where the first position's decode steps left off
       expect(rows[1].prefillTokens).toBe(300 - (1 + 4));
       if (impl.startsWith('rwkvc')) expect(rows.map((x: { memoryBytes: number }) => x.memoryBytes)).toEqual([stateBytes, stateBytes]);

@@ -25,11 +25,12 @@
  * Usage: npx tsx bench/wllama.ts FILE.gguf [threads] [decode tokens] [prefill tokens]
  */
 import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { PeerSession } from './llama-cpp.ts';
 
 const PAGE = `<!doctype html><script type="module">
-import { Wllama } from '/node_modules/@wllama/wllama/esm/index.js';
+import { Wllama } from '/wllama.js';
 let w, seed = 12345;
 const letters = (n) => Array.from({ length: n }, () => String.fromCharCode(97 + ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) % 26))).join('');
 const run = async (prompt, n) => {
@@ -39,7 +40,7 @@ const run = async (prompt, n) => {
   return r.timings;
 };
 window.load = async (threads, nCtx) => {
-  w = new Wllama({ default: '/node_modules/@wllama/wllama/esm/wasm/wllama.wasm' }, { logger: { debug() {}, log() {}, warn() {}, error() {} } });
+  w = new Wllama({ default: '/wllama.wasm' }, { logger: { debug() {}, log() {}, warn() {}, error() {} } });
   const blob = await (await fetch('/model.gguf')).blob();
   const t0 = performance.now();
   await w.loadModel([blob], { n_ctx: nCtx, n_batch: nCtx, n_threads: threads, n_gpu_layers: 0, n_parallel: 1 });
@@ -60,8 +61,15 @@ window.prefill = async (n) => {
 window.ready = true;
 </script>`;
 
-function wllamaVersion(): string {
-  try { return JSON.parse(readFileSync(fileURLToPath(new URL('../node_modules/@wllama/wllama/package.json', import.meta.url)), 'utf8')).version; } catch { return '?'; }
+/** wllama's module (one self-contained file), its .wasm and version, wherever npm put the package; or null. */
+function wllamaFiles(): { js: string; wasm: string; version: string } | null {
+  let js: string;
+  try { js = fileURLToPath(import.meta.resolve('@wllama/wllama')); } catch { return null; }
+  const wasm = join(dirname(js), 'wasm', 'wllama.wasm');
+  if (!existsSync(js) || !existsSync(wasm)) return null;
+  let version = '?';
+  try { version = JSON.parse(readFileSync(join(dirname(js), '..', 'package.json'), 'utf8')).version; } catch { /* unnamed */ }
+  return { js, wasm, version };
 }
 
 export interface WllamaOptions {
@@ -72,12 +80,18 @@ export interface WllamaOptions {
 
 /** wllama on `gguf` in headless Chromium with `threads` threads, or why it cannot run. */
 export async function openWllama(gguf: string, weights: string, threads: number, o: WllamaOptions): Promise<(PeerSession & { loadMs: number }) | { unavailable: string }> {
-  const exe = o.chromium ?? ['/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome'].find((p) => existsSync(p));
-  if (!exe) return { unavailable: 'wllama runs in a browser and no Chromium was found (/usr/bin/chromium; apt-get install chromium)' };
-  if (!existsSync(fileURLToPath(new URL('../node_modules/@wllama/wllama/esm/index.js', import.meta.url)))) return { unavailable: '@wllama/wllama is not installed (npm i -D -E @wllama/wllama@3.13.0)' };
+  const candidates = o.chromium ?? process.env.RWKVC_CHROMIUM;
+  const exe = (candidates ? [candidates] : ['/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome']).find((p) => existsSync(p));
+  if (!exe) return { unavailable: `wllama runs in a browser and there is no Chromium at ${candidates ?? '/usr/bin/chromium'} (apt-get install chromium)` };
+  const files = wllamaFiles();
+  if (!files) return { unavailable: '@wllama/wllama is not installed (npm i -D -E @wllama/wllama@3.13.0)' };
   const { chromium } = await import('playwright-core');
   const { startStaticServer } = await import('../examples/browser/static-server.ts');
-  const srv = await startStaticServer({ crossOriginIsolated: true, pages: { '/wllama.html': PAGE, '/model.gguf': new Uint8Array(readFileSync(gguf)) } });
+  // every file in memory: the server's root is the checkout, or dist/ in a build, neither of which holds node_modules
+  const srv = await startStaticServer({
+    crossOriginIsolated: true,
+    pages: { '/wllama.html': PAGE, '/wllama.js': readFileSync(files.js, 'utf8'), '/wllama.wasm': new Uint8Array(readFileSync(files.wasm)), '/model.gguf': new Uint8Array(readFileSync(gguf)) },
+  });
   const browser = await chromium.launch({ executablePath: exe, args: ['--no-sandbox', '--disable-background-networking', '--no-first-run'] }).catch(async (e) => { await srv.close(); throw e; });
   const close = async () => { await browser.close(); await srv.close(); };
   const page = await browser.newPage();
@@ -95,7 +109,7 @@ export async function openWllama(gguf: string, weights: string, threads: number,
   const browserName = info.userAgent.match(/HeadlessChrome\/[\d.]+/)?.[0] ?? 'Chromium';
   const threadNote = info.threads === threads ? `${threads} thread${threads > 1 ? 's' : ''}` : `${info.threads} thread (asked ${threads}${info.isolated ? '' : '; the page is not cross-origin isolated'})`;
   return {
-    name: `wllama ${wllamaVersion()} (llama.cpp WASM SIMD, ${threadNote}, ${browserName})`,
+    name: `wllama ${files.version} (llama.cpp WASM SIMD, ${threadNote}, ${browserName})`,
     weights: weights.toUpperCase(),
     loadMs: info.loadMs,
     async decodeRound(n) {

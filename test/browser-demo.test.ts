@@ -21,6 +21,11 @@ import { buildGraph } from '../driver/load.ts';
 import { PRESETS } from '../runtime/presets.ts';
 import type { ModelConfig } from '../kernels/config.ts';
 import type { WeightDType } from '../kernels/plan.ts';
+import { runBrowserBench, table } from '../bench/browser-3b.ts';
+import finch from '../examples/finch.ts';
+import { wasmLayout } from '../targets/wasm/codegen.ts';
+import { loadWasmArtifact } from '../targets/wasm/runtime.ts';
+import { tmpdir } from 'node:os';
 
 const skip = browserSkipReason();
 const MODEL = join(FIXTURES, 'finch-tiny', 'model.safetensors');
@@ -44,6 +49,21 @@ describe('the demo\'s default thread count, from the weights a token streams', (
     expect(autoThreads(b01, 16, false)).toBe(1);
     expect(autoThreads(3.5 * BYTES_PER_THREAD, 16, true)).toBe(3);
     expect(bytesPerToken(await plan(PRESETS['bench-0.1b']!, 'int8')) / b01).toBeCloseTo(34 / 64, 2);
+  }, 60_000);
+});
+
+describe('a model over wasm32\'s 4 GiB', () => {
+  test('finch-7b is refused before anything is allocated: one line with the need, the limit and what fits', async () => {
+    const cfg = PRESETS['finch-7b']!;
+    const layout = (w: WeightDType) => wasmLayout(compileGraph(finch(cfg), cfg, { weights: w, logits: 'last', chunk: 16, batch: 1 }).plan);
+    const refusal = (w: WeightDType) => loadWasmArtifact({ wasm: new Uint8Array(0), layout: layout(w) }, () => { throw new Error('no weight is read'); }, { threads: 2 })
+      .then(() => 'loaded', (e: Error) => e.message);
+    expect(await refusal('int8')).toMatch(/^the WASM target needs 7\.\d\d GiB of linear memory \(int8 weights 7\.\d\d GiB, 2 threads\); WebAssembly \(wasm32\) allows 4 GiB: no weight format fits: WebGPU$/);
+    // finch-3b in bf16 does not fit; int8 and 4-bit do (rwkvc inspect finch-3b --fits: 3.25, 1.89, 2.06 GiB)
+    const c3 = PRESETS['finch-3b']!;
+    const l3 = wasmLayout(compileGraph(finch(c3), c3, { weights: 'bf16', logits: 'last', chunk: 16, batch: 1 }).plan);
+    expect(await loadWasmArtifact({ wasm: new Uint8Array(0), layout: l3 }, () => { throw new Error('no weight is read'); }, { threads: 2 }).catch((e: Error) => e.message))
+      .toMatch(/wasm32\) allows 4 GiB: weights that would fit: int8, q4_0, q4_1$/);
   }, 60_000);
 });
 
@@ -257,6 +277,24 @@ describe.skipIf(!!skip)(`browser demo in headless Chromium${skip ? ` (skipped: $
     expect(await page.textContent('#status')).toMatch(/Pick a checkpoint/);
     await page.close();
   });
+
+  test('bench/browser-3b.ts on the fixture: the same flow as the 3B run (demo page, Blob load, WASM, memory from /proc)', async () => {
+    const r = await runBrowserBench({
+      preset: 'finch-tiny', model: MODEL, pkg: PKG, cache: tmpdir(), weights: 'f32', threads: 2, tokens: 2, webgpuTokens: 0,
+      targets: ['wasm'], refuse: 'none', say: () => {},
+    });
+    const [row] = r.rows;
+    expect(row!.target).toBe('wasm 2 threads');
+    expect(row!.tokens).toHaveLength(2);
+    expect(row!.packedBytes).toBeGreaterThan(2 * 2 ** 20); // 2.3 MiB of f32 (the thread test above)
+    expect(row!.rendererPeakBytes).toBeGreaterThanOrEqual(row!.rendererBaseBytes);
+    expect(row!.rendererBaseBytes).toBeGreaterThan(20 * 2 ** 20); // a renderer's RSS was read from /proc
+    expect(row!.pagePeakBytes).toBeGreaterThan(row!.packedBytes); // the WASM memory holds the weights
+    expect(row!.reads.largest).toBeLessThan(row!.reads.fileBytes / 4);
+    expect(row!.loadMs).toBeGreaterThan(0);
+    expect(row!.msPerToken).toBeGreaterThan(0);
+    expect(table(r.rows)).toMatch(/^\| target \| weights \| packed weights .*\n.*\n\| wasm 2 threads \| f32 \| 0\.00 GiB \|/);
+  }, 120_000);
 
   test('WASM asked for 2 threads in a page that is not cross-origin isolated: 1 thread, and the page says why', async () => {
     const r = await runDemo(open, 'wasm', 2);

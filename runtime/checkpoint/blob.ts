@@ -38,20 +38,25 @@ export async function openCheckpointBlob(blob: Blob, name = (blob as { name?: st
     size: blob.size,
     read(offset, length) {
       const r = ranges.find((x) => x.offset <= offset && offset + length <= x.offset + x.bytes.length);
-      if (!r) throw new NeedBytes(offset, length);
+      if (!r) throw (missing = new NeedBytes(offset, length));
       return r.bytes.slice(offset - r.offset, offset - r.offset + length);
     },
     // A failed parse closes its source: while opening, that must not drop what was fetched.
     close: () => { if (opened) ranges.length = 0; },
   };
   let opened = false;
+  // The last range asked for and missing: a reader may wrap the error it got (a safetensors header over
+  // MIN_FETCH is "bad header JSON: …"), so a failed parse that asked for missing bytes fetches them and retries.
+  let missing: NeedBytes | undefined;
   let ckpt: ReturnType<typeof openCheckpointSource> | undefined;
   for (let tries = 0; !ckpt; tries++) {
     if (tries > MAX_TRIES) throw new UserError(`${name}: the headers asked for more than ${MAX_TRIES} separate ranges`);
     try {
+      missing = undefined;
       ckpt = openCheckpointSource(src);
-    } catch (e) {
-      if (!(e instanceof NeedBytes)) throw e;
+    } catch (err) {
+      const e = err instanceof NeedBytes ? err : missing;
+      if (!e) throw err;
       const at = e.length < MIN_FETCH ? Math.max(0, Math.min(e.offset, blob.size - MIN_FETCH)) : e.offset;
       await get(at, Math.min(blob.size - at, Math.max(e.length, MIN_FETCH)), true);
     }

@@ -117,9 +117,7 @@ export async function loadWasmArtifact(art: WasmArtifactFiles, weights: WeightPr
   let bytes = relaxed ? art.wasmRelaxed! : art.wasm;
 
   const pages = memoryBytes(layout, threads) / PAGE;
-  if (pages > 65536)
-    throw new Error(`the WASM target needs ${(memoryBytes(layout, threads) / 2 ** 30).toFixed(2)} GiB of linear memory; WebAssembly (wasm32) allows 4 GiB: ` +
-      'store the weights as bf16, f16 or int8, or use fewer threads');
+  if (pages > 65536) throw new UserError(tooBig(layout, threads));
   let memory: WebAssembly.Memory;
   try {
     memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
@@ -219,6 +217,24 @@ export async function loadWasmArtifact(art: WasmArtifactFiles, weights: WeightPr
     }),
     dispose: () => { void team.dispose(); },
   }, life);
+}
+
+/** Bytes per weight of each panel format, for the refusal's estimate of what would fit. */
+const BYTES_PER_WEIGHT: Record<string, number> = { f32: 4, bf16: 2, f16: 2, int8: 34 / 32, q4_0: 18 / 32, q4_1: 20 / 32 };
+
+/**
+ * The one line for a model over wasm32's 4 GiB, before anything is allocated: what it needs, and the
+ * formats whose matrices (scaled by bytes per weight from this layout's) would bring it under the limit.
+ */
+function tooBig(layout: WasmLayout, threads: number): string {
+  const gib = (b: number) => `${(b / 2 ** 30).toFixed(2)} GiB`;
+  const total = memoryBytes(layout, threads);
+  const panels = layout.weights.filter((w) => w.pack === 'panel' && BYTES_PER_WEIGHT[w.dtype]);
+  const fmt = panels[0]?.dtype ?? 'f32';
+  const panelBytes = panels.reduce((n, w) => n + w.bytes, 0);
+  const fits = Object.keys(BYTES_PER_WEIGHT).filter((f) => f !== fmt && total - panelBytes + (panelBytes * BYTES_PER_WEIGHT[f]!) / BYTES_PER_WEIGHT[fmt]! <= 65536 * PAGE);
+  return `the WASM target needs ${gib(total)} of linear memory (${fmt} weights ${gib(layout.weights.reduce((n, w) => n + w.bytes, 0))}, ${threads} thread${threads === 1 ? '' : 's'}); ` +
+    `WebAssembly (wasm32) allows 4 GiB: ${fits.length ? `weights that would fit: ${fits.join(', ')}` : 'no weight format fits: WebGPU'}`;
 }
 
 /** Rows of a large matrix converted at a time: ~1M values (4 MiB as f32), a whole number of panels. */

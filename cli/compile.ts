@@ -32,27 +32,33 @@ export function compileCommand(): Command {
     .option('--chunk <n>', 'prefill chunk (tokens per prefill call)', count, 128)
     .option('--print-after <passes>', `print the IR after these passes (comma list or 'all'): ${PASSES.map((p) => p.name).join(', ')}`, list)
     .option('--print-before <passes>', 'print the IR before these passes', list)
+    .option('--time', 'print the time of each phase (start-up, DSL → graph, passes, lowering, codegen), wall and CPU, on stderr')
     .option('--time-passes', 'print the time each pass took')
     .option('--verify-each', 'run the IR verifier after every pass')
     .addHelpText('after', `
 Examples:
   rwkvc compile examples/finch.ts --config finch-1b6 -o out/1b6 --time-passes
+  rwkvc compile examples/finch.ts --config finch-7b --target wasm --time
   rwkvc compile examples/finch.ts --config config.json --emit ir -o out/ir      # config.json: {"n_layer": 12, "n_embd": 768, "vocab_size": 65536}
   rwkvc compile examples/finch.ts --config model.pth --print-after fuse-wkv
   rwkvc compile examples/finch.ts --config bench-0.1b --weights f16 --print-after all --verify-each
   rwkvc compile examples/finch.ts --config finch-tiny --target wgsl --emit kernels
   rwkvc compile examples/finch.ts --config model.pth --emit package -o out/finch-pkg`)
     .action(async (dsl: string, o) => {
+      const clock = phaseClock();
       const config = resolveConfig(o.config);
       const t0 = performance.now();
       if (o.emit === 'package') {
         const p = await emitPackage({ dsl, config, out: o.out, weights: o.weights as WeightDType, chunk: o.chunk });
         process.stderr.write(`rwkvc: wrote package ${p.name} (class ${p.className}, ${p.files.length} files) in ${(performance.now() - t0).toFixed(0)} ms → ${p.dir}\n`);
+        if (o.time) process.stderr.write(clock.report('package'));
         return;
       }
       const graph = await buildGraph(dsl, config);
+      clock.lap('DSL → graph');
       const r = compileGraph(graph, config, { weights: o.weights as WeightDType, logits: o.logits, chunk: o.chunk }, {
         printAfter: o.printAfter, printBefore: o.printBefore, timePasses: o.timePasses, verifyEach: o.verifyEach,
+        onPhase: (name) => clock.lap(name),
       });
       const ms = performance.now() - t0;
       if (o.emit === 'kernels' && !o.target) throw new UserError('--emit kernels: say which target\'s kernels (--target)');
@@ -64,22 +70,56 @@ Examples:
         writeFileSync(wrote, ir);
         process.stdout.write(ir);
       } else writeFileSync(wrote, JSON.stringify(r.plan, null, 1));
+      clock.lap(`write ${o.emit === 'ir' ? 'IR' : 'plan'}`);
       process.stderr.write(`rwkvc: compiled ${dsl} (${graph.nodes.length} → ${r.graph.nodes.length} nodes) in ${ms.toFixed(0)} ms → ${wrote}\n`);
       if (o.target) {
         const t = getTarget(o.target);
         const t1 = performance.now();
         const codegen = await t.codegen!();
         const art = codegen.emit(r.plan, t.saveOptions);
+        clock.lap(`${t.name} codegen`);
         const dir = join(o.out, t.name);
         mkdirSync(dir, { recursive: true });
         const files = codegen.files(art);
         for (const [f, data] of Object.entries(files)) writeFileSync(join(dir, f), data);
-        const kernels = codegen.print(art, r.plan);
-        if (o.emit === 'kernels') process.stdout.write(formatKernels(t.name, kernels));
-        process.stderr.write(`rwkvc: ${t.name}: ${kernels.length} kernels, ${Object.keys(files).join(', ')} in ${(performance.now() - t1).toFixed(0)} ms → ${dir}\n`);
+        // printing renders the kernels again (a third time for WASM: a third of its codegen), so only when asked
+        const kernels = o.emit === 'kernels' ? codegen.print(art, r.plan) : undefined;
+        if (kernels) process.stdout.write(formatKernels(t.name, kernels));
+        clock.lap(`${t.name} files`);
+        process.stderr.write(`rwkvc: ${t.name}: ${kernels ? `${kernels.length} kernels, ` : ''}${Object.keys(files).join(', ')} in ${(performance.now() - t1).toFixed(0)} ms → ${dir}\n`);
       }
       if (o.emit !== 'ir') process.stderr.write(formatSummary(summarizePlan(r.plan), false) + '\n');
+      if (o.time) process.stderr.write(clock.report('compile'));
     });
+}
+
+/**
+ * Phase times for --time, wall and CPU (user + sys of the whole process, all threads: on a loaded machine
+ * the CPU column is the one to compare). The first phase is the start-up: Node and the CLI's modules.
+ */
+function phaseClock() {
+  const laps: { name: string; wall: number; cpu: number }[] = [];
+  let wall = performance.now(), cpu = cpuMs();
+  laps.push({ name: 'start-up', wall, cpu });
+  return {
+    lap(name: string) {
+      const w = performance.now(), c = cpuMs();
+      laps.push({ name, wall: w - wall, cpu: c - cpu });
+      wall = w;
+      cpu = c;
+    },
+    report(what: string): string {
+      const total = laps.reduce((s, l) => ({ wall: s.wall + l.wall, cpu: s.cpu + l.cpu }), { wall: 0, cpu: 0 });
+      const row = (name: string, l: { wall: number; cpu: number }) =>
+        `  ${name.padEnd(18)} ${l.wall.toFixed(0).padStart(7)} ${l.cpu.toFixed(0).padStart(7)}\n`;
+      return `rwkvc: ${what} time (ms)      wall     CPU\n` + laps.map((l) => row(l.name, l)).join('') + row('total', total);
+    },
+  };
+}
+
+function cpuMs(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
 }
 
 /** Each generated kernel with the plan kernels that run it and the DSL lines they came from. */

@@ -13,5 +13,8 @@ export interface CompileResult {
 
 export function compileGraph(g: Graph, config: ModelConfig, o: CompileOptions & { chunk?: number; batch?: number }, hooks?: PipelineHooks): CompileResult {
   const { graph, timings } = runPipeline(g, o, hooks);
-  return { plan: lowerPlan(graph, config, o.chunk ?? 128, o.batch ?? 0), graph, timings };
+  hooks?.onPhase?.('passes');
+  const plan = lowerPlan(graph, config, o.chunk ?? 128, o.batch ?? 0);
+  hooks?.onPhase?.('lower → plan');
+  return { plan, graph, timings };
 }

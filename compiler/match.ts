@@ -13,8 +13,11 @@ export const isBinary = (n: Node | undefined, fn?: string): n is NodeOf<'binary'
 /** The only user of r (and r is not a graph output), else undefined. */
 export function onlyUser(ctx: RewriteCtx, r: Ref): Node | undefined {
   const us = ctx.users(r);
-  const isOutput = ctx.graph.outputs.some((o) => o.ref.id === r.id && o.ref.out === r.out);
-  return us.length === 1 && !isOutput && us[0].inputs.filter((i) => i.id === r.id && i.out === r.out).length === 1 ? us[0] : undefined;
+  if (us.length !== 1) return undefined;
+  for (const o of ctx.graph.outputs) if (o.ref.id === r.id && o.ref.out === r.out) return undefined;
+  let uses = 0;
+  for (const i of us[0].inputs) if (i.id === r.id && i.out === r.out) uses++;
+  return uses === 1 ? us[0] : undefined;
 }
 
 /** For a binary node using `r`, the other operand. */

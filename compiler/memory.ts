@@ -20,17 +20,19 @@ export function planMemory(kernels: Kernel[], buffers: BufferDecl[], maxT: numbe
     }
   });
   const size = (b: BufferDecl) => Math.ceil((numel(b.shape, maxT) * 4) / ALIGN) * ALIGN;
+  // by offset, ties in placing order: the buffers a new one's lifetime clashes with are then visited lowest first
   const placed: { start: number; end: number; off: number; size: number }[] = [];
   let peak = 0;
   for (const b of [...acts].sort((p, q) => size(q) - size(p) || p.name.localeCompare(q.name))) {
     const start = first.get(b.name) ?? 0, end = last.get(b.name) ?? 0, sz = size(b);
-    const clashes = placed.filter((p) => p.start <= end && start <= p.end).sort((p, q) => p.off - q.off);
     let off = 0;
-    for (const p of clashes) {
-      if (off + sz <= p.off) break;
-      off = Math.max(off, p.off + p.size);
+    for (const p of placed) {
+      if (off + sz <= p.off) break; // this and every later one start above the gap
+      if (p.start <= end && start <= p.end) off = Math.max(off, p.off + p.size);
     }
-    placed.push({ start, end, off, size: sz });
+    let at = placed.length;
+    while (at > 0 && placed[at - 1].off > off) at--;
+    placed.splice(at, 0, { start, end, off, size: sz });
     b.offset = off;
     peak = Math.max(peak, off + sz);
   }

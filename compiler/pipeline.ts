@@ -65,9 +65,18 @@ export interface PipelineHooks {
   timePasses?: boolean;
   verifyEach?: boolean;
   log?: (s: string) => void;
+  /** Called as each phase of compileGraph ends ('passes', 'lower → plan'): the CLI's --time. */
+  onPhase?: (name: string) => void;
 }
 
-export interface PassTiming { name: string; ms: number; nodesBefore: number; nodesAfter: number }
+/** ms: wall time; cpuMs: the process's CPU time (user + sys) meanwhile, the number to compare on a loaded machine. */
+export interface PassTiming { name: string; ms: number; cpuMs: number; nodesBefore: number; nodesAfter: number }
+
+/** NaN where there is no process (the compiler in a browser). */
+const cpuMs = () => {
+  const u = globalThis.process?.cpuUsage?.();
+  return u ? (u.user + u.system) / 1000 : NaN;
+};
 
 export function runPipeline(g: Graph, o: CompileOptions, hooks: PipelineHooks = {}): { graph: Graph; timings: PassTiming[] } {
   const log = hooks.log ?? ((s) => process.stdout.write(s + '\n'));
@@ -79,14 +88,15 @@ export function runPipeline(g: Graph, o: CompileOptions, hooks: PipelineHooks = 
   verifyGraph(g, 'the DSL');
   for (const p of PASSES) {
     if (wants(hooks.printBefore, p.name)) log(`// ----- IR before ${p.name} -----\n${printGraph(g)}`);
-    const t0 = performance.now();
+    const t0 = performance.now(), c0 = cpuMs();
     const next = !p.applies || p.applies(g) ? rewrite(g, p.rules(g, o)) : g;
-    timings.push({ name: p.name, ms: performance.now() - t0, nodesBefore: g.nodes.length, nodesAfter: next.nodes.length });
+    timings.push({ name: p.name, ms: performance.now() - t0, cpuMs: cpuMs() - c0, nodesBefore: g.nodes.length, nodesAfter: next.nodes.length });
     g = next;
     if (hooks.verifyEach) verifyGraph(g, `pass ${p.name}`, 'compiler');
     if (wants(hooks.printAfter, p.name)) log(`// ----- IR after ${p.name} -----\n${printGraph(g)}`);
   }
   if (hooks.timePasses)
-    for (const t of timings) log(`  ${t.name.padEnd(18)} ${t.ms.toFixed(2).padStart(8)} ms   ${t.nodesBefore} → ${t.nodesAfter} nodes`);
+    for (const t of timings)
+      log(`  ${t.name.padEnd(18)} ${t.ms.toFixed(2).padStart(8)} ms ${t.cpuMs.toFixed(1).padStart(7)} ms CPU   ${t.nodesBefore} → ${t.nodesAfter} nodes`);
   return { graph: g, timings };
 }

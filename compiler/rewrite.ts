@@ -8,9 +8,8 @@
  * and nodes no output reaches are dropped at the end (DCE).
  */
 import type { Graph, Node, NodeAttrs, OpName, Ref } from '../ir/node.ts';
-import { refKey } from '../ir/node.ts';
 import { inferTypes } from '../ir/infer.ts';
-import type { SrcLoc } from '../ir/types.ts';
+import { sameShape, type SrcLoc, type TensorType } from '../ir/types.ts';
 
 export interface RewriteCtx {
   readonly graph: Graph;
@@ -37,78 +36,102 @@ export interface RewriteCtx {
 export type Rule = (n: Node, ctx: RewriteCtx) => Ref[] | undefined;
 
 export function rewrite(g: Graph, rules: Rule[]): Graph {
-  const users = new Map<string, Node[]>();
+  // Per old node and result, indexed by id then out: rewriting a 64-layer graph takes ~10 passes, so the
+  // bookkeeping is arrays, not maps keyed by strings.
+  const N = g.nodes.length;
+  const users: Node[][][] = new Array(N);
   for (const n of g.nodes)
     for (const r of n.inputs) {
-      const k = refKey(r);
-      if (!users.has(k)) users.set(k, []);
-      if (!users.get(k)!.includes(n)) users.get(k)!.push(n);
+      const byOut = (users[r.id] ??= []), us = (byOut[r.out] ??= []);
+      if (us[us.length - 1] !== n) us.push(n); // n's inputs are seen together, so a repeated user is the last one
     }
-  for (const o of g.outputs) {
-    const k = refKey(o.ref);
-    if (!users.has(k)) users.set(k, []);
-  }
+  const none: Node[] = [];
 
   const nodes: Node[] = [];
-  const mapping = new Map<string, Ref>();
-  const handled = new Set<number>();
-  const claimed = new Set<number>();
+  const mapping: (Ref | undefined)[][] = new Array(N);
+  const handled = new Uint8Array(N);
+  const claimed = new Uint8Array(N);
   const interned = new Map<string, number>();
+  const mapped = (r: Ref) => mapping[r.id]?.[r.out];
+  const setMapping = (r: Ref, now: Ref) => { (mapping[r.id] ??= [])[r.out] = now; };
+
+  /** emit, with the result types when the caller knows them (a copy whose inputs kept their types). */
+  function add(op: OpName, inputs: Ref[], attrs: object, loc: SrcLoc | undefined, fusedFrom: readonly SrcLoc[] | undefined, known?: readonly TensorType[]): Ref[] {
+    let key = op + '|';
+    for (const r of inputs) key += r.out ? `${r.id}.${r.out},` : `${r.id},`;
+    key += '|' + attrsKey(attrs);
+    const seen = interned.get(key);
+    if (seen !== undefined && op !== 'input') return refsOf(seen, nodes[seen].types.length);
+    const types = known ?? inferTypes(op, inputs.map((r) => nodes[r.id].types[r.out]), attrs as never);
+    const id = nodes.length;
+    const node = { id, op, inputs, attrs, types } as { loc?: SrcLoc; fusedFrom?: readonly SrcLoc[] };
+    if (loc) node.loc = loc;
+    if (fusedFrom?.length) node.fusedFrom = fusedFrom;
+    nodes.push(node as Node);
+    interned.set(key, id);
+    return refsOf(id, types.length);
+  }
 
   const ctx: RewriteCtx = {
     graph: g,
-    users: (r) => users.get(refKey(r)) ?? [],
+    users: (r) => users[r.id]?.[r.out] ?? none,
     producer: (r) => g.nodes[r.id],
     map(r) {
-      if (!mapping.has(refKey(r))) visit(g.nodes[r.id]);
-      const m = mapping.get(refKey(r));
+      let m = mapped(r);
+      if (m) return m;
+      visit(g.nodes[r.id]);
+      m = mapped(r);
       if (!m) throw new Error(`rewrite: value %${r.id}#${r.out} has no replacement`);
       return m;
     },
-    emit(op, inputs, attrs, loc, fusedFrom) {
-      const key = `${op}|${inputs.map(refKey).join(',')}|${attrsKey(attrs)}`;
-      const seen = interned.get(key);
-      if (seen !== undefined && op !== 'input') return nodes[seen].types.map((_, out) => ({ id: seen, out }));
-      const types = inferTypes(op, inputs.map((r) => nodes[r.id].types[r.out]), attrs);
-      const id = nodes.length;
-      const node = { id, op, inputs, attrs, types } as { loc?: SrcLoc; fusedFrom?: SrcLoc[] };
-      if (loc) node.loc = loc;
-      if (fusedFrom?.length) node.fusedFrom = fusedFrom;
-      nodes.push(node as Node);
-      interned.set(key, id);
-      return types.map((_, out) => ({ id, out }));
-    },
+    emit: (op, inputs, attrs, loc, fusedFrom) => add(op, inputs, attrs, loc, fusedFrom),
     replace(old, now) {
-      mapping.set(refKey(old), now);
-      handled.add(old.id);
-      claimed.add(old.id);
+      setMapping(old, now);
+      handled[old.id] = claimed[old.id] = 1;
     },
     absorb(ns) {
-      for (const n of ns) { handled.add(n.id); claimed.add(n.id); }
+      for (const n of ns) handled[n.id] = claimed[n.id] = 1;
     },
-    done: (id) => claimed.has(id),
+    done: (id) => claimed[id] === 1,
   };
 
   function visit(n: Node): void {
-    if (handled.has(n.id)) return;
+    if (handled[n.id]) return;
     // Producers first: when a replacement pulls this node in early, a fusion rooted at one of its
     // producers may absorb it (and then this node is done without being copied).
-    for (const r of n.inputs) visit(g.nodes[r.id]);
-    if (handled.has(n.id)) return;
-    handled.add(n.id);
+    for (const r of n.inputs) if (!handled[r.id]) visit(g.nodes[r.id]);
+    if (handled[n.id]) return;
+    handled[n.id] = 1;
     for (const rule of rules) {
       const out = rule(n, ctx);
       if (out) {
-        out.forEach((r, i) => mapping.set(refKey({ id: n.id, out: i }), r));
+        out.forEach((r, i) => setMapping({ id: n.id, out: i }, r));
         return;
       }
     }
-    const refs = ctx.emit(n.op, n.inputs.map(ctx.map), n.attrs as never, n.loc, n.fusedFrom as SrcLoc[] | undefined);
-    refs.forEach((r, i) => { if (!mapping.has(refKey({ id: n.id, out: i }))) mapping.set(refKey({ id: n.id, out: i }), r); });
+    // A copy: its types are the old ones when every input kept its type (inferTypes is a function of
+    // op, input types and attrs), which spares re-inferring most of the graph in every pass.
+    let sameTypes = true;
+    const inputs = n.inputs.map((r) => {
+      const m = ctx.map(r);
+      if (sameTypes && !sameType(nodes[m.id].types[m.out], g.nodes[r.id].types[r.out])) sameTypes = false;
+      return m;
+    });
+    const refs = add(n.op, inputs, n.attrs, n.loc, n.fusedFrom, sameTypes ? n.types : undefined);
+    refs.forEach((r, i) => { if (!mapped({ id: n.id, out: i })) setMapping({ id: n.id, out: i }, r); });
   }
 
   for (const n of g.nodes) visit(n);
   return deadCodeElimination({ name: g.name, nodes, outputs: g.outputs.map((o) => ({ name: o.name, ref: ctx.map(o.ref) })) });
+}
+
+const sameType = (a: TensorType, b: TensorType) => a === b || (a.dtype === b.dtype && sameShape(a.shape, b.shape));
+
+function refsOf(id: number, count: number): Ref[] {
+  if (count === 1) return [{ id, out: 0 }];
+  const refs: Ref[] = [];
+  for (let out = 0; out < count; out++) refs.push({ id, out });
+  return refs;
 }
 
 /**
@@ -124,25 +147,30 @@ function attrsKey(attrs: object): string {
 
 /** Keep the nodes some output reaches, renumbered in their order. */
 function deadCodeElimination(g: Graph): Graph {
-  const live = new Set<number>();
+  const live = new Uint8Array(g.nodes.length);
   const stack = g.outputs.map((o) => o.ref.id);
+  // graph inputs stay even when unused: they are the model's interface
+  for (const n of g.nodes) if (n.op === 'input') stack.push(n.id);
+  let count = 0;
   while (stack.length) {
     const id = stack.pop()!;
-    if (live.has(id)) continue;
-    live.add(id);
-    for (const r of g.nodes[id].inputs) stack.push(r.id);
+    if (live[id]) continue;
+    live[id] = 1;
+    count++;
+    for (const r of g.nodes[id].inputs) if (!live[r.id]) stack.push(r.id);
   }
-  // graph inputs stay even when unused: they are the model's interface
-  for (const n of g.nodes) if (n.op === 'input') live.add(n.id);
-  if (live.size === g.nodes.length) return Object.freeze({ name: g.name, nodes: Object.freeze(g.nodes), outputs: Object.freeze(g.outputs) });
-  const renum = new Map<number, number>();
+  if (count === g.nodes.length) return Object.freeze({ name: g.name, nodes: Object.freeze(g.nodes), outputs: Object.freeze(g.outputs) });
+  const renum = new Int32Array(g.nodes.length);
   const nodes: Node[] = [];
+  const re = (r: Ref) => ({ id: renum[r.id], out: r.out });
   for (const n of g.nodes) {
-    if (!live.has(n.id)) continue;
-    renum.set(n.id, nodes.length);
-    nodes.push({ ...n, id: nodes.length, inputs: n.inputs.map((r) => ({ id: renum.get(r.id)!, out: r.out })) } as Node);
+    if (!live[n.id]) continue;
+    renum[n.id] = nodes.length;
+    const copy = { id: nodes.length, op: n.op, inputs: n.inputs.map(re), attrs: n.attrs, types: n.types } as { loc?: SrcLoc; fusedFrom?: readonly SrcLoc[] };
+    if (n.loc) copy.loc = n.loc;
+    if (n.fusedFrom) copy.fusedFrom = n.fusedFrom;
+    nodes.push(copy as Node);
   }
-  const re = (r: Ref) => ({ id: renum.get(r.id)!, out: r.out });
   return Object.freeze({ name: g.name, nodes: Object.freeze(nodes), outputs: Object.freeze(g.outputs.map((o) => ({ name: o.name, ref: re(o.ref) }))) });
 }
 

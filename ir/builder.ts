@@ -33,9 +33,47 @@ const filePath = (url: string) => {
   return p;
 };
 
-/** The first stack frame outside ir/: the DSL line that asked for this node. */
+const outsideIr = (file: string) => !(file.startsWith(here) || file.startsWith('node:') || file.includes('node_modules'));
+
+/**
+ * The first stack frame outside ir/: the DSL line that asked for this node. A formatted stack trace costs a
+ * source-map lookup per frame under tsx (most of building a 64-layer graph), so the caller's frame is first
+ * found unformatted, as V8's call sites, and its formatted location is worked out once per call site: a
+ * model's layers call the same DSL lines over and over.
+ */
 function callerLoc(): SrcLoc | undefined {
-  // a few frames suffice (the DSL line is at most ~4 calls up), and each costs a source-map lookup under tsx
+  const key = callSiteKey();
+  if (key === undefined) return formattedCallerLoc();
+  if (process.cwd() !== sitesCwd) { sites.clear(); sitesCwd = process.cwd(); } // locations are relative to it
+  let loc = sites.get(key);
+  if (loc === undefined && !sites.has(key)) sites.set(key, (loc = formattedCallerLoc()));
+  return loc;
+}
+const sites = new Map<string, SrcLoc | undefined>();
+let sitesCwd = '';
+
+/** The caller's frame in the code as it runs (before source maps): '<url>:<line>:<col>'. */
+function callSiteKey(): string | undefined {
+  const { stackTraceLimit, prepareStackTrace } = Error;
+  // the DSL line is at most ~4 calls up, and each frame captured costs; a deeper one is found by the fallback
+  Error.stackTraceLimit = 6;
+  Error.prepareStackTrace = (_e, frames) => frames;
+  const holder: { stack?: NodeJS.CallSite[] } = {};
+  Error.captureStackTrace(holder, callSiteKey);
+  const frames = holder.stack;
+  Error.prepareStackTrace = prepareStackTrace;
+  Error.stackTraceLimit = stackTraceLimit;
+  if (!Array.isArray(frames)) return undefined; // another engine's stack traces
+  for (const f of frames) {
+    const url = f.getFileName(), line = f.getLineNumber();
+    if (!url || line === null) continue;
+    if (outsideIr(url.startsWith('file://') ? filePath(url) : url)) return `${url}:${line}:${f.getColumnNumber()}`;
+  }
+  return undefined;
+}
+
+/** callerLoc from the formatted stack trace (source-mapped where the runtime maps them). */
+function formattedCallerLoc(): SrcLoc | undefined {
   const limit = Error.stackTraceLimit;
   Error.stackTraceLimit = 12;
   const stack = new Error().stack?.split('\n').slice(1) ?? [];
@@ -44,7 +82,7 @@ function callerLoc(): SrcLoc | undefined {
     const m = /\(?((?:file:\/\/)?[^()\s]+):(\d+):(\d+)\)?$/.exec(frame.trim());
     if (!m) continue;
     let file = m[1].startsWith('file://') ? filePath(m[1]) : m[1];
-    if (file.startsWith(here) || file.startsWith('node:') || file.includes('node_modules')) continue;
+    if (!outsideIr(file)) continue;
     if (file.startsWith(process.cwd() + '/')) file = file.slice(process.cwd().length + 1);
     return { file, line: Number(m[2]), col: Number(m[3]) };
   }

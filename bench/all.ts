@@ -1,15 +1,24 @@
 /**
  * `rwkvc bench --all --plot DIR`: every benchmark table and chart in one command. Each part is the
  * same `rwkvc bench …` command a user would type, run in its own process one after another (so one
- * part's memory and threads never overlap the next's), its printed table kept; then DIR/RESULTS.md
- * is written with the machine (CPU model and flags), the date, the versions and each command.
+ * part's memory and threads never overlap the next's), its printed table kept and its status lines
+ * passed through as they come (prefixed with the part and the time since the start); then
+ * DIR/RESULTS.md is written with the machine (CPU model and flags), the date, the versions, each
+ * command and how long it took.
+ *
+ * The sizes are set here, not left to each command's defaults, so the whole run fits a budget: the
+ * wgsl part runs on SwiftShader (a software rasteriser, where a bench-0.1b prefill of 512 takes
+ * minutes), so it decodes 16 and prefills 64; the context part decodes 16 per position.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { machineLine } from './bandwidth.ts';
+
+export const PART_KEYS = ['wasm', 'wllama', 'onnxruntime', 'context', 'kernels', 'wgsl'] as const;
 
 export interface AllOptions {
   dir: string;
@@ -17,52 +26,80 @@ export interface AllOptions {
   threads: number;
   /** Only these parts (default: all). */
   parts?: string[];
-  onPart?: (name: string, i: number, n: number) => void;
+  /** A status line (part starts and ends, the parts' own status lines). */
+  onLine?: (line: string) => void;
 }
 
-/** The parts: name → arguments of `rwkvc bench`. */
-export function allParts(o: AllOptions): [string, string[]][] {
-  const p = ['--preset', o.preset];
-  const parts: [string, string[]][] = [
-    ['wasm sweep (formats × threads, llama.cpp peer, native and WASM limits)', ['--target', 'wasm', ...p, '--plot', join(o.dir, 'wasm.svg')]],
-    ['onnxruntime peers (node CPU EP, web WASM EP)', ['--target', 'wasm', ...p, '--threads', String(o.threads), '--peer', 'onnxruntime']],
-    ['context length (rwkvc vs a same-shape LLaMA, flash attention on/off)', ['--context', ...p, '--threads', '1', '--plot', join(o.dir, 'context.svg')]],
-    ['per-kernel micro-benchmarks (benchmark.js) and gpu.js', ['--kernels', ...p, '--threads', '1']],
-    ['wgsl (SwiftShader: a software rasteriser; ratios only)', ['--target', 'wgsl', ...p]],
+export interface Part { key: (typeof PART_KEYS)[number]; name: string; args: string[] }
+
+/** The parts in order: each an `rwkvc bench` command line. */
+export function allParts(o: Pick<AllOptions, 'dir' | 'preset' | 'threads' | 'parts'>): Part[] {
+  const p = ['--preset', o.preset], t = ['--threads', String(o.threads)];
+  const parts: Part[] = [
+    { key: 'wasm', name: 'wasm sweep (formats × threads, llama.cpp peer, native and WASM limits)', args: ['--target', 'wasm', ...p, ...t, '--plot', join(o.dir, 'wasm.svg')] },
+    // llama.cpp compiled to WASM, in headless Chromium: the 4-byte and the 4-bit format
+    ...(['f32', 'q4_0'] as const).map((w): Part => ({ key: 'wllama', name: `wllama peer, ${w} (llama.cpp in WASM, headless Chromium)`, args: ['--target', 'wasm', ...p, ...t, '--weights', w, '--peer', 'wllama'] })),
+    { key: 'onnxruntime', name: 'onnxruntime peers (node CPU EP, web WASM EP)', args: ['--target', 'wasm', ...p, ...t, '--peer', 'onnxruntime'] },
+    { key: 'context', name: 'context length (rwkvc vs a same-shape LLaMA, flash attention on/off)', args: ['--context', ...p, '--threads', '1', '--decode', '16', '--plot', join(o.dir, 'context.svg')] },
+    { key: 'kernels', name: 'per-kernel micro-benchmarks (benchmark.js) and gpu.js', args: ['--kernels', ...p, '--threads', '1'] },
+    { key: 'wgsl', name: 'wgsl and llama.cpp Vulkan (SwiftShader: a software rasteriser; ratios only)', args: ['--target', 'wgsl', ...p, ...t, '--decode', '16', '--prefill', '64'] },
   ];
-  const keys = ['wasm', 'onnxruntime', 'context', 'kernels', 'wgsl'];
-  return parts.filter((_, i) => !o.parts || o.parts.includes(keys[i]));
+  return parts.filter((x) => !o.parts || o.parts.includes(x.key));
 }
 
 function version(pkg: string): string {
   try { return JSON.parse(readFileSync(resolve('node_modules', pkg, 'package.json'), 'utf8')).version; } catch { return 'not installed'; }
 }
 
-export function benchAll(o: AllOptions): { file: string; failed: string[] } {
+const clock = (ms: number) => `${Math.floor(ms / 60_000)}m${String(Math.floor(ms / 1000) % 60).padStart(2, '0')}s`;
+
+/** One `rwkvc bench` process: its stdout kept, its stderr lines passed on (and the last few kept for a failure). */
+function runPart(bin: string, args: string[], onLine: (l: string) => void): Promise<{ status: number | null; stdout: string; tail: string[] }> {
+  return new Promise((res) => {
+    const child = spawn(process.execPath, [bin, 'bench', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    const tail: string[] = [];
+    child.stdout.setEncoding('utf8').on('data', (s: string) => { stdout += s; });
+    createInterface({ input: child.stderr }).on('line', (l) => {
+      if (!l.trim()) return;
+      onLine(l);
+      tail.push(l);
+      if (tail.length > 3) tail.shift();
+    });
+    child.on('close', (status) => res({ status, stdout, tail }));
+  });
+}
+
+export async function benchAll(o: AllOptions): Promise<{ file: string; failed: string[] }> {
   mkdirSync(o.dir, { recursive: true });
   const bin = fileURLToPath(new URL('../bin/rwkvc.js', import.meta.url));
   const parts = allParts(o), out: string[] = [], failed: string[] = [];
-  const started = new Date();
-  for (const [i, [name, args]] of parts.entries()) {
-    o.onPart?.(name, i, parts.length);
-    const t0 = performance.now();
-    const r = spawnSync(process.execPath, [bin, 'bench', ...args], { encoding: 'utf8', maxBuffer: 64 << 20, stdio: ['ignore', 'pipe', 'pipe'] });
-    const s = ((performance.now() - t0) / 1000).toFixed(0);
+  const started = new Date(), t0 = performance.now();
+  const say = o.onLine ?? (() => {});
+  for (const [i, { name, args }] of parts.entries()) {
+    const tag = `[${i + 1}/${parts.length} ${clock(performance.now() - t0)}]`;
+    say(`${tag} ${name}: rwkvc bench ${args.join(' ')}`);
+    const p0 = performance.now();
+    const r = await runPart(bin, args, (l) => say(`[${i + 1}/${parts.length} ${clock(performance.now() - t0)}]   ${l}`));
+    const s = ((performance.now() - p0) / 1000).toFixed(0);
     if (r.status !== 0) failed.push(name);
-    out.push(`## ${name}\n\n\`rwkvc bench ${args.join(' ')}\` (${s} s${r.status === 0 ? '' : `, exit ${r.status}`})\n\n\`\`\`\n${(r.status === 0 ? r.stdout : r.stderr.split('\n').filter((l) => l.trim()).slice(-3).join('\n')).trim()}\n\`\`\`\n`);
+    say(`[${i + 1}/${parts.length} ${clock(performance.now() - t0)}] ${r.status === 0 ? 'done' : `failed (exit ${r.status})`} in ${s} s`);
+    out.push(`## ${name}\n\n\`rwkvc bench ${args.join(' ')}\` (${s} s${r.status === 0 ? '' : `, exit ${r.status}`})\n\n\`\`\`\n${(r.status === 0 ? r.stdout : r.tail.join('\n')).trim()}\n\`\`\`\n`);
   }
+  const total = clock(performance.now() - t0);
   const head = [
     '# rwkvc benchmark results',
     '',
-    `Regenerate: \`rwkvc bench --all --plot ${o.dir} --preset ${o.preset}\` (every part below, one process each, in this order).`,
+    `Regenerate: \`rwkvc bench --all --plot ${o.dir} --preset ${o.preset} --threads ${o.threads}\` (every part below, one process each, in this order; this run took ${total}).`,
     '',
     `- Machine: ${machineLine()}; ${availableParallelism()} threads available`,
     `- Date: ${started.toISOString()} (UTC)`,
-    `- Versions: Node ${process.versions.node} (V8 ${process.versions.v8}), rwkvc ${JSON.parse(readFileSync(fileURLToPath(new URL('../package.json', import.meta.url)), 'utf8')).version}, node-llama-cpp ${version('node-llama-cpp')}, onnxruntime-node ${version('onnxruntime-node')}, onnxruntime-web ${version('onnxruntime-web')}, benchmark ${version('benchmark')}, gpu.js ${version('gpu.js')}, @wllama/wllama ${version('@wllama/wllama')}`,
+    `- Versions: Node ${process.versions.node} (V8 ${process.versions.v8}), rwkvc ${JSON.parse(readFileSync(fileURLToPath(new URL('../package.json', import.meta.url)), 'utf8')).version}, node-llama-cpp ${version('node-llama-cpp')}, onnxruntime-node ${version('onnxruntime-node')}, onnxruntime-web ${version('onnxruntime-web')}, benchmark ${version('benchmark')}, gpu.js ${version('gpu.js')}, @wllama/wllama ${version('@wllama/wllama')}, playwright-core ${version('playwright-core')}`,
     '- Charts: ' + ['wasm.svg', 'context.svg'].map((f) => `[${f}](${f})`).join(', '),
     '',
   ];
   const file = join(o.dir, 'RESULTS.md');
   writeFileSync(file, head.join('\n') + '\n' + out.join('\n'));
+  say(`all parts in ${total}${failed.length ? `; failed: ${failed.join('; ')}` : ''}`);
   return { file, failed };
 }

@@ -11,6 +11,8 @@
  */
 import Benchmark from 'benchmark';
 import type { ModelConfig } from '../kernels/config.ts';
+import type { KernelPlan } from '../kernels/plan.ts';
+import type { WeightProvider } from '../targets/backend.ts';
 import { seededRandom } from '../runtime/random-model.ts';
 
 export interface GpuJsRow { kernel: string; mode: string; meanMs: number; rmePct: number; samples: number; gbs?: number }
@@ -69,4 +71,136 @@ export async function gpuJsGpuModeInNode(): Promise<string> {
   } catch (e) {
     return `gpu.js GPU mode in Node: ${(e as Error).message.split('\n')[0]} (headless-gl, the \`gl\` native addon gpu.js uses in Node, is not installed)`;
   }
+}
+
+const GPUJS_PAGE = `<!doctype html><script src="/gpu.js"></script><script>
+window.run = (C, H, N, maxTime) => {
+  let seed = 3;
+  const rnd = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 4294967296;
+  const vec = (n) => Float32Array.from({ length: n }, () => rnd() - 0.5);
+  const gl = document.createElement('canvas').getContext('webgl2');
+  if (!gl) return { unavailable: 'this Chromium gives the page no WebGL2 context' };
+  const info = gl.getExtension('WEBGL_debug_renderer_info');
+  const renderer = gl.getParameter(info ? info.UNMASKED_RENDERER_WEBGL : gl.RENDERER);
+  const gpu = new GPU.GPU({ mode: 'webgl2' });
+  if (gpu.mode !== 'webgl2') return { unavailable: 'gpu.js chose mode ' + gpu.mode + ', not webgl2' };
+  // mean and relative margin of error at 95 % (normal quantile: ≥ 30 samples) of calls for maxTime seconds
+  const time = (fn) => {
+    for (let i = 0; i < 3; i++) fn();
+    const t = [], end = performance.now() + 1000 * maxTime;
+    while (performance.now() < end || t.length < 30) { const t0 = performance.now(); fn(); t.push(performance.now() - t0); }
+    const mean = t.reduce((a, b) => a + b, 0) / t.length, sd = Math.sqrt(t.reduce((a, b) => a + (b - mean) ** 2, 0) / (t.length - 1));
+    return { meanMs: mean, rmePct: 100 * 1.96 * sd / Math.sqrt(t.length) / mean, samples: t.length };
+  };
+  const rows = [];
+  // matvec: W [C][C] uploaded once as a texture (a pipeline kernel's output), x in and y read back every call
+  const W = Array.from({ length: C }, () => vec(C)), x = vec(C);
+  const upload = gpu.createKernel(function (w) { return w[this.thread.y][this.thread.x]; }, { output: [C, C], pipeline: true });
+  const Wt = upload(W);
+  const mv = gpu.createKernel(function (w, v) {
+    let s = 0;
+    for (let i = 0; i < this.constants.n; i++) s += w[this.thread.x][i] * v[i];
+    return s;
+  }, { constants: { n: C }, output: [C] });
+  const y = mv(Wt, x);
+  let err = 0;
+  for (let j = 0; j < C; j += 97) { let s = 0; for (let i = 0; i < C; i++) s += W[j][i] * x[i]; err = Math.max(err, Math.abs(s - y[j])); }
+  if (!(err < 1e-3)) return { unavailable: 'gpu.js matvec on WebGL2 is off by ' + err };
+  const t = time(() => mv(Wt, x));
+  rows.push({ kernel: 'matvec ' + C + '×' + C + ' f32', ...t, gbs: C * C * 4 / t.meanMs / 1e6 });
+  // WKV step over all heads, the state [H·N][N] kept in a texture: y read back, the next state stays
+  const r = vec(C), k = vec(C), v = vec(C), u = vec(C), w = Float32Array.from({ length: C }, () => 0.5 + 0.5 * rnd());
+  const init = gpu.createKernel(function (s) { return s[this.thread.y][this.thread.x]; }, { output: [N, C], pipeline: true, immutable: true });
+  let S = init(Array.from({ length: C }, () => vec(N)));
+  const out = gpu.createKernel(function (s, rr, kk, vv, uu) {
+    const j = this.thread.x, base = Math.floor(j / this.constants.n) * this.constants.n, jj = j - base;
+    let y = 0;
+    for (let i = 0; i < this.constants.n; i++) y += rr[base + i] * (uu[base + i] * kk[base + i] * vv[j] + s[base + i][jj]);
+    return y;
+  }, { constants: { n: N }, output: [C] });
+  const next = gpu.createKernel(function (s, kk, vv, ww) {
+    const i = this.thread.y, j = this.thread.x, base = Math.floor(i / this.constants.n) * this.constants.n;
+    return ww[i] * s[i][j] + kk[i] * vv[base + j];
+  }, { constants: { n: N }, output: [N, C], pipeline: true, immutable: true });
+  const tw = time(() => { out(S, r, k, v, u); const S2 = next(S, k, v, w); S.delete(); S = S2; });
+  rows.push({ kernel: 'wkv step ' + H + '×' + N + '×' + N, ...tw });
+  gpu.destroy();
+  return { renderer, rows };
+};
+window.ready = true;
+</script>`;
+
+/**
+ * gpu.js's WebGL2 mode in headless Chromium (WebGL2 through ANGLE on SwiftShader, a software rasteriser:
+ * compare ratios, not speeds): the same matvec and WKV step as the CPU mode above, with what stays on
+ * the device kept there as gpu.js's documentation shows (the matrix and the WKV state in textures,
+ * `pipeline: true`), the output read back every call. Each call is timed in the page (mean, ±RME at
+ * 95 %, ≥ 30 samples); or one line saying why it cannot run.
+ */
+export async function benchGpuJsChromium(cfg: ModelConfig, maxTime = 1, chromium?: string): Promise<GpuJsRow[] | { unavailable: string }> {
+  const { existsSync, readFileSync } = await import('node:fs');
+  const { fileURLToPath } = await import('node:url');
+  const exe = chromium ?? process.env.RWKVC_CHROMIUM ?? ['/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome'].find((p) => existsSync(p));
+  if (!exe || !existsSync(exe)) return { unavailable: `gpu.js in Chromium: no Chromium at ${exe ?? '/usr/bin/chromium'} (apt-get install chromium)` };
+  let bundle: string;
+  try { bundle = readFileSync(fileURLToPath(new URL('../dist/gpu-browser.min.js', import.meta.resolve('gpu.js'))), 'utf8'); } catch (e) { return { unavailable: `gpu.js in Chromium: no browser bundle (${(e as Error).message.split('\n')[0]})` }; }
+  const { chromium: pw } = await import('playwright-core');
+  const { startStaticServer } = await import('../examples/browser/static-server.ts');
+  const srv = await startStaticServer({ pages: { '/gpujs.html': GPUJS_PAGE, '/gpu.js': bundle } });
+  try {
+    const browser = await pw.launch({ executablePath: exe, args: ['--no-sandbox', '--enable-unsafe-swiftshader', '--use-angle=swiftshader', '--disable-background-networking', '--no-first-run'] });
+    try {
+      const page = await browser.newPage();
+      page.setDefaultTimeout(0);
+      await page.goto(`${srv.url}/gpujs.html`);
+      await page.waitForFunction('window.ready === true', null, { timeout: 60_000 });
+      const r = await page.evaluate(([C, H, N, t]) => (window as unknown as { run(...a: number[]): unknown }).run(C, H, N, t), [cfg.nEmbd, cfg.nHead, cfg.headSize, maxTime] as const) as
+        { unavailable: string } | { renderer: string; rows: Omit<GpuJsRow, 'mode'>[] };
+      if ('unavailable' in r) return { unavailable: `gpu.js in Chromium: ${r.unavailable}` };
+      const mode = `gpu.js webgl2 (${/SwiftShader/i.test(r.renderer) ? 'SwiftShader' : r.renderer})`;
+      return r.rows.map((x) => ({ ...x, mode }));
+    } finally {
+      await browser.close();
+    }
+  } catch (e) {
+    return { unavailable: `gpu.js in Chromium: ${(e as Error).message.split('\n')[0]}` };
+  } finally {
+    await srv.close();
+  }
+}
+
+/**
+ * Our WGSL kernels at the same sizes, beside gpu.js's WebGL2 run: layer 0's C×C output projection
+ * (the one linear of one C×C f32 matrix; the r/k/v/g matrices are fused into one call) and its WKV step,
+ * each cut out of the compiled decode program into a plan of its own (bench/kernels.ts's
+ * singleKernelPlan) and run by the WGSL runtime in Node (Dawn; on a machine without a GPU, SwiftShader
+ * as in Chromium). A call is one command buffer and the readback of the plan's output (the V logits:
+ * the runtime always returns them), against gpu.js's C outputs read back.
+ */
+export async function benchWgslBeside(plan: KernelPlan, weights: (p: KernelPlan) => WeightProvider, maxTime = 1): Promise<GpuJsRow[] | { unavailable: string }> {
+  const { singleKernelPlan } = await import('./kernels.ts');
+  const { loadPlan } = await import('../driver/targets.ts');
+  const C = plan.config.nEmbd, shape = new Map(plan.weights.map((w) => [w.name, w.shape.join('×')]));
+  const lin = plan.decode.kernels.find((k) => k.kind === 'linear' && k.layer === 0 && k.groups.length === 1 && shape.get(k.groups[0].w) === `${C}×${C}`);
+  const wkv = plan.decode.kernels.find((k) => k.kind === 'wkv' && k.layer === 0);
+  if (!lin || !wkv) return { unavailable: 'rwkvc wgsl: the plan has no single C×C linear or no WKV kernel in layer 0' };
+  const rows: GpuJsRow[] = [];
+  for (const [k, kernel] of [[lin, `matvec ${C}×${C} ${plan.weights.find((w) => w.name === (lin.kind === 'linear' ? lin.groups[0].w : ''))?.dtype ?? 'f32'}`], [wkv, `wkv step ${plan.config.nHead}×${plan.config.headSize}×${plan.config.headSize}`]] as const) {
+    const one = singleKernelPlan(plan, k, k);
+    let m;
+    try { m = await loadPlan('wgsl', one, weights(one)); } catch (e) { return { unavailable: `rwkvc wgsl: ${(e as Error).message.split('\n')[0]}` }; }
+    try {
+      const tok = Int32Array.of(1);
+      for (let i = 0; i < 3; i++) await m.run('decode', tok);
+      const t: number[] = [], end = performance.now() + 1000 * maxTime;
+      while (performance.now() < end || t.length < 30) { const t0 = performance.now(); await m.run('decode', tok); t.push(performance.now() - t0); }
+      const mean = t.reduce((a, b) => a + b, 0) / t.length, sd = Math.sqrt(t.reduce((a, b) => a + (b - mean) ** 2, 0) / (t.length - 1));
+      const info = (m as unknown as { device?: { adapterInfo?: GPUAdapterInfo } }).device?.adapterInfo;
+      const adapter = /swiftshader/i.test(`${info?.vendor} ${info?.architecture} ${info?.description}`) ? 'SwiftShader' : [info?.vendor, info?.description].filter(Boolean).join(' ') || 'WebGPU';
+      rows.push({ kernel, mode: `rwkvc wgsl (Dawn, ${adapter})`, meanMs: mean, rmePct: 100 * 1.96 * sd / Math.sqrt(t.length) / mean, samples: t.length, ...(k === lin ? { gbs: C * C * 4 / mean / 1e6 } : {}) });
+    } finally {
+      m.dispose();
+    }
+  }
+  return rows;
 }

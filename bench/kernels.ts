@@ -15,7 +15,7 @@ import { compileWasm } from '../targets/wasm/codegen.ts';
 import { loadWasmArtifact } from '../targets/wasm/runtime.ts';
 import { measureBandwidth, measureCompute } from './wasm-roofline.ts';
 import { measureNativeBandwidth, machineLine } from './bandwidth.ts';
-import { benchGpuJs, gpuJsGpuModeInNode, type GpuJsRow } from './gpujs.ts';
+import { benchGpuJs, benchGpuJsChromium, benchWgslBeside, gpuJsGpuModeInNode, type GpuJsRow } from './gpujs.ts';
 
 export interface KernelRow {
   target: string;
@@ -41,6 +41,8 @@ export interface KernelReport {
   /** gpu.js (bench/gpujs.ts) on the same sizes: a hand-written matvec and WKV step, or why not; and why not its GPU mode. */
   gpujs?: { rows: GpuJsRow[] } | { unavailable: string };
   gpujsGpuMode?: string;
+  /** gpu.js's WebGL2 mode in headless Chromium and our WGSL kernels at the same sizes (each, or why not). */
+  gpujsBrowser?: { rows: GpuJsRow[]; unavailable: string[] };
 }
 
 /** The first kernel of `kind` in layer 0 (or the model's last, for layernorm) of a program. */
@@ -75,6 +77,8 @@ export interface KernelBenchOptions {
   onCase?: (name: string) => void;
   /** Also gpu.js's hand-written matvec and WKV step at the same sizes (default true). */
   gpujs?: boolean;
+  /** Also gpu.js in headless Chromium (WebGL2) beside our WGSL kernels (default false: starts a browser and a GPU device). */
+  gpujsBrowser?: boolean;
   /** Bytes the read-limit probes stream (default 1 GiB; tests use less). */
   probeBytes?: number;
 }
@@ -118,13 +122,20 @@ export async function benchKernels(o: KernelBenchOptions): Promise<KernelReport>
     gpujs = 'unavailable' in g ? g : { rows: g };
     gpujsGpuMode = await gpuJsGpuModeInNode();
   }
+  let gpujsBrowser: KernelReport['gpujsBrowser'];
+  if (o.gpujsBrowser) {
+    o.onCase?.('gpu.js in Chromium, rwkvc wgsl');
+    gpujsBrowser = { rows: [], unavailable: [] };
+    for (const g of [await benchGpuJsChromium(first.config, maxTime), await benchWgslBeside(first, o.weights, maxTime)])
+      if ('unavailable' in g) gpujsBrowser.unavailable.push(g.unavailable); else gpujsBrowser.rows.push(...g);
+  }
   // the limits after the kernels, on the same threads
   const limits = {
     wasmReadGBs: await measureBandwidth(o.threads, { bytes: o.probeBytes }),
     nativeReadGBs: await measureNativeBandwidth(o.threads, 4, o.probeBytes),
     computeGflops: (await measureCompute(o.threads)).gflops,
   };
-  return { machine: machineLine(), threads: o.threads, limits, rows, ...(gpujs ? { gpujs, gpujsGpuMode } : {}) };
+  return { machine: machineLine(), threads: o.threads, limits, rows, ...(gpujs ? { gpujs, gpujsGpuMode } : {}), ...(gpujsBrowser ? { gpujsBrowser } : {}) };
 }
 
 export function formatKernels(r: KernelReport): string {
@@ -143,6 +154,15 @@ export function formatKernels(r: KernelReport): string {
     lines.push('  gpu.js (hand-written JavaScript kernels, same sizes; 1 thread — its CPU mode is plain JS):');
     for (const g of r.gpujs.rows) lines.push(`    ${g.mode} ${g.kernel.padEnd(24)} ${g.meanMs.toFixed(3).padStart(9)} ms ±${g.rmePct.toFixed(1)}% (${g.samples} samples)${g.gbs ? `  ${g.gbs.toFixed(2)} GB/s` : ''}`);
     if (r.gpujsGpuMode) lines.push(`    ${r.gpujsGpuMode}`);
+  }
+  if (r.gpujsBrowser) {
+    lines.push('  gpu.js on WebGL2 in headless Chromium beside rwkvc wgsl, same sizes (SwiftShader is a software rasteriser: compare the ratio, not the speed):');
+    for (const g of r.gpujsBrowser.rows) lines.push(`    ${g.mode.padEnd(30)} ${g.kernel.padEnd(24)} ${g.meanMs.toFixed(3).padStart(9)} ms ±${g.rmePct.toFixed(1)}% (${g.samples} samples)${g.gbs ? `  ${g.gbs.toFixed(2)} GB/s` : ''}`);
+    for (const kernel of new Set(r.gpujsBrowser.rows.map((g) => g.kernel))) {
+      const [a, b] = ['gpu.js', 'rwkvc'].map((m) => r.gpujsBrowser!.rows.find((g) => g.kernel === kernel && g.mode.startsWith(m)));
+      if (a && b) lines.push(`    ${kernel}: rwkvc wgsl ${(a.meanMs / b.meanMs).toFixed(2)}× gpu.js webgl2 (> 1: rwkvc faster)`);
+    }
+    for (const u of r.gpujsBrowser.unavailable) lines.push(`    ${u}`);
   }
   return lines.join('\n');
 }

@@ -204,8 +204,8 @@ export function benchCommand(): Command {
     .option('--clients <list>', 'concurrent clients for --serve', '1,4,16')
     .option('--context', 'decode ms/token and sequence memory at context positions (--contexts): rwkvc (wasm) beside a random LLaMA of the same shape in llama.cpp, flash attention on and off (bench/context.ts)')
     .option('--contexts <list>', 'positions for --context (k = 1024)', '1,256,1k,4k,16k')
-    .option('--all', 'every table and chart, one part after another (wasm sweep, onnxruntime, context, kernels, wgsl); with --plot DIR writes DIR/RESULTS.md and the SVGs (bench/all.ts)')
-    .option('--parts <list>', 'with --all: only these parts (wasm,onnxruntime,context,kernels,wgsl)')
+    .option('--all', 'every table and chart, one part after another (wasm sweep, wllama, onnxruntime, context, kernels, wgsl), progress on stderr; with --plot DIR writes DIR/RESULTS.md and the SVGs (bench/all.ts)')
+    .option('--parts <list>', 'with --all: only these parts (wasm,wllama,onnxruntime,context,kernels,wgsl)')
     .option('--kernels', 'per-kernel micro-benchmarks (benchmark.js: mean, ±RME, samples) of each kernel kind, linear per weight format, on the wasm target, against read and FMA limits of the same run (bench/kernels.ts)')
     .addHelpText('after', `
 Examples:
@@ -224,11 +224,11 @@ Examples:
       const why = o.all || o.serve || o.context || o.target === 'wgsl' ? null : await (await getTarget(o.target).runtime?.())?.unavailable?.();
       if (why) throw new UserError(why);
       if (o.all) {
-        const { benchAll } = await import('../bench/all.ts');
-        const known = ['wasm', 'onnxruntime', 'context', 'kernels', 'wgsl'];
+        const { benchAll, PART_KEYS } = await import('../bench/all.ts');
+        const known: readonly string[] = PART_KEYS;
         const parts = o.parts === undefined ? undefined : String(o.parts).split(',').map((x: string) => x.trim());
         for (const x of parts ?? []) if (!known.includes(x)) throw new UserError(`--parts: '${x.slice(0, 40)}' is not one of ${known.join(', ')}`);
-        const r = benchAll({ dir: o.plot ?? 'docs/bench', preset: o.preset, threads: o.threads ?? availableParallelism(), parts, onPart: (name, i, n) => process.stderr.write(`rwkvc bench --all: part ${i + 1}/${n}: ${name}\n`) });
+        const r = await benchAll({ dir: o.plot ?? 'docs/bench', preset: o.preset, threads: o.threads ?? availableParallelism(), parts, onLine: (l) => process.stderr.write(`rwkvc bench --all ${l}\n`) });
         process.stdout.write(`${r.file}${r.failed.length ? ` (failed: ${r.failed.join('; ')})` : ''}\n`);
         return;
       }
@@ -287,7 +287,7 @@ async function kernelsBench(ctx: Ctx, threads: number, prefill: number, json: bo
   for (const w of DTYPES) plans[w] = await planFor(ctx, w, prefill);
   const progress = bar(ctx, 'kernel');
   let n = 0;
-  const r = await benchKernels({ plans, weights: (p) => weightProvider(p, ctx.model), threads, onCase: (name) => progress(name, n++, DTYPES.length + 3) });
+  const r = await benchKernels({ plans, weights: (p) => weightProvider(p, ctx.model), threads, gpujsBrowser: true, onCase: (name) => progress(name, n++, DTYPES.length + 4) });
   ctx.progress.stop();
   process.stdout.write(json ? JSON.stringify(r, null, 1) + '\n' : formatKernels(r) + '\n');
 }

@@ -28,6 +28,8 @@ export interface AllOptions {
   parts?: string[];
   /** A status line (part starts and ends, the parts' own status lines). */
   onLine?: (line: string) => void;
+  /** The script run as `node BIN bench …` (default this package's bin/rwkvc.js; tests give a stand-in). */
+  bin?: string;
 }
 
 export interface Part { key: (typeof PART_KEYS)[number]; name: string; args: string[] }
@@ -72,7 +74,7 @@ function runPart(bin: string, args: string[], onLine: (l: string) => void): Prom
 
 export async function benchAll(o: AllOptions): Promise<{ file: string; failed: string[] }> {
   mkdirSync(o.dir, { recursive: true });
-  const bin = fileURLToPath(new URL('../bin/rwkvc.js', import.meta.url));
+  const bin = o.bin ?? fileURLToPath(new URL('../bin/rwkvc.js', import.meta.url));
   const parts = allParts(o), out: string[] = [], failed: string[] = [];
   const started = new Date(), t0 = performance.now();
   const say = o.onLine ?? (() => {});

@@ -4,11 +4,11 @@
  * progress and writes RESULTS.md with each command and its time.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { allParts, PART_KEYS } from '../bench/all.ts';
+import { allParts, benchAll, PART_KEYS } from '../bench/all.ts';
 
 describe('rwkvc bench --all', () => {
   it('runs each part as its own rwkvc bench command, charts into the folder', () => {
@@ -28,22 +28,37 @@ describe('rwkvc bench --all', () => {
     expect(r.stderr.trim().split('\n')).toEqual([expect.stringMatching(/^rwkvc: --parts: 'bogus' is not one of wasm, wllama, onnxruntime, context, kernels, wgsl$/)]);
   });
 
-  it('prints each part as it starts and ends and writes its command, time and output to RESULTS.md', () => {
+  it('prints each part as it starts and ends, passes its status lines on, and writes its command, time and output to RESULTS.md', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'rwkvc-all-'));
     try {
-      // the context part at two short positions stands in for any part: the same runner runs them all
-      const r = spawnSync('node', ['bin/rwkvc.js', 'bench', '--all', '--parts', 'context', '--preset', 'finch-tiny', '--threads', '1', '--plot', dir], { encoding: 'utf8' });
-      expect(r.status, r.stderr).toBe(0);
-      expect(r.stdout.trim()).toBe(join(dir, 'RESULTS.md'));
-      const lines = r.stderr.trim().split('\n');
-      expect(lines[0]).toMatch(/^rwkvc bench --all \[1\/1 0m0\ds\] context length .*: rwkvc bench --context --preset finch-tiny --threads 1 --decode 16 --plot /);
-      expect(lines.at(-2)).toMatch(/^rwkvc bench --all \[1\/1 \d+m\d\ds\] done in \d+ s$/);
-      expect(lines.at(-1)).toMatch(/^rwkvc bench --all all parts in \d+m\d\ds$/);
-      const md = readFileSync(join(dir, 'RESULTS.md'), 'utf8');
+      // a stand-in for bin/rwkvc.js: the kernels part prints a table, the context part fails after a status line
+      const bin = join(dir, 'fake-rwkvc.mjs');
+      writeFileSync(bin, `const a = process.argv.slice(3);
+process.stderr.write('rwkvc bench: compiling\\n');
+if (a[0] === '--context') { process.stderr.write('Error: out of memory\\n'); process.exit(3); }
+process.stdout.write('table for ' + a.join(' ') + '\\n');`);
+      const lines: string[] = [];
+      const r = await benchAll({ dir, preset: 'finch-tiny', threads: 1, parts: ['context', 'kernels'], bin, onLine: (l) => lines.push(l) });
+      expect(r.file).toBe(join(dir, 'RESULTS.md'));
+      expect(r.failed).toEqual([expect.stringMatching(/^context length/)]);
+      expect(lines.map((l) => l.replace(/\d+m\d\ds/, 'T').replace(/in \d+ s/, 'in S'))).toEqual([
+        expect.stringMatching(/^\[1\/2 T\] context length .*: rwkvc bench --context --preset finch-tiny --threads 1 --decode 16 --plot /),
+        '[1/2 T]   rwkvc bench: compiling',
+        '[1/2 T]   Error: out of memory',
+        '[1/2 T] failed (exit 3) in S',
+        expect.stringMatching(/^\[2\/2 T\] per-kernel .*: rwkvc bench --kernels --preset finch-tiny --threads 1$/),
+        '[2/2 T]   rwkvc bench: compiling',
+        '[2/2 T] done in S',
+        expect.stringMatching(/^all parts in T; failed: context length/),
+      ]);
+      const md = readFileSync(r.file, 'utf8');
       expect(md).toMatch(/^Regenerate: `rwkvc bench --all --plot .* --preset finch-tiny --threads 1` .*this run took \d+m\d\ds\)\.$/m);
-      expect(md).toMatch(/^`rwkvc bench --context --preset finch-tiny .*` \(\d+ s\)$/m);
+      expect(md).toContain('`rwkvc bench --kernels --preset finch-tiny --threads 1` (');
+      expect(md).toContain('table for --kernels --preset finch-tiny --threads 1');
+      // a failed part keeps its last status lines in place of a table
+      expect(md).toMatch(/, exit 3\)\n\n```\nrwkvc bench: compiling\nError: out of memory\n```/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
-  }, 300_000);
+  });
 });

@@ -8,7 +8,8 @@
  *
  * The sizes are set here, not left to each command's defaults, so the whole run fits a budget: the
  * wgsl part runs on SwiftShader (a software rasteriser, where a bench-0.1b prefill of 512 takes
- * minutes), so it decodes 16 and prefills 64; the context part decodes 16 per position.
+ * minutes), so it decodes 16 and prefills 64; the context part decodes 16 per position and runs on
+ * all threads (its transformer's prefill to 16k is quadratic in attention: minutes on one thread).
  */
 import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -42,7 +43,7 @@ export function allParts(o: Pick<AllOptions, 'dir' | 'preset' | 'threads' | 'par
     // llama.cpp compiled to WASM, in headless Chromium: the 4-byte and the 4-bit format
     ...(['f32', 'q4_0'] as const).map((w): Part => ({ key: 'wllama', name: `wllama peer, ${w} (llama.cpp in WASM, headless Chromium)`, args: ['--target', 'wasm', ...p, ...t, '--weights', w, '--peer', 'wllama'] })),
     { key: 'onnxruntime', name: 'onnxruntime peers (node CPU EP, web WASM EP)', args: ['--target', 'wasm', ...p, ...t, '--peer', 'onnxruntime'] },
-    { key: 'context', name: 'context length (rwkvc vs a same-shape LLaMA, flash attention on/off)', args: ['--context', ...p, '--threads', '1', '--decode', '16', '--plot', join(o.dir, 'context.svg')] },
+    { key: 'context', name: 'context length (rwkvc vs a same-shape LLaMA, flash attention on/off)', args: ['--context', ...p, ...t, '--decode', '16', '--plot', join(o.dir, 'context.svg')] },
     { key: 'kernels', name: 'per-kernel micro-benchmarks (benchmark.js) and gpu.js', args: ['--kernels', ...p, '--threads', '1'] },
     { key: 'wgsl', name: 'wgsl and llama.cpp Vulkan (SwiftShader: a software rasteriser; ratios only)', args: ['--target', 'wgsl', ...p, ...t, '--decode', '16', '--prefill', '64'] },
   ];

@@ -40,7 +40,7 @@ export function threads(v: string): number {
 }
 
 /** The weight storage formats. */
-export const WEIGHT_FORMATS = ['f32', 'bf16', 'f16', 'int8', 'q4_0', 'q4_1'] as const;
+const WEIGHT_FORMATS = ['f32', 'bf16', 'f16', 'int8', 'q4_0', 'q4_1'] as const;
 
 /** `--weights <dtype>`, one of WEIGHT_FORMATS, checked when parsed. */
 export function weightsOption(what = 'weight storage', fallback = 'f32'): Option {
@@ -111,7 +111,7 @@ export const RAW_HELP = 'take the text literally (by default \\n, \\t and \\\\ i
  * unknown `--temp` made commander suggest `--help`, its nearest spelling. The alias parses its value with
  * the same parser, so a bad value is reported naming the flag the user typed.
  */
-export function addAlias(cmd: Command, alias: string, target: string): void {
+function addAlias(cmd: Command, alias: string, target: string): void {
   const opt = cmd.options.find((o) => o.long === target);
   if (!opt) throw new Error(`addAlias: ${cmd.name()} has no option ${target}`);
   const a = new Option(`${alias}${opt.required ? ' <value>' : opt.optional ? ' [value]' : ''}`).hideHelp();

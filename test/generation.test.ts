@@ -77,7 +77,7 @@ describe('Session.generateIds through Generation', () => {
     const prompt = [1, 2, 3];
     // by hand: greedy from the prompt, each token fed
     const afterPrompt = Float32Array.from(await ref.prefill(prompt));
-    let l = afterPrompt;
+    let l: Float32Array = afterPrompt;
     const want: number[] = [];
     for (let i = 0; i < 4; i++) { want.push(argmax(l)); l = await ref.decode(want.at(-1)!); }
 

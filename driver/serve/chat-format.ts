@@ -8,7 +8,7 @@
 export const TURN_END = '\n\n';
 
 /** A message's text as it goes into the prompt: CRLF as LF, no blank lines, no outer whitespace. */
-export function cleanMessage(text: string): string {
+function cleanMessage(text: string): string {
   return text.replace(/\r\n?/g, '\n').replace(/\n{2,}/g, '\n').trim();
 }
 

@@ -16,8 +16,6 @@ import { apiError, chatBody, completionBody, usage, type ChatBody, type Completi
 import { Busy, Scheduler, type Job, type JobResult } from './scheduler.ts';
 import { DEFAULT_LIMITS, type ServeLimits } from './limits.ts';
 
-export { DEFAULT_LIMITS, type ServeLimits } from './limits.ts';
-
 export interface ServeOptions extends Partial<ServeLimits> {
   /** Loaded with a batch program (load(…, { batch: N })) and a tokenizer, at its start state; only forked. */
   session: Session;

@@ -177,8 +177,9 @@ async function sampled<T>(root: number, f: () => Promise<T>): Promise<{ result: 
 
 /** Installed before the page's scripts: Blob reads, WASM memories and the JS heap, for the page's own count. */
 function instrument(): void {
-  const w = window as unknown as { bench: { reads: number[]; memories: WebAssembly.Memory[]; heapPeak: number; pagePeak: number } };
-  const b = (w.bench = { reads: [], memories: [], heapPeak: 0, pagePeak: 0 });
+  type Counts = { reads: number[]; memories: WebAssembly.Memory[]; heapPeak: number; pagePeak: number };
+  const b: Counts = { reads: [], memories: [], heapPeak: 0, pagePeak: 0 };
+  (window as unknown as { bench: Counts }).bench = b;
   const arrayBuffer = Blob.prototype.arrayBuffer;
   Blob.prototype.arrayBuffer = function (this: Blob) { b.reads.push(this.size); return arrayBuffer.call(this); };
   const Memory = WebAssembly.Memory;

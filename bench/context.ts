@@ -95,18 +95,30 @@ export async function rwkvSubject(plan: KernelPlan, weights: WeightProvider, thr
   };
 }
 
-/** (b): a LLaMA GGUF in llama.cpp, flash attention on or off, with room for `contextSize` tokens; or why it could not run. */
-export async function llamaSubject(gguf: string, weights: GgufWeights, vocabSize: number, flashAttention: boolean, threads: number, contextSize: number): Promise<ContextSubject | { unavailable: string }> {
+type LlamaModel = import('node-llama-cpp').LlamaModel;
+
+/** The LLaMA GGUF loaded once in llama.cpp (both flash-attention contexts share its weights); or why not. */
+async function openLlamaModel(gguf: string, threads: number): Promise<{ model: LlamaModel; dispose(): Promise<void> } | { unavailable: string }> {
   let mod: typeof import('node-llama-cpp');
   try { mod = await import('node-llama-cpp'); } catch (e) { return { unavailable: `node-llama-cpp is not installed (${(e as Error).message.split('\n')[0]})` }; }
-  let llama, model, context;
+  let llama;
   try {
     llama = await mod.getLlama({ gpu: false, build: 'never', logLevel: mod.LlamaLogLevel.error, maxThreads: threads });
-    model = await llama.loadModel({ modelPath: gguf });
+    const model = await llama.loadModel({ modelPath: gguf });
+    return { model, async dispose() { await model.dispose(); await llama!.dispose(); } };
+  } catch (e) {
+    await llama?.dispose();
+    return { unavailable: `llama.cpp could not load ${gguf}: ${(e as Error).message.split('\n')[0]}` };
+  }
+}
+
+/** (b): the LLaMA in llama.cpp, flash attention on or off, with room for `contextSize` tokens; or why it could not run. */
+export async function llamaSubject(model: LlamaModel, weights: GgufWeights, vocabSize: number, flashAttention: boolean, threads: number, contextSize: number): Promise<ContextSubject | { unavailable: string }> {
+  let context;
+  try {
     context = await model.createContext({ contextSize, batchSize: 512, threads, sequences: 1, flashAttention });
   } catch (e) {
-    await model?.dispose(); await llama?.dispose();
-    return { unavailable: `llama.cpp could not run ${gguf} (flash attention ${flashAttention ? 'on' : 'off'}): ${(e as Error).message.split('\n')[0]}` };
+    return { unavailable: `llama.cpp could not make a ${contextSize}-token context (flash attention ${flashAttention ? 'on' : 'off'}): ${(e as Error).message.split('\n')[0]}` };
   }
   const seq = context.getSequence();
   const pick = { generateNext: { token: true, options: { temperature: 0 } } } as const;
@@ -137,7 +149,7 @@ export async function llamaSubject(gguf: string, weights: GgufWeights, vocabSize
       return fileSize;
     },
     async dispose() {
-      await context.dispose(); await model.dispose(); await llama.dispose();
+      await context.dispose();
       rmSync(dir, { recursive: true, force: true });
     },
   };
@@ -203,17 +215,20 @@ export async function benchContext(plan: KernelPlan, weights: WeightProvider, gg
   const gguf = join(cacheDir, `llama-L${cfg.nLayer}-C${cfg.nEmbd}-F${cfg.dimFfn}-V${cfg.vocabSize}-H${cfg.headSize}-seed1.${ggufWeights}.gguf`);
   if (!existsSync(gguf)) { mkdirSync(cacheDir, { recursive: true }); o.onProgress?.('random LLaMA GGUF', 0, 1); writeLlamaGguf(gguf, cfg, ggufWeights); }
   const subjects: ContextSubject[] = [], skipped: string[] = [];
+  const llama = await openLlamaModel(gguf, o.threads);
   try {
     subjects.push(await rwkvSubject(plan, weights, o.threads));
     // room for every position plus the decode steps timed at each
     const contextSize = last + rounds * perRound * o.contexts.length + 64;
-    for (const fa of [true, false]) {
-      const s = await llamaSubject(gguf, ggufWeights, cfg.vocabSize, fa, o.threads, contextSize);
+    if ('unavailable' in llama) skipped.push(llama.unavailable);
+    else for (const fa of [true, false]) {
+      const s = await llamaSubject(llama.model, ggufWeights, cfg.vocabSize, fa, o.threads, contextSize);
       if ('unavailable' in s) skipped.push(s.unavailable); else subjects.push(s);
     }
     return { machine: machineLine(), contexts: o.contexts, rows: await runContext(subjects, o.contexts, rounds, perRound, o.onProgress), skipped };
   } finally {
     for (const s of subjects) await s.dispose();
+    if (!('unavailable' in llama)) await llama.dispose();
   }
 }
 

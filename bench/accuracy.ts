@@ -12,7 +12,7 @@
  *          (max picks one entry of T·V, so it is noisy when two formats are close)
  *
  *   npx tsx bench/accuracy.ts --model M [--preset P [--layers L] --seed S] [--tokens N] [--target wasm] [--threads 2]
- *                             [--formats int8,q4_0,q4_1] [--llama q4_0,q4_1]
+ *                             [--formats int8,q4_0,q4_1] [--llama q4_0,q4_1] [--sequences N]
  *
  * With --preset a seeded random checkpoint of that shape (--layers: only its first L layers, e.g. finch-1b6's
  * width and vocabulary where its f32 run would not fit a wasm32 memory) is written to out/cache/ (f32, so
@@ -110,26 +110,34 @@ async function main(): Promise<void> {
   }
   const model = openModel(path);
   const V = model.config.vocabSize, target = arg('target', 'wasm'), threads = Number(arg('threads', '2'));
-  const tokens = seededTokens(Number(arg('tokens', '256')), V);
-  const t0 = performance.now();
-  const f32 = await ourLogits(model, tokens, target, 'f32', threads);
-  const scale = maxAbs(f32);
-  console.log(`${path}: L${model.config.nLayer} C${model.config.nEmbd} V${V}, ${tokens.length} seeded tokens, ${target} ${threads} threads; max |logit| ${scale.toFixed(3)}`);
-  console.log('| storage | max \\|Δlogit\\| / max \\|logit\\| | top-1 | mean Δ log p | max \\|Δ log-softmax\\| | rms Δ log-softmax |');
-  for (const w of arg('formats', 'int8,q4_0,q4_1').split(',').filter(Boolean) as WeightDType[])
-    console.log(`| rwkvc ${w} | ${fmt(compare(await ourLogits(model, tokens, target, w, threads), f32, tokens, V, scale))} |`);
+  const formats = arg('formats', 'int8,q4_0,q4_1').split(',').filter(Boolean) as WeightDType[];
   const llama = arg('llama', '').split(',').filter(Boolean) as WeightDType[];
-  if (llama.length) {
+  const sequences = Number(arg('sequences', '1')), ratios: Record<string, number[]> = {};
+  const t0 = performance.now();
+  // --sequences N: N seeded sequences (seeds 7, 8, …), each from the zero state; the rms ratio of ours to
+  // llama.cpp's per sequence shows whether a difference between them is systematic or the sequence's
+  for (let seed = 7; seed < 7 + sequences; seed++) {
+    const tokens = seededTokens(Number(arg('tokens', '256')), V, seed);
+    const f32 = await ourLogits(model, tokens, target, 'f32', threads);
+    const scale = maxAbs(f32), ours: Partial<Record<WeightDType, Accuracy>> = {};
+    console.log(`${path}: L${model.config.nLayer} C${model.config.nEmbd} V${V}, ${tokens.length} seeded tokens (seed ${seed}), ${target} ${threads} threads; max |logit| ${scale.toFixed(3)}`);
+    console.log('| storage | max \\|Δlogit\\| / max \\|logit\\| | top-1 | mean Δ log p | max \\|Δ log-softmax\\| | rms Δ log-softmax |');
+    for (const w of formats) console.log(`| rwkvc ${w} | ${fmt(ours[w] = compare(await ourLogits(model, tokens, target, w, threads), f32, tokens, V, scale))} |`);
+    if (!llama.length) continue;
     const lf32 = await llamaLogits(path, model, tokens, 'f32', cache, threads);
-    if ('unavailable' in lf32) console.log(lf32.unavailable);
-    else {
-      console.log(`| llama.cpp f32 vs rwkvc f32 | ${fmt(compare(lf32, f32, tokens, V, scale))} |`);
-      for (const w of llama) {
-        const l = await llamaLogits(path, model, tokens, w, cache, threads);
-        if (!('unavailable' in l)) console.log(`| llama.cpp ${GGUF_WEIGHTS[w]} vs llama.cpp f32 | ${fmt(compare(l, lf32, tokens, V, scale))} |`);
-      }
+    if ('unavailable' in lf32) { console.log(lf32.unavailable); continue; }
+    console.log(`| llama.cpp f32 vs rwkvc f32 | ${fmt(compare(lf32, f32, tokens, V, scale))} |`);
+    for (const w of llama) {
+      const l = await llamaLogits(path, model, tokens, w, cache, threads);
+      if ('unavailable' in l) continue;
+      const theirs = compare(l, lf32, tokens, V, scale);
+      console.log(`| llama.cpp ${GGUF_WEIGHTS[w]} vs llama.cpp f32 | ${fmt(theirs)} |`);
+      if (ours[w]) (ratios[w] ??= []).push(ours[w].rms / theirs.rms);
     }
   }
+  for (const [w, r] of Object.entries(ratios))
+    console.log(`rms Δ log-softmax, rwkvc ${w} / llama.cpp ${GGUF_WEIGHTS[w as WeightDType]} over ${r.length} sequence(s): ${r.map((x) => x.toFixed(4)).join(' ')}; ` +
+      `mean ${(r.reduce((a, b) => a + b, 0) / r.length).toFixed(4)}, ours lower in ${r.filter((x) => x < 1).length}`);
   console.log(`(${((performance.now() - t0) / 1000).toFixed(0)} s)`);
   model.close();
 }

@@ -196,9 +196,9 @@ describe.skipIf(!llama)('llama.cpp on the same Q4_0 GGUF blocks', () => {
    * Our q4_0 logits (the plan target: the kernels' reference semantics, f64 activations) against llama.cpp's
    * on the Q4_0 export of the same checkpoint. Both use the same Q4_0 bytes for every projection and the
    * head; llama.cpp also rounds each activation row to Q8_0 (8 bits per 32) before its Q4_0 dot
-   * products (an int8-sized rounding: ≤ 5% of the logit range at most, as int8 weights), stores the decay
-   * LoRA's first matrix in Q4_0 where our weights pass keeps it f32, and normalises the f16 embedding
-   * where we store the normalised one: measured max |Δ log-softmax| 1.9% (finch-tiny), 7.9% (bf16
+   * products (an int8-sized rounding: ≤ 5% of the logit range at most, as int8 weights) and normalises
+   * the f16 embedding where we store the normalised one (every matrix, the decay LoRA's included, is the
+   * same Q4_0 bytes in both): measured max |Δ log-softmax| 1.9% (finch-tiny), 7.9% (bf16
    * fixture); bound 12%, while different blocks (q4_1's file) are 25–37% away.
    */
   it.each(['finch-tiny', 'finch-tiny-bf16'])('%s: our q4_0 logits and llama.cpp\'s agree; our Q4_0 error vs f32 is no larger than llama.cpp\'s', async (fixture) => {
@@ -216,9 +216,12 @@ describe.skipIf(!llama)('llama.cpp on the same Q4_0 GGUF blocks', () => {
       expect(same.top1).toBeGreaterThanOrEqual(0.9);
       const ourErr = compare(oursQ4, oursF32, tokens, V, scale), theirErr = compare(theirsQ4, theirsF32, tokens, V, scale);
       // Both errors are dominated by the same weight rounding (the same bytes), so they agree to ~1%; llama.cpp's
-      // extra roundings (activations to Q8_0, the decay LoRA's A) move its error either way by about that much.
-      // Measured rms: finch-tiny ours 0.2% below, finch-tiny-bf16 0.2% above. Asserted: no more than 2% above,
-      // for the typical (RMS over all T·V entries) and the worst entry, and the next-token log-prob no worse.
+      // extra rounding (activations to Q8_0) moves its error by about that much, by the sequence: over 8 seeded
+      // sequences per fixture (bench/accuracy.ts --sequences 8) our rms is the lower in 15 of 16 (ratio mean 0.998,
+      // 0.994–1.002), the worst entry 0.97–1.03. This sequence: finch-tiny ours 0.2% below, finch-tiny-bf16 0.2%
+      // above (a tenth of that our f16 rounding of the normalised embedding; the bf16 fixture's raw one is exact in
+      // f16, so llama.cpp's is lossless). Asserted: no more than 2% above, for the typical (RMS over all T·V
+      // entries) and the worst entry, and the next-token log-prob no worse.
       expect(ourErr.rms, 'rms Δ log-softmax vs f32: rwkvc q4_0 vs llama.cpp Q4_0').toBeLessThanOrEqual(theirErr.rms * 1.02);
       expect(ourErr.lsm, 'max |Δ log-softmax| vs f32').toBeLessThanOrEqual(theirErr.lsm * 1.02);
       expect(Math.abs(ourErr.dlp)).toBeLessThanOrEqual(Math.abs(theirErr.dlp) + 0.002);

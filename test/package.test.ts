@@ -53,7 +53,7 @@ describe('rwkvc compile --emit package', () => {
     const head = plan.prefill.kernels.at(-1)!;
     expect(head.kind === 'linear' && head.rows).toBe('last');
     const wgsl = JSON.parse(readFileSync(join(pkg.dir, 'f32', 'wgsl.json'), 'utf8'));
-    expect(wgsl).toMatchObject({ format: 'rwkvc-wgsl', version: 1, plan: { format: 'rwkvc-plan' } });
+    expect(wgsl).toMatchObject({ format: 'rwkvc-wgsl', version: 2, plan: { format: 'rwkvc-plan' } });
     expect(Object.keys(wgsl.shaders).length).toBeGreaterThan(5);
     expect(readFileSync(join(pkg.dir, 'targets/wgsl/runtime.js'), 'utf8')).not.toMatch(/codegen/);
     const wasm = readFileSync(join(pkg.dir, 'f32', 'model.wasm'));

@@ -10,7 +10,7 @@
  *                 any other `<arch>.ptx` is read back too
  *
  * Kernel ABI. Every function takes, in order:
- *   float* mem             the model's one f32 buffer (layout: state | tokens | logits | activation arena)
+ *   float* mem             the model's one f32 buffer (layout: tokens | logits | activation arena | state)
  *   P_<n> p                the step's parameter words by value: a struct of `paramBytes / 4` 4-byte fields
  *                          (u32 or f32), exactly the little-endian bytes of `LaunchStep.params`
  *   unsigned T             the number of tokens of this call (rows of the activations; sequences for batch)

@@ -321,8 +321,11 @@ export async function loadCuda(art: CudaArtifact, weights: WeightProvider, opts:
         }
       : {}),
     readState: () => serial(() => {
-      const all = readRegion(0, layout.stateElems);
-      return Object.fromEntries(Object.entries(layout.state).map(([name, r]) => [name, all.slice(r.offset, r.offset + r.elems)]));
+      // one download from the first state buffer to the end of the last (targets/gpu/lower.ts: in parts after mem)
+      const slots = Object.values(layout.state);
+      if (!slots.length) return {};
+      const base = Math.min(...slots.map((r) => r.offset)), all = readRegion(base, Math.max(...slots.map((r) => r.offset + r.elems)) - base);
+      return Object.fromEntries(Object.entries(layout.state).map(([name, r]) => [name, all.slice(r.offset - base, r.offset - base + r.elems)]));
     }),
     writeState: (state) => serial(() => {
       for (const [name, v] of Object.entries(state)) {

@@ -5,10 +5,12 @@
  * (and both programs where the kernel is the same).
  *
  * Bindings, the same for every shader:
- *   0  mem     storage read_write  array<f32>: state | tokens | logits | activation arena
+ *   0  mem     storage read_write  array<f32>: tokens | logits | activation arena
  *   1  p       uniform             Params (fields below, in order, 4 bytes each)
  *   2  rt      uniform             Run { T }
- *   3… w0, w1…  storage read        weights (formats.ts), `weights(key)` of them
+ *   3… w0, w1…  storage read        weights (formats.ts), `weightBindings(key)` of them
+ *   then st    storage read_write  array<f32>: the state part the kernel's state lies in, where
+ *                                  usesState(key) (token_shift, wkv); state offsets minus p.st0 index it
  */
 import type { Expr } from '../../kernels/plan.ts';
 import type { WFormat } from './formats.ts';
@@ -79,11 +81,11 @@ export function paramFields(key: ShaderKey): ParamField[] {
     case 'layernorm':
       return [u('x'), u('out'), u('c'), u('last'), f('eps')];
     case 'token_shift':
-      return [u('x'), u('c'), u('shift_in'), u('shift_out'), ...Array.from({ length: key.outs }, (_, s) => u(`out${s}`)), f('eps')];
+      return [u('x'), u('c'), u('shift_in'), u('shift_out'), ...Array.from({ length: key.outs }, (_, s) => u(`out${s}`)), f('eps'), u('st0')];
     case 'wkv':
       return [
         u('r'), u('k'), u('v'), u('state'), u('out'), u('c'),
-        u(key.decay === 'lora' ? 'z' : 'w'), ...(key.gate ? [u('gate')] : []), f('r_scale'), f('eps'),
+        u(key.decay === 'lora' ? 'z' : 'w'), ...(key.gate ? [u('gate')] : []), f('r_scale'), f('eps'), u('st0'),
       ];
     case 'matvec': case 'matmul':
       return [u('last'), ...key.groups.flatMap((g, i) => [
@@ -105,6 +107,12 @@ export function weightBindings(key: ShaderKey): number {
     case 'matvec': case 'matmul': return key.groups.length;
   }
 }
+
+/** Does the shader bind a state part (after its weights)? */
+export const usesState = (key: ShaderKey): boolean => key.kind === 'token_shift' || key.kind === 'wkv';
+
+/** Storage bindings a shader declares: mem, its weights, its state part. */
+export const storageBindings = (key: ShaderKey): number => 1 + weightBindings(key) + (usesState(key) ? 1 : 0);
 
 /** Bytes of workgroup memory a shader declares (checked against the device limit at load). */
 export function workgroupBytes(key: ShaderKey): number {

@@ -1,9 +1,13 @@
 /**
  * Lowering a plan program to GPU steps, for a device's limits:
  *
- * - `layoutMemory` places every f32 buffer in one storage buffer `mem` (state, tokens, logits, the
- *   activation arena). One read_write binding serves every activation a kernel touches, so the binding
- *   count depends on weights only, and offsets are plain numbers in a uniform.
+ * - `layoutMemory` places every f32 buffer in one address space: `mem` (tokens, logits, the activation
+ *   arena) from 0, then the state, in parts that each fit one binding (a part holds whole state
+ *   buffers, a layer's or several layers'). One read_write binding serves every activation a kernel
+ *   touches; a kernel that touches state (token_shift, wkv) binds the part that holds it as well. Offsets
+ *   are plain numbers in a uniform, in the one address space: a target with plain pointers (CUDA) keeps
+ *   it all in one buffer; WebGPU keeps mem and each part in a buffer of its own, and a shader subtracts
+ *   its part's base (`st0`) from state offsets.
  * - Each kernel becomes a dispatch (shader key + uniform values + the weight buffers it binds + its grid
  *   for T tokens). A linear kernel's groups share one dispatch; a weight larger than the storage-binding
  *   limit is split by rows into pieces (each its own binding), and when the pieces outnumber the storage
@@ -19,7 +23,7 @@ import { checkRowFormat, elems, planPrograms } from '../../kernels/program.ts';
 import { int8ScaleWord, matrixBytes, rowStride, scaleWord, type WFormat } from './formats.ts';
 import { isBlockFormat } from '../../kernels/dtype.ts';
 import {
-  MM, WG, invocations, matvecLanes, weightBindings, workgroupBytes, type LinearGroupKey, type ShaderKey,
+  MM, WG, invocations, matvecLanes, storageBindings, workgroupBytes, type LinearGroupKey, type ShaderKey,
 } from './keys.ts';
 
 /** The device limits lowering depends on. */
@@ -56,6 +60,8 @@ export interface DispatchStep {
   key: ShaderKey;
   params: Record<string, number>;
   weights: WeightRef[];
+  /** The state part the kernel reads and writes (index into MemLayout.parts); present iff usesState(key). */
+  statePart?: number;
   grid(T: number): [number, number, number];
 }
 
@@ -71,14 +77,21 @@ export interface HostEmbedStep {
 
 export type Step = DispatchStep | HostEmbedStep;
 
+/** A state buffer's place: element offset in the address space, size, and the part that holds it (none: in mem). */
+export interface StateSlot { offset: number; elems: number; part?: number }
+
 export interface MemLayout {
-  /** Total f32 elements of mem. */
+  /** Total f32 elements of the address space: mem, then every state part. */
   elems: number;
-  /** State buffers by name: element offset and size (they sit at the start, contiguous). */
-  state: Map<string, { offset: number; elems: number }>;
+  /** Elements of mem, [0, memElems): tokens, logits, the activation arena. */
+  memElems: number;
+  /** State parts, after mem: element offset (base) and size; each fits one binding. */
+  parts: { base: number; elems: number }[];
+  /** The model's state buffers by name; elements of them (without alignment). */
+  state: Map<string, StateSlot>;
   stateElems: number;
-  /** The batch program's state buffers ([B, …], B = its maxT), right after the model's state. */
-  batchState: Map<string, { offset: number; elems: number }>;
+  /** The batch program's state buffers ([B, …], B = its maxT), in parts of their own. */
+  batchState: Map<string, StateSlot>;
   batchStateElems: number;
   tokens: number;
   output: number;
@@ -88,8 +101,8 @@ export interface MemLayout {
 
 /** A MemLayout as plain JSON (artifacts carry it). */
 export type MemLayoutJson = Omit<MemLayout, 'state' | 'batchState'> & {
-  state: Record<string, { offset: number; elems: number }>;
-  batchState: Record<string, { offset: number; elems: number }>;
+  state: Record<string, StateSlot>;
+  batchState: Record<string, StateSlot>;
 };
 
 export const memLayoutJson = (l: MemLayout): MemLayoutJson =>
@@ -113,26 +126,67 @@ function bindingMax(limits: Limits): number {
 }
 
 
+/**
+ * The state buffers each program keeps in parts: those only state kernels touch, as their state (a
+ * token_shift's shiftIn/shiftOut, a wkv's state). A state buffer any kernel reads otherwise (a test
+ * harness declares every buffer as state) stays in mem, where every kernel sees it.
+ */
+function partResident(programs: Program[]): Set<string> {
+  const inParts = new Set<string>(), inMem = new Set<string>();
+  for (const p of programs) {
+    const state = new Set(p.buffers.filter((b) => b.role === 'state').map((b) => b.name));
+    for (const k of p.kernels) {
+      const own = k.kind === 'token_shift' ? [k.shiftIn, k.shiftOut] : k.kind === 'wkv' ? [k.state] : [];
+      for (const n of own) inParts.add(n);
+      const walk = (v: unknown, key: string, top: boolean): void => {
+        if (typeof v === 'string') {
+          if (state.has(v) && !(top && own.length && (key === 'shiftIn' || key === 'shiftOut' || key === 'state'))) inMem.add(v);
+        } else if (v && typeof v === 'object') for (const [k2, v2] of Object.entries(v)) walk(v2, k2, false);
+      };
+      for (const [key, v] of Object.entries(k)) if (key !== 'name' && key !== 'src') walk(v, key, true);
+    }
+  }
+  return new Set([...inParts].filter((n) => !inMem.has(n)));
+}
+
 function layoutMemory(plan: KernelPlan, limits: Limits, dev = 'device'): MemLayout {
   const programs = planPrograms(plan);
+  const max = bindingMax(limits);
+  const limitName = limits.maxStorageBufferBindingSize <= limits.maxBufferSize ? 'maxStorageBufferBindingSize' : 'maxBufferSize';
+  const model = [plan.decode, plan.prefill], batch = plan.batch ? [plan.batch] : [];
+  const inParts = partResident(programs);
+  // A state buffer that cannot have a binding of its own is the one refusal the parts leave.
+  for (const [list, T] of [[model, 1], [batch, plan.batch?.maxT ?? 0]] as const)
+    for (const p of list)
+      for (const b of p.buffers)
+        if (b.role === 'state' && inParts.has(b.name) && elems(b, T) * 4 > max)
+          throw new UserError(`${dev} limit ${limitName} = ${max} bytes is too small for state buffer ${b.name}: it takes ${elems(b, T) * 4} bytes (${MiB(elems(b, T) * 4)}) in one binding`);
+  const state = new Map<string, StateSlot>(), batchState = new Map<string, StateSlot>();
+  const parts: { base: number; elems: number }[] = [];
   let at = 0;
-  // The model's own state (decode and prefill share it), then the batch program's per-call state rows.
-  const place = (list: Program[], T: number) => {
-    const m = new Map<string, { offset: number; elems: number }>();
+  // Each state buffer once (decode and prefill share the model's; the batch program has its own [B, …]),
+  // in declaration order (a layer's buffers sit together). Those in mem first; those in parts after mem,
+  // a new part when the next buffer would not fit the current one's binding, the batch program's in parts
+  // of their own.
+  const place = (list: Program[], T: number, m: Map<string, StateSlot>, wantParts: boolean) => {
+    let part: { base: number; elems: number } | null = null;
     for (const p of list)
       for (const b of p.buffers) {
-        if (b.role !== 'state') continue;
+        if (b.role !== 'state' || inParts.has(b.name) !== wantParts) continue;
         const n = elems(b, T);
         const prev = m.get(b.name);
         if (prev && prev.elems !== n) throw new Error(`state buffer ${b.name} has different sizes in decode and prefill`);
-        if (!prev) { m.set(b.name, { offset: at, elems: n }); at = align64(at + n); }
+        if (prev) continue;
+        if (!wantParts) { m.set(b.name, { offset: at, elems: n }); at = align64(at + n); continue; }
+        if (!part || (at - part.base + n) * 4 > max) parts.push((part = { base: at, elems: 0 }));
+        m.set(b.name, { offset: at, elems: n, part: parts.length - 1 });
+        part.elems = at + n - part.base; // not the alignment after it: a part's size is what its binding sees
+        at = align64(at + n);
       }
-    return m;
   };
-  const state = place([plan.decode, plan.prefill], 1);
-  const stateElems = at;
-  const batchState = place(plan.batch ? [plan.batch] : [], plan.batch?.maxT ?? 0);
-  const batchStateElems = at - stateElems;
+  place(model, 1, state, false);
+  place(batch, plan.batch?.maxT ?? 0, batchState, false);
+  const memState = at;
   const maxT = Math.max(...programs.map((p) => p.maxT));
   const tokens = at;
   at = align64(at + maxT);
@@ -149,17 +203,18 @@ function layoutMemory(plan: KernelPlan, limits: Limits, dev = 'device'): MemLayo
       arenaElems = Math.max(arenaElems, b.offset / 4 + elems(b, p.maxT));
     }
   }
-  const total = align64(arena + arenaElems);
-  const bytes = total * 4;
-  if (bytes > bindingMax(limits)) {
-    const limit = limits.maxStorageBufferBindingSize <= limits.maxBufferSize ? 'maxStorageBufferBindingSize' : 'maxBufferSize';
+  const memElems = align64(arena + arenaElems);
+  if (memElems * 4 > max)
     throw new UserError(
-      `${dev} limit ${limit} = ${bindingMax(limits)} bytes is too small for this model's f32 memory: ` +
-        `state ${MiB((stateElems + batchStateElems) * 4)} + logits ${MiB(outputElems * 4)} + activations ${MiB(arenaElems * 4)} = ${bytes} bytes ` +
+      `${dev} limit ${limitName} = ${max} bytes is too small for this model's f32 memory: ` +
+        `${memState ? `state ${MiB(memState * 4)} + ` : ''}tokens and logits ${MiB((arena - memState) * 4)} + activations ${MiB(arenaElems * 4)} = ${memElems * 4} bytes ` +
         `in one binding (use a smaller prefill chunk or batch, or a device with a larger limit)`,
     );
-  }
-  return { elems: total, state, stateElems, batchState, batchStateElems, tokens, output, outputElems, arena };
+  at = memElems;
+  place(model, 1, state, true);
+  place(batch, plan.batch?.maxT ?? 0, batchState, true);
+  const sum = (m: Map<string, StateSlot>) => [...m.values()].reduce((n, s) => n + s.elems, 0);
+  return { elems: at, memElems, parts, state, stateElems: sum(state), batchState, batchStateElems: sum(batchState), tokens, output, outputElems, arena };
 }
 
 export interface LowerOptions {
@@ -187,7 +242,7 @@ export function lowerPlan(plan: KernelPlan, program: Program, limits: Limits, op
   if (program.maxT > limits.maxComputeWorkgroupsPerDimension)
     throw new UserError(`${dev} limit maxComputeWorkgroupsPerDimension = ${limits.maxComputeWorkgroupsPerDimension} is smaller than the program's ${program.maxT} tokens per call (use a smaller chunk)`);
   const weights = new Map(plan.weights.map((w) => [w.name, w]));
-  const ctx = new Ctx(program, decls, offsets, weights, limits, dev);
+  const ctx = new Ctx(program, decls, offsets, weights, limits, dev, program === plan.batch ? layout.batchState : layout.state, layout);
   const steps: Step[] = [];
   for (const k of program.kernels) {
     for (const s of lowerKernel(k, ctx, opts)) {
@@ -207,7 +262,21 @@ class Ctx {
     readonly weights: Map<string, WeightDecl>,
     readonly limits: Limits,
     readonly dev: string,
+    readonly stateSlots: Map<string, StateSlot>,
+    readonly layout: MemLayout,
   ) {}
+
+  /** The one state part that holds every buffer named (a state kernel binds one), and its base as `st0`. */
+  statePart(kernel: string, names: string[]): { statePart: number; st0: number } {
+    const parts = new Set(names.map((n) => {
+      const s = this.stateSlots.get(n);
+      if (s?.part === undefined) throw new Error(`${kernel}: its state ${n} is not in a state part (not a state buffer, or other kernels read it)`);
+      return s.part;
+    }));
+    if (parts.size !== 1) throw new Error(`${kernel}: its state buffers ${names.join(', ')} lie in different parts`);
+    const [statePart] = parts;
+    return { statePart, st0: this.layout.parts[statePart].base };
+  }
 
   off(name: string): number {
     const o = this.offsets.get(name);
@@ -287,13 +356,14 @@ function lowerKernel(k: Kernel, ctx: Ctx, opts: LowerOptions): Step[] {
       noOverlap(ctx, k.name, [...k.outs], [k.x, k.shiftIn]);
       noOverlap(ctx, k.name, [...k.outs], [k.shiftOut]);
       const weights = [ctx.pack(k.name, parts), ...(k.lora ? [ctx.pack(k.name, [k.lora.a]), ctx.pack(k.name, [k.lora.b])] : [])];
+      const { statePart, st0 } = ctx.statePart(k.name, [k.shiftIn, k.shiftOut]);
       return [{
-        kind: 'dispatch', kernel: k.name,
+        kind: 'dispatch', kernel: k.name, statePart,
         key: { kind: 'token_shift', ln: !!k.ln, ...(k.ln && !k.ln.b ? { rms: true } : {}), outs: S, lora: k.lora ? { dim: k.lora.dim } : null, batch: !!k.batch },
         weights,
         params: {
           x: ctx.off(k.x), c: C, shift_in: ctx.off(k.shiftIn), shift_out: ctx.off(k.shiftOut),
-          ...Object.fromEntries(k.outs.map((o, s) => [`out${s}`, ctx.off(o)])), eps: k.ln?.eps ?? 0,
+          ...Object.fromEntries(k.outs.map((o, s) => [`out${s}`, ctx.off(o)])), eps: k.ln?.eps ?? 0, st0,
         },
         grid: (T) => [T, 1, 1],
       }];
@@ -308,8 +378,9 @@ function lowerKernel(k: Kernel, ctx: Ctx, opts: LowerOptions): Step[] {
       noOverlap(ctx, k.name, [k.out], [...inputs, k.state]);
       const weights = [ctx.pack(k.name, parts)];
       if (k.decay.kind === 'lora') weights.push(ctx.pack(k.name, [k.decay.b]));
+      const { statePart, st0 } = ctx.statePart(k.name, [k.state]);
       return [{
-        kind: 'dispatch', kernel: k.name,
+        kind: 'dispatch', kernel: k.name, statePart,
         key: {
           kind: 'wkv', headSize: N, decay: k.decay.kind, loraDim: k.decay.kind === 'lora' ? k.decay.dim : 0, u: !!k.u,
           order: k.order, kDecayScale: k.kDecayScale, norm: !!k.norm, gate: !!k.gate, batch: !!k.batch,
@@ -318,7 +389,7 @@ function lowerKernel(k: Kernel, ctx: Ctx, opts: LowerOptions): Step[] {
         params: {
           r: ctx.off(k.r), k: ctx.off(k.k), v: ctx.off(k.v), state: ctx.off(k.state), out: ctx.off(k.out), c: C,
           ...(k.decay.kind === 'lora' ? { z: ctx.off(k.decay.z) } : { w: ctx.off(k.decay.w) }),
-          ...(k.gate ? { gate: ctx.off(k.gate) } : {}), r_scale: k.rScale, eps: k.norm?.eps ?? 0,
+          ...(k.gate ? { gate: ctx.off(k.gate) } : {}), r_scale: k.rScale, eps: k.norm?.eps ?? 0, st0,
         },
         grid: (T) => [C / N, k.batch ? T : 1, 1], // batch: a workgroup per (head, sequence)
       }];
@@ -379,7 +450,7 @@ function lowerLinear(k: Extract<Kernel, { kind: 'linear' }>, ctx: Ctx): Step[] {
   // Groups run concurrently: no group may read what another writes, nor two groups write one buffer.
   reads.forEach((r, gi) => noOverlap(ctx, k.name, outputs.filter((_, j) => j !== gi), r));
 
-  const perDispatch = lim.maxStorageBuffersPerShaderStage - 1; // one storage binding is mem
+  const perDispatch = lim.maxStorageBuffersPerShaderStage - 1; // one storage binding is mem (a linear kernel touches no state)
   if (perDispatch < 1)
     throw new UserError(`${ctx.dev} limit maxStorageBuffersPerShaderStage = ${lim.maxStorageBuffersPerShaderStage} is too small for kernel ${k.name} (needs 2)`);
   const steps: Step[] = [];
@@ -440,5 +511,5 @@ function checkShaderLimits(s: DispatchStep, lim: Limits, dev: string): void {
   };
   need('maxComputeWorkgroupStorageSize', workgroupBytes(s.key), 'bytes of workgroup memory');
   need('maxComputeInvocationsPerWorkgroup', invocations(s.key), 'invocations per workgroup');
-  need('maxStorageBuffersPerShaderStage', weightBindings(s.key) + 1, 'storage buffers');
+  need('maxStorageBuffersPerShaderStage', storageBindings(s.key), 'storage buffers');
 }

@@ -9,7 +9,8 @@ import type { ArtifactFiles } from '../target.ts';
 
 export interface WgslArtifact {
   format: 'rwkvc-wgsl';
-  version: 1;
+  /** 2: state kernels bind their state part (`st`); a v1 artifact's shaders read the state from mem. */
+  version: 2;
   /** The limits the shaders were rendered for (a device's larger ones are capped to them). */
   limits: Limits;
   lowering: LowerOptions;
@@ -22,7 +23,9 @@ export function openWgslArtifact(files: ArtifactFiles): WgslArtifact {
   const text = files['wgsl.json'];
   let a: Partial<WgslArtifact> | null = null;
   try { a = typeof text === 'string' ? JSON.parse(text) : text ? JSON.parse(new TextDecoder().decode(text)) : null; } catch { /* reported below */ }
-  if (!a || a.format !== 'rwkvc-wgsl' || a.version !== 1 || !a.plan || !a.shaders || !a.limits)
-    throw new UserError('wgsl.json is not an rwkvc WGSL artifact (v1)');
+  if (a?.format === 'rwkvc-wgsl' && (a.version as number) === 1)
+    throw new UserError('wgsl.json is a v1 rwkvc WGSL artifact, whose shaders keep the state in mem: compile it again');
+  if (!a || a.format !== 'rwkvc-wgsl' || a.version !== 2 || !a.plan || !a.shaders || !a.limits)
+    throw new UserError('wgsl.json is not an rwkvc WGSL artifact (v2)');
   return { lowering: {}, ...a } as WgslArtifact;
 }

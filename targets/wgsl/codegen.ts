@@ -38,13 +38,15 @@ const TEMPLATE_FILE: Record<ShaderKey['kind'], string> = {
   embed: 'embed', layernorm: 'layernorm', token_shift: 'token_shift', wkv: 'wkv', matvec: 'linear', matmul: 'linear_tiled',
 };
 
-interface Binding { binding: number; name: string; elem: string }
+interface Binding { binding: number; name: string; elem: string; rw?: boolean }
 
 /** The weight accessors `wN_4` / `wN_1` of the formats in use. */
 const accessors = (fmts: WFormat[]) =>
   fmts.map((fmt, i) => ({ i, fmt, f32: fmt === 'f32', f16: fmt === 'f16', bf16: fmt === 'bf16', int8: fmt === 'int8', q4: fmt === 'q4_0' || fmt === 'q4_1', q4_0: fmt === 'q4_0' }));
 
 const f32Bindings = (names: string[]): Binding[] => names.map((name, i) => ({ binding: 3 + i, name, elem: 'f32' }));
+/** A state kernel's weights, then `st`: the state part, read_write (keys.ts). */
+const stateBindings = (names: string[]): Binding[] => [...f32Bindings(names), { binding: 3 + names.length, name: 'st', elem: 'f32', rw: true }];
 
 
 function renderShader(key: ShaderKey): string {
@@ -72,7 +74,7 @@ function renderShader(key: ShaderKey): string {
       return TEMPLATES.token_shift({
         ...common,
         helpers: key.lora ? [WGSL.helpers.tanh_f32] : [],
-        bindings: f32Bindings(key.lora ? ['vecs', 'lora_a', 'lora_b'] : ['vecs']),
+        bindings: stateBindings(key.lora ? ['vecs', 'lora_a', 'lora_b'] : ['vecs']),
         packDoc: `[${pack.join(', ')}]`,
         ln: key.ln,
         rms: !!key.rms,
@@ -91,7 +93,7 @@ function renderShader(key: ShaderKey): string {
     case 'wkv': {
       return TEMPLATES.wkv({
         ...common,
-        bindings: f32Bindings(key.decay === 'lora' ? ['vecs', 'lora_b'] : ['vecs']),
+        bindings: stateBindings(key.decay === 'lora' ? ['vecs', 'lora_b'] : ['vecs']),
         ...wkvView(key),
       });
     }
@@ -156,7 +158,7 @@ export const codegen: TargetCodegen<WgslArtifact> = {
     }
     const lowering: LowerOptions = opts.embedOnHost ? { embedOnHost: true } : {};
     const shaders = Object.fromEntries(emitWgsl(plan, limits, lowering).map((s) => [s.key, s.code]));
-    return { format: 'rwkvc-wgsl', version: 1, limits, lowering, plan, shaders };
+    return { format: 'rwkvc-wgsl', version: 2, limits, lowering, plan, shaders };
   },
   print(art, plan) {
     const src = new Map(planPrograms(plan).flatMap((p) => p.kernels.map((k) => [k.name, k.src] as const)));

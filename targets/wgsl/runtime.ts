@@ -5,8 +5,9 @@
  * Everything is built once at load: the artifact's pre-rendered shaders, one
  * pipeline per distinct shader key, weight buffers, per-dispatch uniform slots and bind groups. A call
  * writes T into the Run uniform and the tokens into mem, encodes every dispatch of the program into one
- * command buffer (one compute pass), and copies the logits out through a mapped buffer. Reading and
- * writing the state are copies of mem's state region.
+ * command buffer (one compute pass), and copies the logits out through a mapped buffer. The state lives
+ * in buffers of its own, one per state part of the layout (each fits a binding); reading and writing
+ * the state are copies of those.
  */
 import type { KernelPlan, Program } from '../../kernels/plan.ts';
 import { elems } from '../../kernels/program.ts';
@@ -21,7 +22,7 @@ import { WeightUploads } from './uploads.ts';
 import {
   DEFAULT_LIMITS, lowerPlan, type DispatchStep, type HostEmbedStep, type Limits, type LoweredProgram,
 } from '../gpu/lower.ts';
-import { keyString, packParams, weightBindings, type ShaderKey } from '../gpu/keys.ts';
+import { keyString, packParams, usesState, weightBindings, type ShaderKey } from '../gpu/keys.ts';
 
 // WebGPU's flag values (the same in every implementation); spelled out so the runtime does not depend
 // on the GPUBufferUsage / GPUMapMode globals, which Dawn for Node only installs on request.
@@ -167,15 +168,16 @@ async function load(
       if (messages.some((m) => / error: /.test(m))) throw new Error(`WGSL for ${k} does not compile:\n${messages.join('\n')}`);
       progress?.('shaders', ++compiled, keys.size);
       const p = cachedPipeline(device, code, () =>
-        device.createComputePipelineAsync({ layout: pipelineLayout(device, weightBindings(key)), compute: { module, entryPoint: 'main' }, label: key.kind }));
+        device.createComputePipelineAsync({ layout: pipelineLayout(device, weightBindings(key), usesState(key)), compute: { module, entryPoint: 'main' }, label: key.kind }));
       // counted as each is ready (they are created concurrently); a failure surfaces where it is awaited
       if (progress) p.then(() => progress('pipelines', ++created, keys.size), () => {});
       pipelines.set(k, p);
     }
 
-    const mem = buffer(layout.elems * 4, USAGE.STORAGE | USAGE.COPY_SRC | USAGE.COPY_DST, 'mem');
+    const mem = buffer(layout.memElems * 4, USAGE.STORAGE | USAGE.COPY_SRC | USAGE.COPY_DST, 'mem');
+    const parts = layout.parts.map((p, i) => buffer(p.elems * 4, USAGE.STORAGE | USAGE.COPY_SRC | USAGE.COPY_DST, `state part ${i}`));
     const runUniform = buffer(16, USAGE.UNIFORM | USAGE.COPY_DST, 'run');
-    const readback = buffer(Math.max(layout.outputElems, layout.stateElems, layout.batchStateElems) * 4, USAGE.MAP_READ | USAGE.COPY_DST, 'readback');
+    const readback = buffer(Math.max(layout.outputElems, ...layout.parts.map((p) => p.elems)) * 4, USAGE.MAP_READ | USAGE.COPY_DST, 'readback');
 
     // Every dispatch's Params in one uniform buffer, each at an aligned offset.
     const all = names.flatMap((n) => lowered[n]!.steps).filter((s): s is DispatchStep => s.kind === 'dispatch');
@@ -209,6 +211,7 @@ async function load(
             { binding: 1, resource: { buffer: paramBuf, offset: i * slot, size: packed[i].byteLength } },
             { binding: 2, resource: { buffer: runUniform } },
             ...s.weights.map((w, j) => ({ binding: 3 + j, resource: { buffer: uploads.buffer(w) } })),
+            ...(s.statePart === undefined ? [] : [{ binding: 3 + s.weights.length, resource: { buffer: parts[s.statePart] } }]),
           ],
         });
         rt.dispatches.push({ step: s, pipeline, bindGroup });
@@ -216,9 +219,9 @@ async function load(
       programs[name] = rt;
     }
     uploads.releaseSources();
-    return { shaders, mem, runUniform, readback, programs };
+    return { shaders, mem, parts, runUniform, readback, programs };
   });
-  const { shaders, mem, runUniform, readback, programs } = gpu;
+  const { shaders, mem, parts, runUniform, readback, programs } = gpu;
 
   const life = lifetime();
   const serial = callQueue(life); // calls share mem and the readback buffer
@@ -226,11 +229,22 @@ async function load(
   const stats = { last: zero(), total: { ...zero(), runs: 0 } };
   const vocab = vocabOf(plan);
 
-  const writeMem = (offset: number, v: Float32Array) => device.queue.writeBuffer(mem, offset * 4, v.buffer, v.byteOffset, v.byteLength);
+  /** The buffer an offset of the layout's address space lies in (mem or a state part), and the offset in it. */
+  const locate = (offset: number): [GPUBuffer, number] => {
+    if (offset < layout.memElems) return [mem, offset];
+    const i = layout.parts.findIndex((p) => offset >= p.base && offset < p.base + p.elems);
+    if (i < 0) throw new Error(`offset ${offset} is outside the model's memory`);
+    return [parts[i], offset - layout.parts[i].base];
+  };
+  const writeMem = (offset: number, v: Float32Array) => {
+    const [buf, at] = locate(offset);
+    device.queue.writeBuffer(buf, at * 4, v.buffer, v.byteOffset, v.byteLength);
+  };
   const readRegion = async (offset: number, n: number): Promise<Float32Array> => {
+    const [buf, at] = locate(offset);
     const tmp = n * 4 > readback.size ? buffer(n * 4, USAGE.MAP_READ | USAGE.COPY_DST, 'read') : readback;
     const enc = device.createCommandEncoder();
-    enc.copyBufferToBuffer(mem, offset * 4, tmp, 0, n * 4);
+    enc.copyBufferToBuffer(buf, at * 4, tmp, 0, n * 4);
     device.queue.submit([enc.finish()]);
     await tmp.mapAsync(MAP_READ, 0, n * 4);
     const out = new Float32Array(tmp.getMappedRange(0, n * 4).slice(0));
@@ -298,17 +312,28 @@ async function load(
 
   const run = (which: 'decode' | 'prefill', tokens: Int32Array) => serial(() => exec(which, tokens));
 
+  /** Regions of state: each state part they lie in read once, whole; a region in mem on its own. */
+  const readStates = async (regions: { offset: number; elems: number; part?: number }[]): Promise<Float32Array[]> => {
+    const whole = new Map<number, Float32Array>();
+    const out: Float32Array[] = [];
+    for (const r of regions) {
+      if (r.part === undefined) { out.push(await readRegion(r.offset, r.elems)); continue; }
+      const P = layout.parts[r.part];
+      if (!whole.has(r.part)) whole.set(r.part, await readRegion(P.base, P.elems));
+      out.push(whole.get(r.part)!.slice(r.offset - P.base, r.offset - P.base + r.elems));
+    }
+    return out;
+  };
+
   /** B sequences, one token each: sequence b's state goes in (and comes back) as row b of the batch state. */
   const runBatch = (tokens: Int32Array, states: StateTensors[]) => serial(async () => {
     program('batch');
-    const slots = [...layout.batchState].map(([name, r]) => ({ name, per: r.elems / plan.batch!.maxT, offset: r.offset }));
+    const slots = [...layout.batchState].map(([name, r]) => ({ name, per: r.elems / plan.batch!.maxT, offset: r.offset, part: r.part }));
     packBatchStates(tokens, states, slots, (s, b, v) => writeMem(s.offset + b * s.per, v));
     const logits = await exec('batch', tokens);
-    const all = await readRegion(layout.stateElems, layout.batchStateElems);
-    const out = unpackBatchStates(tokens.length, slots, (s, b) => {
-      const at = s.offset - layout.stateElems + b * s.per;
-      return all.slice(at, at + s.per);
-    });
+    const B = tokens.length;
+    const rows = await readStates(slots.flatMap((s) => Array.from({ length: B }, (_, b) => ({ offset: s.offset + b * s.per, elems: s.per, part: s.part }))));
+    const out = unpackBatchStates(B, slots, (s, b) => rows[slots.indexOf(s) * B + b]);
     return { logits, states: out };
   });
 
@@ -323,10 +348,9 @@ async function load(
     run,
     ...(plan.batch ? { runBatch } : {}),
     readState: () => serial(async () => {
-      const all = await readRegion(0, layout.stateElems);
-      const out: StateTensors = {};
-      for (const [name, r] of layout.state) out[name] = all.slice(r.offset, r.offset + r.elems);
-      return out;
+      const names = [...layout.state.keys()];
+      const read = await readStates([...layout.state.values()]);
+      return Object.fromEntries(names.map((n, i) => [n, read[i]])) as StateTensors;
     }),
     writeState: (state) => serial(async () => {
       for (const [name, v] of Object.entries(state)) {
@@ -403,13 +427,13 @@ function cachedPipeline(device: GPUDevice, code: string, make: () => Promise<GPU
   return p;
 }
 
-const layouts = new WeakMap<GPUDevice, Map<number, GPUPipelineLayout>>();
+const layouts = new WeakMap<GPUDevice, Map<string, GPUPipelineLayout>>();
 
-/** mem, Params, Run, then n read-only weight bindings: the same shape for every shader. */
-function pipelineLayout(device: GPUDevice, n: number): GPUPipelineLayout {
+/** mem, Params, Run, then n read-only weight bindings, then a state kernel's read_write state part (keys.ts). */
+function pipelineLayout(device: GPUDevice, n: number, state: boolean): GPUPipelineLayout {
   let m = layouts.get(device);
   if (!m) layouts.set(device, (m = new Map()));
-  let l = m.get(n);
+  let l = m.get(`${n}${state ? '+st' : ''}`);
   if (!l) {
     const bgl = device.createBindGroupLayout({
       entries: [
@@ -417,9 +441,10 @@ function pipelineLayout(device: GPUDevice, n: number): GPUPipelineLayout {
         { binding: 1, visibility: SHADER_COMPUTE, buffer: { type: 'uniform' } },
         { binding: 2, visibility: SHADER_COMPUTE, buffer: { type: 'uniform' } },
         ...Array.from({ length: n }, (_, i) => ({ binding: 3 + i, visibility: SHADER_COMPUTE, buffer: { type: 'read-only-storage' as const } })),
+        ...(state ? [{ binding: 3 + n, visibility: SHADER_COMPUTE, buffer: { type: 'storage' as const } }] : []),
       ],
     });
-    m.set(n, (l = device.createPipelineLayout({ bindGroupLayouts: [bgl] })));
+    m.set(`${n}${state ? '+st' : ''}`, (l = device.createPipelineLayout({ bindGroupLayouts: [bgl] })));
   }
   return l;
 }

@@ -5,7 +5,7 @@
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';
-import { dirname, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { Writable } from 'node:stream';
 import { count, oneOf, targetOption, threads as threadCount } from './args.ts';
 import { loadPlan } from '../driver/targets.ts';
@@ -15,10 +15,12 @@ import { MultiBar, Presets, type SingleBar } from 'cli-progress';
 import { compileGraph } from '../compiler/index.ts';
 import type { KernelPlan, WeightDType } from '../kernels/plan.ts';
 import { UserError } from '../kernels/errors.ts';
-import { buildGraph, DEFAULT_DSL, weightProvider } from '../driver/load.ts';
+import { buildGraph, DEFAULT_DSL, QRWKV6_DSL, weightProvider } from '../driver/load.ts';
 import { openModel, type OpenModel } from '../runtime/model.ts';
 import { PRESETS } from '../runtime/presets.ts';
 import { writeRandomModel } from '../runtime/random-model.ts';
+import { writeQrwkv6Model } from '../runtime/random-qrwkv6.ts';
+import { familyOf } from '../kernels/config.ts';
 import { RWKV_CPP_BENCH_01B as PEER } from '../bench/peers.ts';
 import { machineLine } from '../bench/bandwidth.ts';
 import { barSpec, concatSpec, lineSpec, renderSvg, type Bar, type Point } from '../bench/plot.ts';
@@ -235,17 +237,24 @@ Examples:
       let path = o.model as string | undefined;
       if (!path) {
         if (!PRESETS[o.preset]) throw new UserError(`--preset: unknown preset '${o.preset}' (${Object.keys(PRESETS).join(', ')})`);
-        path = resolve('out', 'cache', `${o.preset}-seed1.safetensors`);
-        if (!existsSync(path)) {
+        // a QRWKV6 preset is a Hugging Face folder (config.json written last: it marks a finished one),
+        // compiled with examples/qrwkv6.ts (buildGraph picks it for the config's family)
+        const qrwkv6 = familyOf(PRESETS[o.preset]) === 'qrwkv6';
+        path = resolve('out', 'cache', `${o.preset}-seed1${qrwkv6 ? '' : '.safetensors'}`);
+        if (!existsSync(qrwkv6 ? join(path, 'config.json') : path)) {
           mkdirSync(dirname(path), { recursive: true });
           status(progress, `building the ${o.preset} checkpoint (seeded random weights, once) → ${path}`);
           const b = progress.create(1, 0, { phase: `random ${o.preset} checkpoint` });
-          writeRandomModel(path, PRESETS[o.preset], 1, 'bf16', (i, n) => { b.setTotal(n); b.update(i + 1); });
+          const onTensor = (i: number, n: number) => { b.setTotal(n); b.update(i + 1); };
+          if (qrwkv6) writeQrwkv6Model(path, PRESETS[o.preset], 1, 'bf16', undefined, onTensor);
+          else writeRandomModel(path, PRESETS[o.preset], 1, 'bf16', onTensor);
           progress.remove(b);
         }
       }
       if (o.serve) return serveBench(path, o, progress);
-      const ctx: Ctx = { model: openModel(path), preset: o.model ? undefined : o.preset, dsl: o.dsl, progress, peer: o.peer };
+      const model = openModel(path);
+      const dsl = o.dsl === DEFAULT_DSL && familyOf(model.config) === 'qrwkv6' ? QRWKV6_DSL : o.dsl; // as buildGraph picks it
+      const ctx: Ctx = { model, preset: o.model ? undefined : o.preset, dsl, progress, peer: o.peer };
       const threads = o.threads ?? availableParallelism();
       try {
         if (o.kernels) {

@@ -252,24 +252,24 @@ export function formatContext(r: ContextReport): string {
  * first position (the trend), decode ms/token (medians with quartile bars), and the sequence's memory.
  */
 export async function contextSvg(r: ContextReport): Promise<string> {
-  const { concatSpec, lineSpec, renderSvg } = await import('./plot.ts');
-  const withSpread = (title: string, yTitle: string, scale: (x: ContextRow) => number) => ({
+  const { concatSpec, renderSvg } = await import('./plot.ts');
+  type Spec = Parameters<typeof concatSpec>[0][number];
+  const chart = (title: string, yTitle: string, y: (x: ContextRow) => [number, number, number] | [number]) => ({
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json', title, width: 360, height: 220, background: 'white',
-    data: { values: r.rows.map((x) => ({ x: x.position, y: x.msPerToken * scale(x), lo: x.msQ1 * scale(x), hi: x.msQ3 * scale(x), series: x.impl })) },
+    data: { values: r.rows.map((x) => { const [v, lo, hi] = y(x); return { x: x.position, y: v, lo, hi, series: x.impl }; }) },
     encoding: {
       x: { field: 'x', type: 'quantitative', title: 'tokens in context', scale: { type: 'log', base: 2 } },
-      color: { field: 'series', type: 'nominal', title: null, legend: { orient: 'bottom' } },
+      // whole names, one a line: the flash-attention variants differ only at their end
+      color: { field: 'series', type: 'nominal', title: null, legend: { orient: 'bottom', columns: 1, labelLimit: 0 } },
     },
     layer: [
       { mark: { type: 'line', point: true, tooltip: true }, encoding: { y: { field: 'y', type: 'quantitative', title: yTitle, scale: { zero: true } } } },
-      { mark: { type: 'rule' }, encoding: { y: { field: 'lo', type: 'quantitative' }, y2: { field: 'hi' } } },
+      ...(y(r.rows[0]).length > 1 ? [{ mark: { type: 'rule' }, encoding: { y: { field: 'lo', type: 'quantitative' }, y2: { field: 'hi' } } }] : []),
     ],
-  }) as unknown as ReturnType<typeof lineSpec>;
-  const first = (x: ContextRow) => x.vsFirst / x.msPerToken;
-  const mem = r.rows.map((x) => ({ x: x.position, y: x.memoryBytes / 2 ** 20, series: x.impl }));
+  }) as unknown as Spec;
   return renderSvg(concatSpec([
-    withSpread('decode ms/token relative to the first position', `× position ${r.contexts[0]}`, first),
-    withSpread('decode ms/token (median; bars: quartiles)', 'ms/token', () => 1),
-    lineSpec('sequence memory (RWKV state; transformer KV cache in use)', 'tokens in context', 'MiB', mem),
+    chart('decode ms/token relative to the first position', `× position ${r.contexts[0]}`, (x) => [x.vsFirst, x.msQ1 * x.vsFirst / x.msPerToken, x.msQ3 * x.vsFirst / x.msPerToken]),
+    chart('decode ms/token (median; bars: quartiles)', 'ms/token', (x) => [x.msPerToken, x.msQ1, x.msQ3]),
+    chart('sequence memory (RWKV state; transformer KV cache in use)', 'MiB', (x) => [x.memoryBytes / 2 ** 20]),
   ]));
 }

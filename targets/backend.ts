@@ -12,8 +12,11 @@ import type { KernelPlan, WeightDecl } from '../kernels/plan.ts';
  */
 export type WeightProvider = ((decl: WeightDecl) => Float32Array) & {
   rows?: (decl: WeightDecl, row0: number, rows: number) => Float32Array;
-  /** Bring a weight's bytes in before it is read (a browser File read with Blob.slice); awaited by runtimes that load weight by weight. */
-  prepare?: (decl: WeightDecl) => Promise<void>;
+  /**
+   * Bring a weight's bytes in before it is read (a browser File read with Blob.slice); awaited by runtimes
+   * that load weight by weight. With `rows`, just what `rows(decl, row0, rows)` reads next.
+   */
+  prepare?: (decl: WeightDecl, rows?: { row0: number; rows: number }) => Promise<void>;
 };
 
 /** Rows of a weight from a provider: its `rows` when it has one, else the whole weight, sliced. */

@@ -9,6 +9,7 @@ import { UserError } from '../../kernels/errors.ts';
 import { openCheckpointSource } from './reader.ts';
 import type { ByteSource } from './source.ts';
 import type { Checkpoint } from './checkpoint.ts';
+import { DTYPE_BYTES } from './dtypes.ts';
 
 /** Thrown by the source for bytes not fetched yet; opening fetches them and parses again. */
 class NeedBytes extends Error {
@@ -18,8 +19,12 @@ class NeedBytes extends Error {
 interface Range { offset: number; bytes: Uint8Array; pinned: boolean }
 
 export interface BlobCheckpoint extends Checkpoint {
-  /** Fetch these tensors' bytes (dropping those fetched for earlier tensors); then read them synchronously. */
-  fetch(names: string[]): Promise<void>;
+  /**
+   * Fetch these tensors' bytes, or just some rows of one (dropping those fetched before); then read them
+   * synchronously. Rows alone are fetched only where a tensor's bytes are its own span (not a .pth
+   * storage whose CRC-32 is still to be checked over the whole entry).
+   */
+  fetch(names: (string | { name: string; row0: number; rows: number })[]): Promise<void>;
 }
 
 /** The smallest read when opening: parsing asks for many small ranges near each other (headers, a ZIP directory). */
@@ -80,8 +85,16 @@ export async function openCheckpointBlob(blob: Blob, name = (blob as { name?: st
     close: () => c.close(),
     async fetch(names) {
       for (let i = ranges.length - 1; i >= 0; i--) if (!ranges[i]!.pinned) ranges.splice(i, 1);
-      for (const n of new Set(names)) {
-        const { offset, length } = c.span(n);
+      for (const n of names) {
+        let { offset, length } = c.span(typeof n === 'string' ? n : n.name);
+        if (typeof n !== 'string') {
+          const { shape, dtype } = c.info(n.name);
+          const row = (shape.at(-1) ?? 1) * DTYPE_BYTES[dtype];
+          if (shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[dtype] === length) {
+            offset += n.row0 * row;
+            length = n.rows * row;
+          }
+        }
         if (!ranges.some((x) => x.offset <= offset && offset + length <= x.offset + x.bytes.length)) await get(offset, length, false);
       }
     },

@@ -7,9 +7,10 @@ import { materializeWeight } from '../../kernels/weights.ts';
 import type { KernelPlan, WeightDecl } from '../../kernels/plan.ts';
 import type { WeightProvider } from '../../targets/backend.ts';
 import type { Checkpoint } from './checkpoint.ts';
+import type { BlobCheckpoint } from './blob.ts';
 
 export function checkpointProvider(
-  plan: KernelPlan, ckpt: Checkpoint & { fetch?: (names: string[]) => Promise<void> },
+  plan: KernelPlan, ckpt: Checkpoint & { fetch?: BlobCheckpoint['fetch'] },
   onProgress?: (phase: string, done: number, total: number) => void,
 ): WeightProvider {
   let done = 0;
@@ -28,11 +29,12 @@ export function checkpointProvider(
   };
   // Rows of a stored (not transposed) tensor come straight from the file; an ln0 fold works row by row.
   // A transposed or row-repeated one (QRWKV6's k/v, kernels/weights.ts) has other rows than the file's.
+  // Any transform but the row-wise ln0 fold (transpose, QRWKV6's row repeat, one added later) gets other rows than the file's.
+  const fileRows = (d: WeightDecl) => !Object.keys(d.source).some((k) => k !== 'tensor' && k !== 'stored' && k !== 'fold' && (d.source as unknown as Record<string, unknown>)[k]);
   let whole: { name: string; v: Float32Array } | undefined;
   provider.rows = (d, row0, rows) => {
     tick(d);
-    // Any transform but the row-wise ln0 fold (transpose, QRWKV6's row repeat, one added later) gets other rows than the file's.
-    if (Object.keys(d.source).some((k) => k !== 'tensor' && k !== 'stored' && k !== 'fold' && (d.source as unknown as Record<string, unknown>)[k])) {
+    if (!fileRows(d)) {
       const cols = d.shape[d.shape.length - 1]!;
       // made once and kept while its slices are asked for (the last such weight only)
       if (whole?.name !== d.name) whole = { name: d.name, v: materializeWeight(d.source, read) };
@@ -42,6 +44,10 @@ export function checkpointProvider(
     return materializeWeight(d.source, (n) => (n === d.source.tensor ? part : read(n)));
   };
   const fetch = ckpt.fetch;
-  if (fetch) provider.prepare = (d) => fetch([d.source.tensor, ...(d.source.fold ? [d.source.fold.w, d.source.fold.b] : [])]);
+  if (fetch) provider.prepare = (d, rows) => fetch([
+    // rows of a weight whose rows are the file's: only those rows' bytes (a 65536-row head is 320 MiB of bf16)
+    rows && fileRows(d) ? { name: d.source.tensor, ...rows } : d.source.tensor,
+    ...(d.source.fold ? [d.source.fold.w, d.source.fold.b] : []),
+  ]);
   return provider;
 }

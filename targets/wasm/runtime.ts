@@ -257,10 +257,10 @@ async function packAll(buf: ArrayBufferLike, layout: WasmLayout, weights: Weight
     const decl = decls.get(name)!;
     const n = decl.shape.reduce((a, b) => a * b, 1);
     const p = packs[0]!;
-    await weights.prepare?.(decl);
     if (packs.length === 1 && decl.shape.length === 2 && n > chunk && (p.pack !== 'panel' || (p.row0 ?? 0) === 0 && p.O === decl.shape[0]))
-      packInRows(buf, p, decl, weights, chunk);
+      await packInRows(buf, p, decl, weights, chunk);
     else {
+      await weights.prepare?.(decl);
       const values = weights(decl);
       for (const q of packs) packWeight(buf, q, values, decl);
     }
@@ -268,8 +268,11 @@ async function packAll(buf: ArrayBufferLike, layout: WasmLayout, weights: Weight
   }
 }
 
-/** One whole-matrix packing, slice by slice: panels (PANEL rows each) or rows of a table are independent. */
-function packInRows(buf: ArrayBufferLike, p: PackedWeightLayout, decl: WeightDecl, weights: WeightProvider, chunk: number): void {
+/**
+ * One whole-matrix packing, slice by slice: panels (PANEL rows each) or rows of a table are independent.
+ * Each slice's bytes are prepared just before it is read (a browser File: only that slice is fetched).
+ */
+async function packInRows(buf: ArrayBufferLike, p: PackedWeightLayout, decl: WeightDecl, weights: WeightProvider, chunk: number): Promise<void> {
   const [rows, cols] = decl.shape as [number, number];
   const unit = p.pack === 'panel' ? PANEL : 1;
   const unitBytes = p.pack === 'panel' ? p.bytes / Math.ceil(rows / PANEL) : p.bytes / rows;
@@ -278,6 +281,7 @@ function packInRows(buf: ArrayBufferLike, p: PackedWeightLayout, decl: WeightDec
     const n = Math.min(step, rows - r0);
     const part: WeightDecl = { ...decl, shape: [n, cols] };
     const at: PackedWeightLayout = { ...p, offset: p.offset + (r0 / unit) * unitBytes, bytes: Math.ceil(n / unit) * unitBytes, ...(p.pack === 'panel' ? { row0: 0, O: n } : {}) };
+    await weights.prepare?.(decl, { row0: r0, rows: n });
     packWeight(buf, at, weightRows(weights, decl, r0, n), part);
   }
 }

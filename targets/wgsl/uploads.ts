@@ -42,8 +42,13 @@ export class WeightUploads {
     const rowsOf = new Map<string, { ref: WeightRef; host: boolean }[]>();
     for (const r of refs.values()) if (r.ref.kind === 'rows') rowsOf.set(r.ref.weight, [...(rowsOf.get(r.ref.weight) ?? []), r]);
     for (const [weight, list] of rowsOf) {
-      await prepare?.(this.decl(weight));
-      for (const r of list) this.put(r.ref, r.host);
+      const decl = this.decl(weight);
+      // a provider that reads rows is asked for each buffer's rows alone; else the whole weight, once
+      if (!this.provider.rows) await prepare?.(decl);
+      for (const r of list) {
+        if (this.provider.rows && r.ref.kind === 'rows') await prepare?.(decl, { row0: r.ref.row0, rows: r.ref.rows });
+        this.put(r.ref, r.host);
+      }
     }
     for (const r of refs.values()) {
       if (r.ref.kind !== 'pack') continue;

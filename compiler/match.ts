@@ -14,7 +14,7 @@ export const isBinary = (n: Node | undefined, fn?: string): n is NodeOf<'binary'
 export function onlyUser(ctx: RewriteCtx, r: Ref): Node | undefined {
   const us = ctx.users(r);
   if (us.length !== 1) return undefined;
-  for (const o of ctx.graph.outputs) if (o.ref.id === r.id && o.ref.out === r.out) return undefined;
+  if (ctx.isOutput(r)) return undefined;
   let uses = 0;
   for (const i of us[0].inputs) if (i.id === r.id && i.out === r.out) uses++;
   return uses === 1 ? us[0] : undefined;

@@ -27,6 +27,8 @@ export interface RewriteCtx {
   absorb(nodes: Iterable<Node>): void;
   /** Has a fusion already taken this old node (absorbed it or replaced its result)? */
   done(id: number): boolean;
+  /** Is old value `r` a graph output? */
+  isOutput(r: Ref): boolean;
 }
 
 /**
@@ -39,13 +41,19 @@ export function rewrite(g: Graph, rules: Rule[]): Graph {
   // Per old node and result, indexed by id then out: rewriting a 64-layer graph takes ~10 passes, so the
   // bookkeeping is arrays, not maps keyed by strings.
   const N = g.nodes.length;
-  const users: Node[][][] = new Array(N);
-  for (const n of g.nodes)
-    for (const r of n.inputs) {
-      const byOut = (users[r.id] ??= []), us = (byOut[r.out] ??= []);
-      if (us[us.length - 1] !== n) us.push(n); // n's inputs are seen together, so a repeated user is the last one
+  let users: Node[][][] | undefined; // built on the first question: the passes that only rewrite nodes in place never ask
+  const usersOf = (r: Ref) => {
+    if (!users) {
+      users = new Array(N);
+      for (const n of g.nodes)
+        for (const i of n.inputs) {
+          const byOut = (users[i.id] ??= []), us = (byOut[i.out] ??= []);
+          if (us[us.length - 1] !== n) us.push(n); // n's inputs are seen together, so a repeated user is the last one
+        }
     }
-  const none: Node[] = [];
+    return users[r.id]?.[r.out] ?? none;
+  };
+  let outputs: number[][] | undefined; // per old node, its results that are graph outputs
 
   const nodes: Node[] = [];
   const mapping: (Ref | undefined)[][] = new Array(N);
@@ -74,7 +82,7 @@ export function rewrite(g: Graph, rules: Rule[]): Graph {
 
   const ctx: RewriteCtx = {
     graph: g,
-    users: (r) => users[r.id]?.[r.out] ?? none,
+    users: usersOf,
     producer: (r) => g.nodes[r.id],
     map(r) {
       let m = mapped(r);
@@ -93,6 +101,13 @@ export function rewrite(g: Graph, rules: Rule[]): Graph {
       for (const n of ns) handled[n.id] = claimed[n.id] = 1;
     },
     done: (id) => claimed[id] === 1,
+    isOutput(r) {
+      if (!outputs) {
+        outputs = new Array(N);
+        for (const o of g.outputs) (outputs[o.ref.id] ??= []).push(o.ref.out);
+      }
+      return !!outputs[r.id]?.includes(r.out);
+    },
   };
 
   function visit(n: Node): void {
@@ -126,6 +141,8 @@ export function rewrite(g: Graph, rules: Rule[]): Graph {
 }
 
 const sameType = (a: TensorType, b: TensorType) => a === b || (a.dtype === b.dtype && sameShape(a.shape, b.shape));
+
+const none: Node[] = [];
 
 function refsOf(id: number, count: number): Ref[] {
   if (count === 1) return [{ id, out: 0 }];
@@ -177,11 +194,15 @@ function deadCodeElimination(g: Graph): Graph {
 /** Locations of old nodes, for a fused node's `fusedFrom`. */
 export function locsOf(nodes: Iterable<Node>): SrcLoc[] {
   const out: SrcLoc[] = [];
-  const seen = new Set<string>();
+  const seen = new Set<string>(), seenObjects = new Set<SrcLoc>(); // nodes from one DSL line share its SrcLoc object
+  const add = (l: SrcLoc) => {
+    if (seenObjects.has(l)) return;
+    seenObjects.add(l);
+    const k = `${l.file}:${l.line}:${l.col}`;
+    if (!seen.has(k)) { seen.add(k); out.push(l); }
+  };
   for (const n of nodes)
-    for (const l of n.fusedFrom ?? (n.loc ? [n.loc] : [])) {
-      const k = `${l.file}:${l.line}:${l.col}`;
-      if (!seen.has(k)) { seen.add(k); out.push(l); }
-    }
+    if (n.fusedFrom) for (const l of n.fusedFrom) add(l);
+    else if (n.loc) add(n.loc);
   return out;
 }

@@ -11,6 +11,13 @@
  *
  * Positions are reached cumulatively (prefill to 1, time, prefill on to 256, …), so the largest
  * position's prefill is paid once; the timed decode steps move the position on by their count.
+ *
+ * Cost: that one prefill per implementation, twice for the transformer: flash attention on and off keep V
+ * in different layouts, and llama.cpp refuses one's saved sequence in the other ("incompatible V
+ * transposition"), so each context prefills its own. Measured in CPU-seconds at 1 thread on bench-0.1b
+ * (f32, AVX-512 host): rwkvc ~4.9 ms/token; the LLaMA ~3.9 ms/token + 0.9 µs per token already in context
+ * (flash attention on), ~4.6 ms + 1.2 µs (off); so to 16k about 80 + 180 + 240 s, plus ~1 min of start-up
+ * and decode steps: ~9 minutes at 1 thread, ~5 at 2 on a quiet 2-core machine.
  */
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { machineLine } from './bandwidth.ts';

@@ -204,7 +204,7 @@ export function benchCommand(): Command {
     .option('--dsl <file>', 'model description (default: examples/finch.ts of this package)', DEFAULT_DSL)
     .option('--serve', 'rwkvc serve under --clients concurrent clients: requests/s and aggregate tokens/s against one client in the same run (replies of --decode tokens, 2×--repeat requests per client)')
     .option('--clients <list>', 'concurrent clients for --serve', '1,4,16')
-    .option('--context', 'decode ms/token and sequence memory at context positions (--contexts): rwkvc (wasm) beside a random LLaMA of the same shape in llama.cpp, flash attention on and off (bench/context.ts)')
+    .option('--context', 'decode ms/token and sequence memory at context positions (--contexts): rwkvc (wasm) beside a random LLaMA of the same shape in llama.cpp, flash attention on and off (bench/context.ts); --plot FILE.svg, or a folder for FOLDER/context.svg')
     .option('--contexts <list>', 'positions for --context (k = 1024)', '1,256,1k,4k,16k')
     .option('--all', 'every table and chart, one part after another (wasm sweep, wllama, onnxruntime, context, kernels, wgsl), progress on stderr; with --plot DIR writes DIR/RESULTS.md and the SVGs (bench/all.ts)')
     .option('--parts <list>', 'with --all: only these parts (wasm,wllama,onnxruntime,context,kernels,wgsl)')
@@ -320,6 +320,8 @@ async function contextBench(ctx: Ctx, weights: WeightDType, threads: number, con
   const r = await benchContext(plan, weightProvider(plan, ctx.model, bar(ctx, `load ${weights}`)), g, resolve('out', 'cache'), {
     contexts: list, threads, decode: Math.min(decode, 64), onProgress,
   });
+  // --plot DIR (as --all takes it) writes DIR/context.svg
+  if (plot && !plot.endsWith('.svg')) plot = join(plot, 'context.svg');
   if (plot) { mkdirSync(dirname(resolve(plot)), { recursive: true }); writeFileSync(plot, await contextSvg(r)); }
   ctx.progress.stop();
   process.stdout.write(json ? JSON.stringify({ ...r, ...(plot ? { plot } : {}) }, null, 1) + '\n' : formatContext(r) + (plot ? `\nplot: ${plot}` : '') + '\n');

@@ -27,9 +27,10 @@ describe('parseContexts', () => {
 
 describe('rwkvc bench --context', () => {
   it('measures rwkvc and a same-shape LLaMA in llama.cpp (flash attention on and off) at each position', () => {
-    const svg = join(dir, 'ctx.svg');
+    // --plot as --all passes it, a folder: the chart is FOLDER/context.svg
+    const svg = join(dir, 'charts', 'context.svg');
     const r = spawnSync('node', ['bin/rwkvc.js', 'bench', '--context', '--preset', 'finch-tiny', '--contexts', '1,300', '--threads', '1',
-      '--decode', '4', '--json', '--plot', svg], { encoding: 'utf8' });
+      '--decode', '4', '--json', '--plot', join(dir, 'charts')], { encoding: 'utf8' });
     expect(r.status, r.stderr).toBe(0);
     const o = JSON.parse(r.stdout);
     expect(o.machine).toMatch(/cores; flags:/);

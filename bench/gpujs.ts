@@ -128,27 +128,60 @@ window.run = (C, H, N, maxTime) => {
   return { renderer, rows };
 };
 window.ready = true;
+</script><script type="module">
+import { loadWgslArtifact } from '/targets/wgsl/runtime.ts';
+// our kernels, each a plan of its own, on the page's WebGPU device: the same timing loop as gpu.js's
+window.runWgsl = async (maxTime) => {
+  const list = await (await fetch('/wgsl.json')).json();
+  const bin = new Float32Array(await (await fetch('/weights.bin')).arrayBuffer());
+  const rows = [];
+  let adapter = '';
+  for (const k of list) {
+    const m = await loadWgslArtifact(k.artifact, (d) => bin.subarray(k.index[d.name], k.index[d.name] + d.shape.reduce((a, b) => a * b, 1)));
+    try {
+      const info = m.device.adapterInfo || {};
+      adapter = [info.vendor, info.architecture, info.description].filter(Boolean).join(' ');
+      const tok = Int32Array.of(1);
+      for (let i = 0; i < 3; i++) await m.run('decode', tok);
+      const t = [], end = performance.now() + 1000 * maxTime;
+      while (performance.now() < end || t.length < 30) { const t0 = performance.now(); await m.run('decode', tok); t.push(performance.now() - t0); }
+      const mean = t.reduce((a, b) => a + b, 0) / t.length, sd = Math.sqrt(t.reduce((a, b) => a + (b - mean) ** 2, 0) / (t.length - 1));
+      rows.push({ kernel: k.kernel, meanMs: mean, rmePct: 100 * 1.96 * sd / Math.sqrt(t.length) / mean, samples: t.length, ...(k.bytes ? { gbs: k.bytes / mean / 1e6 } : {}) });
+    } finally {
+      m.dispose();
+    }
+  }
+  return { adapter, rows };
+};
+window.wgslReady = true;
 </script>`;
 
 /**
  * gpu.js's WebGL2 mode in headless Chromium (WebGL2 through ANGLE on SwiftShader, a software rasteriser:
  * compare ratios, not speeds): the same matvec and WKV step as the CPU mode above, with what stays on
  * the device kept there as gpu.js's documentation shows (the matrix and the WKV state in textures,
- * `pipeline: true`), the output read back every call. Each call is timed in the page (mean, ±RME at
- * 95 %, ≥ 30 samples); or one line saying why it cannot run.
+ * `pipeline: true`), the output read back every call. Beside it, in the same page on its WebGPU device
+ * (SwiftShader too), our kernels of the same sizes (`wgsl`: wgslCases). Each call is timed in the page
+ * the same way (mean, ±RME at 95 %, ≥ 30 samples); what cannot run is one line in `unavailable`.
  */
-export async function benchGpuJsChromium(cfg: ModelConfig, maxTime = 1, chromium?: string): Promise<GpuJsRow[] | { unavailable: string }> {
+export async function benchGpuJsChromium(cfg: ModelConfig, maxTime = 1, o: { chromium?: string; wgsl?: { plan: KernelPlan; weights: (p: KernelPlan) => WeightProvider } } = {}): Promise<{ rows: GpuJsRow[]; unavailable: string[] }> {
   const { existsSync, readFileSync } = await import('node:fs');
   const { fileURLToPath } = await import('node:url');
-  const exe = chromium ?? process.env.RWKVC_CHROMIUM ?? ['/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome'].find((p) => existsSync(p));
-  if (!exe || !existsSync(exe)) return { unavailable: `gpu.js in Chromium: no Chromium at ${exe ?? '/usr/bin/chromium'} (apt-get install chromium)` };
+  const exe = o.chromium ?? process.env.RWKVC_CHROMIUM ?? ['/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome'].find((p) => existsSync(p));
+  if (!exe || !existsSync(exe)) return { rows: [], unavailable: [`gpu.js in Chromium: no Chromium at ${exe ?? '/usr/bin/chromium'} (apt-get install chromium)`] };
   let bundle: string;
-  try { bundle = readFileSync(fileURLToPath(new URL('../dist/gpu-browser.min.js', import.meta.resolve('gpu.js'))), 'utf8'); } catch (e) { return { unavailable: `gpu.js in Chromium: no browser bundle (${(e as Error).message.split('\n')[0]})` }; }
+  try { bundle = readFileSync(fileURLToPath(new URL('../dist/gpu-browser.min.js', import.meta.resolve('gpu.js'))), 'utf8'); } catch (e) { return { rows: [], unavailable: [`gpu.js in Chromium: no browser bundle (${(e as Error).message.split('\n')[0]})`] }; }
+  const pages: Record<string, string | Uint8Array> = { '/gpujs.html': GPUJS_PAGE, '/gpu.js': bundle };
+  const unavailable: string[] = [];
+  const cases = o.wgsl ? await wgslCases(o.wgsl.plan, o.wgsl.weights) : undefined;
+  if (cases && 'unavailable' in cases) unavailable.push(cases.unavailable);
+  else if (cases) { pages['/wgsl.json'] = JSON.stringify(cases.list); pages['/weights.bin'] = cases.bin; }
   const { chromium: pw } = await import('playwright-core');
   const { startStaticServer } = await import('../examples/browser/static-server.ts');
-  const srv = await startStaticServer({ pages: { '/gpujs.html': GPUJS_PAGE, '/gpu.js': bundle } });
+  const srv = await startStaticServer({ pages });
+  const rows: GpuJsRow[] = [];
   try {
-    const browser = await pw.launch({ executablePath: exe, args: ['--no-sandbox', '--enable-unsafe-swiftshader', '--use-angle=swiftshader', '--disable-background-networking', '--no-first-run'] });
+    const browser = await pw.launch({ executablePath: exe, args: ['--no-sandbox', '--enable-unsafe-swiftshader', '--use-angle=swiftshader', '--enable-unsafe-webgpu', '--use-webgpu-adapter=swiftshader', '--disable-background-networking', '--no-first-run'] });
     try {
       const page = await browser.newPage();
       page.setDefaultTimeout(0);
@@ -156,51 +189,51 @@ export async function benchGpuJsChromium(cfg: ModelConfig, maxTime = 1, chromium
       await page.waitForFunction('window.ready === true', null, { timeout: 60_000 });
       const r = await page.evaluate(([C, H, N, t]) => (window as unknown as { run(...a: number[]): unknown }).run(C, H, N, t), [cfg.nEmbd, cfg.nHead, cfg.headSize, maxTime] as const) as
         { unavailable: string } | { renderer: string; rows: Omit<GpuJsRow, 'mode'>[] };
-      if ('unavailable' in r) return { unavailable: `gpu.js in Chromium: ${r.unavailable}` };
-      const mode = `gpu.js webgl2 (${/SwiftShader/i.test(r.renderer) ? 'SwiftShader' : r.renderer})`;
-      return r.rows.map((x) => ({ ...x, mode }));
+      if ('unavailable' in r) unavailable.push(`gpu.js in Chromium: ${r.unavailable}`);
+      else rows.push(...r.rows.map((x) => ({ ...x, mode: `gpu.js webgl2 (${/SwiftShader/i.test(r.renderer) ? 'SwiftShader' : r.renderer})` })));
+      if (cases && !('unavailable' in cases)) {
+        try {
+          await page.waitForFunction('window.wgslReady === true', null, { timeout: 60_000 });
+          const w = await page.evaluate((t) => (window as unknown as { runWgsl(t: number): Promise<{ adapter: string; rows: Omit<GpuJsRow, 'mode'>[] }> }).runWgsl(t), maxTime);
+          rows.push(...w.rows.map((x) => ({ ...x, mode: `rwkvc wgsl (${/swiftshader/i.test(w.adapter) ? 'SwiftShader' : w.adapter || 'WebGPU'})` })));
+        } catch (e) {
+          unavailable.push(`rwkvc wgsl in Chromium: ${(e as Error).message.split('\n')[0]}`);
+        }
+      }
     } finally {
       await browser.close();
     }
   } catch (e) {
-    return { unavailable: `gpu.js in Chromium: ${(e as Error).message.split('\n')[0]}` };
+    unavailable.push(`gpu.js in Chromium: ${(e as Error).message.split('\n')[0]}`);
   } finally {
     await srv.close();
   }
+  return { rows, unavailable };
 }
 
 /**
- * Our WGSL kernels at the same sizes, beside gpu.js's WebGL2 run: layer 0's C×C output projection
- * (the one linear of one C×C f32 matrix; the r/k/v/g matrices are fused into one call) and its WKV step,
- * each cut out of the compiled decode program into a plan of its own (bench/kernels.ts's
- * singleKernelPlan) and run by the WGSL runtime in Node (Dawn; on a machine without a GPU, SwiftShader
- * as in Chromium). A call is one command buffer and the readback of the plan's output (the V logits:
- * the runtime always returns them), against gpu.js's C outputs read back.
+ * Our kernels at gpu.js's sizes: layer 0's C×C output projection (the one linear of one C×C matrix; the
+ * r/k/v/g matrices are fused into one call) and its WKV step, each cut out of the compiled decode program
+ * into a plan of its own (bench/kernels.ts's singleKernelPlan), rendered to WGSL here, with its weights in
+ * one buffer. A call of such a plan is one command buffer and the readback of the plan's output (the V
+ * logits: the runtime always returns them), against gpu.js's C outputs read back.
  */
-export async function benchWgslBeside(plan: KernelPlan, weights: (p: KernelPlan) => WeightProvider, maxTime = 1): Promise<GpuJsRow[] | { unavailable: string }> {
+async function wgslCases(plan: KernelPlan, weights: (p: KernelPlan) => WeightProvider): Promise<{ list: unknown[]; bin: Uint8Array } | { unavailable: string }> {
   const { singleKernelPlan } = await import('./kernels.ts');
-  const { loadPlan } = await import('../driver/targets.ts');
+  const { codegen } = await import('../targets/wgsl/codegen.ts');
   const C = plan.config.nEmbd, shape = new Map(plan.weights.map((w) => [w.name, w.shape.join('×')]));
   const lin = plan.decode.kernels.find((k) => k.kind === 'linear' && k.layer === 0 && k.groups.length === 1 && shape.get(k.groups[0].w) === `${C}×${C}`);
   const wkv = plan.decode.kernels.find((k) => k.kind === 'wkv' && k.layer === 0);
   if (!lin || !wkv) return { unavailable: 'rwkvc wgsl: the plan has no single C×C linear or no WKV kernel in layer 0' };
-  const rows: GpuJsRow[] = [];
-  for (const [k, kernel] of [[lin, `matvec ${C}×${C} ${plan.weights.find((w) => w.name === (lin.kind === 'linear' ? lin.groups[0].w : ''))?.dtype ?? 'f32'}`], [wkv, `wkv step ${plan.config.nHead}×${plan.config.headSize}×${plan.config.headSize}`]] as const) {
-    const one = singleKernelPlan(plan, k, k);
-    let m;
-    try { m = await loadPlan('wgsl', one, weights(one)); } catch (e) { return { unavailable: `rwkvc wgsl: ${(e as Error).message.split('\n')[0]}` }; }
-    try {
-      const tok = Int32Array.of(1);
-      for (let i = 0; i < 3; i++) await m.run('decode', tok);
-      const t: number[] = [], end = performance.now() + 1000 * maxTime;
-      while (performance.now() < end || t.length < 30) { const t0 = performance.now(); await m.run('decode', tok); t.push(performance.now() - t0); }
-      const mean = t.reduce((a, b) => a + b, 0) / t.length, sd = Math.sqrt(t.reduce((a, b) => a + (b - mean) ** 2, 0) / (t.length - 1));
-      const info = (m as unknown as { device?: { adapterInfo?: GPUAdapterInfo } }).device?.adapterInfo;
-      const adapter = /swiftshader/i.test(`${info?.vendor} ${info?.architecture} ${info?.description}`) ? 'SwiftShader' : [info?.vendor, info?.description].filter(Boolean).join(' ') || 'WebGPU';
-      rows.push({ kernel, mode: `rwkvc wgsl (Dawn, ${adapter})`, meanMs: mean, rmePct: 100 * 1.96 * sd / Math.sqrt(t.length) / mean, samples: t.length, ...(k === lin ? { gbs: C * C * 4 / mean / 1e6 } : {}) });
-    } finally {
-      m.dispose();
-    }
+  const parts: Float32Array[] = [], list: unknown[] = [];
+  let at = 0;
+  for (const [k, kernel] of [[lin, `matvec ${C}×${C} f32`], [wkv, `wkv step ${plan.config.nHead}×${plan.config.headSize}×${plan.config.headSize}`]] as const) {
+    const one = singleKernelPlan(plan, k, k), w = weights(one), index: Record<string, number> = {};
+    for (const d of one.weights) { const v = w(d); index[d.name] = at; at += v.length; parts.push(v); }
+    list.push({ kernel, artifact: codegen.emit(one), index, ...(k === lin ? { bytes: C * C * 4 } : {}) });
   }
-  return rows;
+  const bin = new Float32Array(at);
+  let o = 0;
+  for (const p of parts) { bin.set(p, o); o += p.length; }
+  return { list, bin: new Uint8Array(bin.buffer) };
 }

@@ -15,7 +15,7 @@ import { compileWasm } from '../targets/wasm/codegen.ts';
 import { loadWasmArtifact } from '../targets/wasm/runtime.ts';
 import { measureBandwidth, measureCompute } from './wasm-roofline.ts';
 import { measureNativeBandwidth, machineLine } from './bandwidth.ts';
-import { benchGpuJs, benchGpuJsChromium, benchWgslBeside, gpuJsGpuModeInNode, type GpuJsRow } from './gpujs.ts';
+import { benchGpuJs, benchGpuJsChromium, gpuJsGpuModeInNode, type GpuJsRow } from './gpujs.ts';
 
 export interface KernelRow {
   target: string;
@@ -125,9 +125,7 @@ export async function benchKernels(o: KernelBenchOptions): Promise<KernelReport>
   let gpujsBrowser: KernelReport['gpujsBrowser'];
   if (o.gpujsBrowser) {
     o.onCase?.('gpu.js in Chromium, rwkvc wgsl');
-    gpujsBrowser = { rows: [], unavailable: [] };
-    for (const g of [await benchGpuJsChromium(first.config, maxTime), await benchWgslBeside(first, o.weights, maxTime)])
-      if ('unavailable' in g) gpujsBrowser.unavailable.push(g.unavailable); else gpujsBrowser.rows.push(...g);
+    gpujsBrowser = await benchGpuJsChromium(first.config, maxTime, { wgsl: { plan: first, weights: o.weights } });
   }
   // the limits after the kernels, on the same threads
   const limits = {

@@ -40,8 +40,9 @@ export function allParts(o: Pick<AllOptions, 'dir' | 'preset' | 'threads' | 'par
   const p = ['--preset', o.preset], t = ['--threads', String(o.threads)];
   const parts: Part[] = [
     { key: 'wasm', name: 'wasm sweep (formats × threads, llama.cpp peer, native and WASM limits)', args: ['--target', 'wasm', ...p, ...t, '--plot', join(o.dir, 'wasm.svg')] },
-    // llama.cpp compiled to WASM, in headless Chromium: the 4-byte and the 4-bit format
-    ...(['f32', 'q4_0'] as const).map((w): Part => ({ key: 'wllama', name: `wllama peer, ${w} (llama.cpp in WASM, headless Chromium)`, args: ['--target', 'wasm', ...p, ...t, '--weights', w, '--peer', 'wllama'] })),
+    // llama.cpp compiled to WASM, in headless Chromium: the 4-byte and the 4-bit format; prompts of 128 for
+    // both sides (wllama's Q4_0 prefill ran at ~4 tok/s on bench-0.1b under load: 512 would take minutes)
+    ...(['f32', 'q4_0'] as const).map((w): Part => ({ key: 'wllama', name: `wllama peer, ${w} (llama.cpp in WASM, headless Chromium)`, args: ['--target', 'wasm', ...p, ...t, '--weights', w, '--prefill', '128', '--peer', 'wllama'] })),
     { key: 'onnxruntime', name: 'onnxruntime peers (node CPU EP, web WASM EP)', args: ['--target', 'wasm', ...p, ...t, '--peer', 'onnxruntime'] },
     { key: 'context', name: 'context length (rwkvc vs a same-shape LLaMA, flash attention on/off)', args: ['--context', ...p, ...t, '--decode', '16', '--plot', join(o.dir, 'context.svg')] },
     { key: 'kernels', name: 'per-kernel micro-benchmarks (benchmark.js) and gpu.js', args: ['--kernels', ...p, '--threads', '1'] },

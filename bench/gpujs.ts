@@ -214,12 +214,12 @@ export async function benchGpuJsChromium(cfg: ModelConfig, maxTime = 1, o: { chr
 /**
  * Our kernels at gpu.js's sizes: layer 0's C×C output projection (the one linear of one C×C matrix; the
  * r/k/v/g matrices are fused into one call) and its WKV step, each cut out of the compiled decode program
- * into a plan of its own (bench/kernels.ts's singleKernelPlan), rendered to WGSL here, with its weights in
+ * into a plan of its own (bench/model-plan.ts's singleKernelPlan), rendered to WGSL here, with its weights in
  * one buffer. A call of such a plan is one command buffer and the readback of the plan's output (the V
  * logits: the runtime always returns them), against gpu.js's C outputs read back.
  */
 async function wgslCases(plan: KernelPlan, weights: (p: KernelPlan) => WeightProvider): Promise<{ list: unknown[]; bin: Uint8Array } | { unavailable: string }> {
-  const { singleKernelPlan } = await import('./kernels.ts');
+  const { singleKernelPlan } = await import('./model-plan.ts');
   const { codegen } = await import('../targets/wgsl/codegen.ts');
   const C = plan.config.nEmbd, shape = new Map(plan.weights.map((w) => [w.name, w.shape.join('×')]));
   const lin = plan.decode.kernels.find((k) => k.kind === 'linear' && k.layer === 0 && k.groups.length === 1 && shape.get(k.groups[0].w) === `${C}×${C}`);

@@ -10,6 +10,7 @@
  */
 import Benchmark from 'benchmark';
 import type { Kernel, KernelPlan, WeightDType } from '../kernels/plan.ts';
+import { singleKernelPlan } from './model-plan.ts';
 import type { WeightProvider } from '../targets/backend.ts';
 import { compileWasm } from '../targets/wasm/codegen.ts';
 import { loadWasmArtifact } from '../targets/wasm/runtime.ts';
@@ -48,13 +49,6 @@ export interface KernelReport {
 /** The first kernel of `kind` in layer 0 (or the model's last, for layernorm) of a program. */
 function pick(kernels: Kernel[], kind: Kernel['kind']): Kernel | undefined {
   return kernels.find((k) => k.kind === kind && (k.layer === 0 || kind === 'layernorm'));
-}
-
-/** `plan` with both programs cut down to one kernel each and only the weights they name. */
-export function singleKernelPlan(plan: KernelPlan, decode: Kernel, prefill: Kernel): KernelPlan {
-  const text = JSON.stringify([decode, prefill]);
-  const weights = plan.weights.filter((w) => text.includes(JSON.stringify(w.name)));
-  return { ...plan, weights, decode: { ...plan.decode, kernels: [decode] }, prefill: { ...plan.prefill, kernels: [prefill] } };
 }
 
 const BYTES: Record<string, number> = { f32: 4, bf16: 2, f16: 2, int8: 34 / 32, q4_0: 18 / 32, q4_1: 20 / 32 };

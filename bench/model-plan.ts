@@ -6,7 +6,7 @@
 import finch from '../examples/finch.ts';
 import { compileGraph } from '../compiler/index.ts';
 import type { ModelConfig } from '../kernels/config.ts';
-import type { KernelPlan, WeightDType } from '../kernels/plan.ts';
+import type { Kernel, KernelPlan, WeightDType } from '../kernels/plan.ts';
 import { PRESETS } from '../runtime/presets.ts';
 
 /** bench-0.1b: 12 layers, width 768, ffn 2688, vocab 65536, head 64, LoRA 32/64. */
@@ -31,4 +31,11 @@ export function modelConfig(o: Partial<ModelConfig> = {}): ModelConfig {
 export function modelPlan(o: ModelPlanOptions = {}): KernelPlan {
   const cfg = modelConfig(o);
   return compileGraph(finch(cfg), cfg, { weights: o.dtype ?? 'f32', logits: o.logits ?? 'last', chunk: o.prefillT ?? 512, batch: o.batch }).plan;
+}
+
+/** `plan` with both programs cut down to one kernel each and only the weights they name. */
+export function singleKernelPlan(plan: KernelPlan, decode: Kernel, prefill: Kernel): KernelPlan {
+  const text = JSON.stringify([decode, prefill]);
+  const weights = plan.weights.filter((w) => text.includes(JSON.stringify(w.name)));
+  return { ...plan, weights, decode: { ...plan.decode, kernels: [decode] }, prefill: { ...plan.prefill, kernels: [prefill] } };
 }

@@ -4,7 +4,8 @@
  * rows carry GB/s and GFLOP/s consistent with their weight bytes and time. Speeds are not asserted.
  */
 import { describe, expect, it } from 'vitest';
-import { benchKernels, singleKernelPlan } from '../bench/kernels.ts';
+import { benchKernels } from '../bench/kernels.ts';
+import { singleKernelPlan } from '../bench/model-plan.ts';
 import { modelPlan } from '../bench/model-plan.ts';
 import { randomWeights } from '../runtime/random-model.ts';
 import { PRESETS } from '../runtime/presets.ts';

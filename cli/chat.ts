@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { Command } from 'commander';
 import { SingleBar, Presets } from 'cli-progress';
-import { samplingOptions, suggestOptions, targetOption, threads, weightsOption } from './args.ts';
+import { RAW_HELP, samplingOptions, suggestOptions, targetOption, threads, unescapeText, weightsOption } from './args.ts';
 import { UserError } from '../kernels/errors.ts';
 import { load } from '../driver/load.ts';
 import { TURN_END, userTurn } from '../driver/serve/chat-format.ts';
@@ -35,7 +35,8 @@ export function chatCommand(): Command {
     .addOption(weightsOption())
     .option('--threads <n>', 'worker threads (wasm; default all cores)', threads);
   samplingOptions(cmd, { maxTokens: 200, tokens: 'most tokens per reply', seed: 'random seed (for the whole chat)' })
-    .option('--stop <text...>', 'stop strings besides the turn end (\\n\\n)')
+    .option('--stop <text...>', 'stop strings besides the turn end (\\n\\n); escapes as in `run --prompt`')
+    .option('--raw', RAW_HELP)
     .option('--state-in <file>', 'start from a saved state')
     .addHelpText('after', `
 ${HELP}
@@ -55,10 +56,15 @@ Example:
       });
       if (started) bar.stop();
       if (o.stateIn) await session.state.fromBytes(readState(o.stateIn), o.stateIn);
-      await chatLoop(session, o);
+      await chatLoop(session, { ...o, stop: chatStops(o) });
       session.model.dispose();
     });
   return suggestOptions(cmd);
+}
+
+/** The stop strings under `run --stop`'s one escape rule (unescapeText), or as written with --raw. */
+export function chatStops(o: { stop?: string[]; raw?: boolean }): string[] | undefined {
+  return o.raw ? o.stop : o.stop?.map(unescapeText);
 }
 
 interface ChatOptions {

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { CommanderError, type Command } from 'commander';
 import { describe, expect, it } from 'vitest';
 import { unescapeText } from '../cli/args.ts';
-import { chatCommand } from '../cli/chat.ts';
+import { chatCommand, chatStops } from '../cli/chat.ts';
 import { compileCommand } from '../cli/compile.ts';
 import { parseConfigJson, resolveConfig } from '../cli/config-arg.ts';
 import { logitsCommand } from '../cli/logits.ts';
@@ -115,6 +115,9 @@ describe('option aliases and suggestions', () => {
     // chat declares the same sampling flags (samplingOptions), its own defaults kept
     expect((await parse(chatCommand, ['--model', 'm', '--vocab', 'v', '--temp', '0', '-n', '7'])).opts).toMatchObject({ temperature: 0, maxTokens: 7, topP: 0.85 });
     expect((await parse(chatCommand, ['--model', 'm', '--vocab', 'v'])).opts).toMatchObject({ temperature: 1, maxTokens: 200 });
+    // and run's escape rule for --stop, --raw for literal text
+    expect(chatStops((await parse(chatCommand, ['--model', 'm', '--vocab', 'v', '--stop', 'a\\nb', 'User:'])).opts!)).toEqual(['a\nb', 'User:']);
+    expect(chatStops((await parse(chatCommand, ['--model', 'm', '--vocab', 'v', '--raw', '--stop', 'a\\nb'])).opts!)).toEqual(['a\\nb']);
   });
 
   it('an unknown abbreviation suggests the option it abbreviates, not --help', async () => {

@@ -19,6 +19,7 @@ import { loadPlan } from '../driver/targets.ts';
 import { writeOnnx } from '../driver/onnx/index.ts';
 import { createOrtModel } from '../driver/onnx/ort-model.ts';
 import { seededRandom } from '../runtime/random-model.ts';
+import type { PeerSession } from './llama-cpp.ts';
 
 export interface EngineResult {
   name: string;
@@ -168,4 +169,51 @@ export function formatOrtBench(r: OrtBenchResult, cpu: string): string {
     lines.push(`rwkvc vs ${s.peer}: decode ${s.decode.toFixed(2)}×, prefill ${s.prefill.toFixed(2)}×, load ${s.load.toFixed(2)}×, peak memory ${s.memory.toFixed(2)}× (> 1: rwkvc faster / smaller)`);
   for (const s of r.skipped) lines.push(`skipped: ${s}`);
   return lines.join('\n');
+}
+
+/**
+ * onnxruntime-node (CPU EP) or onnxruntime-web (WASM EP) on the export as a peer of `rwkvc bench --target wasm --peer …`,
+ * so its turns interleave with ours and the other peers' (bench/wasm-bench.ts); or why it cannot run this format.
+ * Each round starts from the zero state, as llama.cpp's does.
+ */
+export async function openOrtPeer(kind: 'node' | 'web', model: OpenModel, dsl: string, weights: string, threads: number, cacheDir: string): Promise<PeerSession | { unavailable: string }> {
+  if (weights !== 'f32' && weights !== 'f16') return { unavailable: `onnxruntime-${kind}: the ONNX export stores f32 or f16 matrices, not ${weights}` };
+  let m: TargetModel, name: string;
+  try {
+    const file = await onnxFor(model, dsl, weights, cacheDir);
+    if (kind === 'node') {
+      const ort = await import('onnxruntime-node');
+      name = `onnxruntime-node ${ort.env.versions.node} (CPU EP, MLAS, ${threads} threads)`;
+      m = await createOrtModel(ort, model.config, null, file, { threads, label: 'onnxruntime-node' });
+    } else {
+      const ort = await import('onnxruntime-web');
+      ort.env.wasm.numThreads = threads;
+      name = `onnxruntime-web ${ort.env.versions.web} (WASM EP, SIMD, ${threads} threads)`;
+      m = await createOrtModel(ort as never, model.config, null, readFileSync(file), { providers: ['wasm'], label: 'onnxruntime-web' });
+    }
+  } catch (e) {
+    return { unavailable: `onnxruntime-${kind}: ${(e as Error).message.split('\n')[0]}` };
+  }
+  const V = model.config.vocabSize, r = seededRandom(11), tok = () => Math.floor(r() * V);
+  const zero = Object.fromEntries(Object.entries(await m.readState()).map(([k, v]) => [k, new Float32Array(v.length)]));
+  return {
+    name, weights: weights.toUpperCase(),
+    async decodeRound(n) {
+      await m.writeState(zero);
+      const times: number[] = [];
+      for (let i = 0; i < n; i++) {
+        const t = Int32Array.of(tok()), t0 = performance.now();
+        await m.run('decode', t);
+        times.push(performance.now() - t0);
+      }
+      return times;
+    },
+    async prefill(n) {
+      await m.writeState(zero);
+      const prompt = Int32Array.from({ length: n }, tok), t0 = performance.now();
+      await m.run('prefill', prompt);
+      return performance.now() - t0;
+    },
+    async dispose() { m.dispose(); },
+  };
 }

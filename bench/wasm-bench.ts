@@ -7,8 +7,8 @@
  * the reported speed is the median over all those tokens (≥ 64), the limit the median of the passes.
  * On a machine whose share of the memory bus drifts (other tenants), a limit measured at another
  * moment than the decode was off by ±25 % either way; taking turns puts both in the same windows.
- * The native read probe (bench/bandwidth.ts) and a peer (bench/llama-cpp.ts) take their turns in every round too (the peer
- * also prefills after each of ours).
+ * The native read probe (bench/bandwidth.ts) and each peer (bench/llama-cpp.ts, bench/wllama.ts, bench/onnxruntime.ts) take their
+ * turns in every round too, in the order given (each peer also prefills after each of ours).
  */
 import { availableParallelism } from 'node:os';
 import type { KernelPlan } from '../kernels/plan.ts';
@@ -34,8 +34,8 @@ export interface WasmBenchOptions {
   artifact?: WasmArtifact;
   /** Decode rounds × this; prefill and the compute limit: the best of this many (default 1). */
   repeats?: number;
-  /** Another implementation measured in the same rounds (same token counts). */
-  peer?: PeerSession;
+  /** Other implementations measured in the same rounds (same token counts), one turn each per round. */
+  peers?: PeerSession[];
 }
 
 export interface WasmBenchResult {
@@ -47,7 +47,7 @@ export interface WasmBenchResult {
   /** rooflineGBs: the WASM read probe; nativeGBs: glibc memchr through Buffer.indexOf (bench/bandwidth.ts), both in the same rounds. */
   bandwidth: { rooflineGBs: number; achievedGBs: number; fraction: number; nativeGBs: number; nativeFraction: number };
   compute: { rooflineGflops: number; fraction: number };
-  peer?: { name: string; weights: string; decode: { tokensPerS: number; msPerToken: number; tokens: number }; prefill: { tokensPerS: number; ms: number } };
+  peers: { name: string; weights: string; decode: { tokensPerS: number; msPerToken: number; tokens: number }; prefill: { tokensPerS: number; ms: number } }[];
 }
 
 const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
@@ -79,8 +79,9 @@ export async function benchWasm(o: WasmBenchOptions): Promise<WasmBenchResult> {
     for (let i = 0; i < (o.warmupTokens ?? 8); i++) m.runSync('decode', tok());
     const repeats = Math.max(1, o.repeats ?? 1);
     const rounds = 8 * repeats, perRound = Math.max(8, Math.ceil(decodeTokens / 8));
-    const times: number[] = [], probes: number[] = [], native: number[] = [], peerTimes: number[] = [];
-    if (o.peer) await o.peer.decodeRound(8); // its warm-up
+    const peers = o.peers ?? [];
+    const times: number[] = [], probes: number[] = [], native: number[] = [], peerTimes = peers.map(() => [] as number[]);
+    for (const p of peers) await p.decodeRound(8); // its warm-up
     const bw = await openBandwidthProbe(threads);
     const nb = await openNativeProbe(threads);
     try {
@@ -92,7 +93,7 @@ export async function benchWasm(o: WasmBenchOptions): Promise<WasmBenchResult> {
           m.runSync('decode', t);
           times.push(performance.now() - t0);
         }
-        if (o.peer) peerTimes.push(...(await o.peer.decodeRound(perRound)));
+        for (const [j, p] of peers.entries()) peerTimes[j].push(...(await p.decodeRound(perRound)));
       }
     } finally {
       await bw.dispose();
@@ -102,13 +103,13 @@ export async function benchWasm(o: WasmBenchOptions): Promise<WasmBenchResult> {
 
     const prompt = Int32Array.from({ length: prefillTokens }, () => Math.floor(r() * V));
     m.runSync('prefill', prompt.subarray(0, Math.min(prefillTokens, 64))); // tier-up of the prefill kernels
-    const pt: number[] = [], peerPt: number[] = [];
-    if (o.peer) await o.peer.prefill(Math.min(prefillTokens, 64));
+    const pt: number[] = [], peerPt = peers.map(() => [] as number[]);
+    for (const p of peers) await p.prefill(Math.min(prefillTokens, 64));
     for (let i = 0; i < repeats + 1; i++) {
       const t0 = performance.now();
       m.runSync('prefill', prompt);
       pt.push(performance.now() - t0);
-      if (o.peer) peerPt.push(await o.peer.prefill(prefillTokens));
+      for (const [j, p] of peers.entries()) peerPt[j].push(await p.prefill(prefillTokens));
     }
     const prefillMs = Math.min(...pt);
     const computeGflops = Math.max(before, (await measureCompute(threads, { relaxed: o.relaxed })).gflops);
@@ -122,13 +123,11 @@ export async function benchWasm(o: WasmBenchOptions): Promise<WasmBenchResult> {
       weightBytesPerToken: bytes,
       bandwidth: { rooflineGBs: bandwidthGBs, achievedGBs, fraction: achievedGBs / bandwidthGBs, nativeGBs, nativeFraction: achievedGBs / nativeGBs },
       compute: { rooflineGflops: computeGflops, fraction: matmulGflops / computeGflops },
-      ...(o.peer ? {
-        peer: {
-          name: o.peer.name, weights: o.peer.weights,
-          decode: { tokensPerS: 1000 / median(peerTimes), msPerToken: median(peerTimes), tokens: peerTimes.length },
-          prefill: { tokensPerS: prefillTokens / (Math.min(...peerPt) / 1000), ms: Math.min(...peerPt) },
-        },
-      } : {}),
+      peers: peers.map((p, j) => ({
+        name: p.name, weights: p.weights,
+        decode: { tokensPerS: 1000 / median(peerTimes[j]), msPerToken: median(peerTimes[j]), tokens: peerTimes[j].length },
+        prefill: { tokensPerS: prefillTokens / (Math.min(...peerPt[j]) / 1000), ms: Math.min(...peerPt[j]) },
+      })),
     };
   } finally {
     m.dispose();

@@ -27,7 +27,22 @@ import { barSpec, concatSpec, lineSpec, renderSvg, type Bar, type Point } from '
 
 const DTYPES: WeightDType[] = ['f32', 'bf16', 'f16', 'int8', 'q4_0', 'q4_1'];
 
-interface Ctx { model: OpenModel; preset?: string; dsl: string; progress: MultiBar; peer: 'llama.cpp' | 'wllama' | 'onnxruntime' | 'none'; peerSkipped?: string }
+const PEERS = ['llama.cpp', 'wllama', 'onnxruntime-node', 'onnxruntime-web'] as const;
+type PeerName = (typeof PEERS)[number];
+
+/** `--peer`: a comma-separated list of PEERS (onnxruntime: both of its runtimes), all, or none. */
+export function parsePeers(v: string): PeerName[] {
+  const out = new Set<PeerName>();
+  for (const x of v.split(',').map((s) => s.trim())) {
+    if (x === 'all') PEERS.forEach((p) => out.add(p));
+    else if (x === 'onnxruntime') { out.add('onnxruntime-node'); out.add('onnxruntime-web'); }
+    else if ((PEERS as readonly string[]).includes(x)) out.add(x as PeerName);
+    else if (x !== 'none') throw new UserError(`--peer: '${x}' is not one of ${PEERS.join(', ')}, onnxruntime, all, none`);
+  }
+  return [...out];
+}
+
+interface Ctx { model: OpenModel; preset?: string; dsl: string; progress: MultiBar; peers: PeerName[] }
 
 /**
  * One line per start-up phase on stderr (building the checkpoint, compiling, loading): above the bars on a
@@ -69,42 +84,53 @@ async function measureComputeLimit(threads: number, repeat: number): Promise<num
 async function measureWasm(ctx: Ctx, weights: WeightDType, threads: number, decode: number, prefill: number, repeat: number, compute?: number) {
   const { benchWasm } = await import('../bench/wasm-bench.ts');
   const plan = await planFor(ctx, weights, prefill);
-  const peer = await openPeer(ctx, weights, threads, Math.max(prefill, decode) + 16);
+  const { sessions, skipped } = await openPeers(ctx, weights, threads, Math.max(prefill, decode) + 16);
   try {
-    return await benchWasm({
+    const r = await benchWasm({
       plan, weights: weightProvider(plan, ctx.model, bar(ctx, `load ${weights}`)), threads, decodeTokens: decode, prefillTokens: prefill,
-      computeGflops: compute ?? await measureComputeLimit(threads, repeat), repeats: repeat, peer,
+      computeGflops: compute ?? await measureComputeLimit(threads, repeat), repeats: repeat, peers: sessions,
     });
+    return { ...r, skipped };
   } finally {
-    await peer?.dispose();
+    for (const s of sessions) await s.dispose();
   }
 }
 
 /**
- * llama.cpp (bench/llama-cpp.ts) or wllama in headless Chromium (bench/wllama.ts) on the same checkpoint in the same
- * format, or undefined with ctx.peerSkipped saying why. `nCtx`: the longest prompt or decode round wllama must hold.
+ * Each of ctx.peers on the same checkpoint in the same format: llama.cpp (bench/llama-cpp.ts) and wllama in headless
+ * Chromium (bench/wllama.ts) on its GGUF export, onnxruntime-node and -web on its ONNX export (bench/onnxruntime.ts);
+ * one that cannot run this format is skipped with why, the others still run. `nCtx`: the longest prompt or decode
+ * round wllama must hold.
  */
-async function openPeer(ctx: Ctx, weights: WeightDType, threads: number, nCtx: number) {
-  if (ctx.peer === 'none' || ctx.peerSkipped) return undefined;
+async function openPeers(ctx: Ctx, weights: WeightDType, threads: number, nCtx: number) {
+  const sessions: import('../bench/llama-cpp.ts').PeerSession[] = [], skipped: { name: PeerName; skipped: string }[] = [];
   const { GGUF_WEIGHTS, ggufFor, openLlamaCpp } = await import('../bench/llama-cpp.ts');
   const g = GGUF_WEIGHTS[weights];
-  const progress = bar(ctx, `GGUF ${g} for ${ctx.peer}`);
-  const gguf = ggufFor(ctx.model.path, ctx.model.config, ctx.model.read, g, resolve('out', 'cache'), (d, n) => progress('layers', d, n));
-  if (ctx.peer === 'wllama') status(ctx.progress, `wllama: loading the ${g} GGUF in headless Chromium`);
-  const s = ctx.peer === 'wllama'
-    ? await (await import('../bench/wllama.ts')).openWllama(gguf, g, threads, { nCtx })
-    : await openLlamaCpp(gguf, g, threads, ctx.model.config.vocabSize);
-  if ('unavailable' in s) {
-    ctx.peerSkipped = s.unavailable;
-    process.stderr.write(`bench: no ${ctx.peer} peer: ${s.unavailable}\n`);
-    return undefined;
+  const gguf = () => {
+    const progress = bar(ctx, `GGUF ${g}`);
+    return ggufFor(ctx.model.path, ctx.model.config, ctx.model.read, g, resolve('out', 'cache'), (d, n) => progress('layers', d, n));
+  };
+  for (const name of ctx.peers) {
+    let s;
+    if (name === 'llama.cpp') s = await openLlamaCpp(gguf(), g, threads, ctx.model.config.vocabSize);
+    else if (name === 'wllama') {
+      status(ctx.progress, `wllama: loading the ${g} GGUF in headless Chromium`);
+      s = await (await import('../bench/wllama.ts')).openWllama(gguf(), g, threads, { nCtx });
+    } else {
+      status(ctx.progress, `${name}: loading the ONNX export (${weights})`);
+      s = await (await import('../bench/onnxruntime.ts')).openOrtPeer(name === 'onnxruntime-node' ? 'node' : 'web', ctx.model, ctx.dsl, weights, threads, resolve('out', 'cache'));
+    }
+    if ('unavailable' in s) {
+      skipped.push({ name, skipped: s.unavailable });
+      process.stderr.write(`bench: no ${name} peer: ${s.unavailable}\n`);
+    } else sessions.push(s);
   }
-  return s;
+  return { sessions, skipped };
 }
 
 type WasmResult = Awaited<ReturnType<typeof measureWasm>>;
 
-type PeerReport = { skipped: string } | {
+type PeerReport = { name: string; skipped: string } | {
   name: string; weights: string; note?: string; decode: { tokensPerSecond: number; msPerToken: number; tokens: number }; prefill: { tokensPerSecond: number };
   decodeSpeedup: number; prefillSpeedup: number;
 };
@@ -135,13 +161,13 @@ function wasmReport(ctx: Ctx, weights: WeightDType, repeat: number, r: WasmResul
     // bandwidthGBs: the WASM read probe; nativeBandwidthGBs: glibc memchr over 1 GiB (Buffer.indexOf), in the same rounds
     limits: { bandwidthGBs: limits.bandwidthGBs, nativeBandwidthGBs: r.bandwidth.nativeGBs, computeGFLOPs: limits.computeGflops },
     // measured in the same rounds as ours: speedup > 1 means rwkvc is faster
-    peer: (r.peer ? {
-      name: r.peer.name, weights: r.peer.weights,
-      decode: { tokensPerSecond: r.peer.decode.tokensPerS, msPerToken: r.peer.decode.msPerToken, tokens: r.peer.decode.tokens },
-      prefill: { tokensPerSecond: r.peer.prefill.tokensPerS },
-      decodeSpeedup: r.peer.decode.msPerToken / r.decode.msPerToken,
-      prefillSpeedup: r.prefill.tokensPerS / r.peer.prefill.tokensPerS,
-    } : ctx.peerSkipped ? { skipped: ctx.peerSkipped } : undefined) as PeerReport | undefined,
+    peers: [...r.peers.map((p) => ({
+      name: p.name, weights: p.weights,
+      decode: { tokensPerSecond: p.decode.tokensPerS, msPerToken: p.decode.msPerToken, tokens: p.decode.tokens },
+      prefill: { tokensPerSecond: p.prefill.tokensPerS },
+      decodeSpeedup: p.decode.msPerToken / r.decode.msPerToken,
+      prefillSpeedup: r.prefill.tokensPerS / p.prefill.tokensPerS,
+    })), ...r.skipped] as PeerReport[],
   };
 }
 
@@ -158,7 +184,7 @@ async function benchWgslOnce(ctx: Ctx, weights: WeightDType, threads: number, de
     decode: { tokensPerSecond: r.decode.tokPerS, msPerToken: r.decode.msPerToken, dispatchesPerToken: r.decode.dispatchesPerToken, commandBuffersPerToken: r.decode.commandBuffersPerToken },
     prefill: { tokens: r.prefill.tokensPerCall, tokensPerSecond: r.prefill.tokPerS, dispatchesPerToken: r.prefill.dispatchesPerToken },
     pipelines: r.pipelines,
-    ...(ctx.peer === 'llama.cpp' ? { peer: await vulkanPeer(ctx, weights, threads, decode, r) } : {}),
+    ...(ctx.peers.includes('llama.cpp') ? { peer: await vulkanPeer(ctx, weights, threads, decode, r) } : {}),
   };
 }
 
@@ -198,7 +224,7 @@ export function benchCommand(): Command {
     .option('--decode <n>', 'decode tokens timed (median; at least 64 for wasm)', count, 64)
     .option('--prefill <n>', 'prompt tokens for the prefill measurement', count, 512)
     .option('--repeat <n>', 'n× the decode rounds (each a bandwidth probe, then tokens: medians); best of n prefills and compute probes', count, 1)
-    .addOption(new Option('--peer <name>', 'another implementation measured in the same rounds (wasm): llama.cpp on a GGUF export of the same checkpoint, same weight format; wllama (llama.cpp in WASM) on that GGUF in headless Chromium (bench/wllama.ts); onnxruntime (node CPU EP and web WASM EP) on its ONNX export, f32/f16 (bench/onnxruntime.ts)').choices(['llama.cpp', 'wllama', 'onnxruntime', 'none']).default('llama.cpp'))
+    .option('--peer <list>', 'other implementations measured in the same rounds (wasm), comma-separated, or all, or none: llama.cpp on a GGUF export of the same checkpoint, same weight format; wllama (llama.cpp in WASM) on that GGUF in headless Chromium (bench/wllama.ts); onnxruntime-node (CPU EP) and onnxruntime-web (WASM EP) on its ONNX export, f32/f16 (bench/onnxruntime.ts). onnxruntime alone: both, in their own table with load time and peak memory', 'llama.cpp')
     .option('--json', 'print one JSON object')
     .option('--plot <file.svg>', 'sweep weight formats × threads, prompt lengths and context lengths; write the charts')
     .option('--dsl <file>', 'model description (default: examples/finch.ts of this package)', DEFAULT_DSL)
@@ -221,6 +247,7 @@ Examples:
       const stream = process.stderr.isTTY ? process.stderr : new Writable({ write: (_c, _e, done) => done() });
       const progress = new MultiBar({ format: '{phase} [{bar}] {value}/{total}', clearOnComplete: true, hideCursor: true, stream }, Presets.shades_classic);
       if (o.context) (await import('../bench/context.ts')).parseContexts(o.contexts); // a bad list before any loading
+      const peers = parsePeers(o.peer);
       // A target this machine cannot run is one line before anything is built or compiled.
       // (not wgsl: its unavailable() asks a page's navigator.gpu; in Node, Dawn is tried when the model loads)
       const why = o.all || o.serve || o.context || o.target === 'wgsl' ? null : await (await getTarget(o.target).runtime?.())?.unavailable?.();
@@ -254,7 +281,7 @@ Examples:
       if (o.serve) return serveBench(path, o, progress);
       const model = openModel(path);
       const dsl = o.dsl === DEFAULT_DSL && familyOf(model.config) === 'qrwkv6' ? QRWKV6_DSL : o.dsl; // as buildGraph picks it
-      const ctx: Ctx = { model, preset: o.model ? undefined : o.preset, dsl, progress, peer: o.peer };
+      const ctx: Ctx = { model, preset: o.model ? undefined : o.preset, dsl, progress, peers };
       const threads = o.threads ?? availableParallelism();
       try {
         if (o.kernels) {
@@ -364,9 +391,10 @@ function formatResult(r: Record<string, unknown>): string {
   lines.push(`prefill: ${p.tokensPerSecond.toFixed(1)} tok/s for ${p.tokens} tokens` +
     (p.computeFraction !== undefined ? `, matmuls ${p.matmulGFLOPs.toFixed(1)} GFLOP/s = ${(100 * p.computeFraction).toFixed(0)}% of the measured ${l!.computeGFLOPs.toFixed(1)} GFLOP/s` : '') +
     (p.rwkvCppTokensPerSecond ? `; rwkv.cpp ${p.rwkvCppTokensPerSecond} tok/s → ${p.ratioVsRwkvCpp.toFixed(2)}×` : ''));
-  const peer = r.peer as PeerReport | undefined;
-  if (peer && 'skipped' in peer) lines.push(`peer:    none (${peer.skipped})`);
-  else if (peer) lines.push(`peer:    ${peer.name}, ${peer.weights}, ${peer.note ?? 'same rounds'}: decode ${peer.decode.msPerToken.toFixed(2)} ms/token → rwkvc ${peer.decodeSpeedup.toFixed(2)}×; ` +
+  // wasm: peers; wgsl: llama.cpp's Vulkan build as its one peer
+  for (const peer of (r.peers ?? (r.peer ? [r.peer] : [])) as PeerReport[])
+    if ('skipped' in peer) lines.push(`peer:    ${peer.name} skipped: ${peer.skipped}`);
+    else lines.push(`peer:    ${peer.name}, ${peer.weights}, ${peer.note ?? 'same rounds'}: decode ${peer.decode.msPerToken.toFixed(2)} ms/token → rwkvc ${peer.decodeSpeedup.toFixed(2)}×; ` +
     `prefill ${peer.prefill.tokensPerSecond.toFixed(1)} tok/s → rwkvc ${peer.prefillSpeedup.toFixed(2)}×`);
   return lines.join('\n');
 }
@@ -379,7 +407,7 @@ async function sweepSvg(s: SweepSummary): Promise<string> {
   for (const r of s.results) {
     const { weights: w, threads: t } = r;
     decodeBars.push({ group: w, series: `rwkvc ${t}T`, value: r.decode.tokensPerSecond });
-    if (r.peer && 'decode' in r.peer) decodeBars.push({ group: w, series: `${r.peer.name.split(' ')[0]} ${t}T (same run)`, value: r.peer.decode.tokensPerSecond });
+    for (const p of r.peers) if ('decode' in p) decodeBars.push({ group: w, series: `${p.name.split(' ')[0]} ${t}T (same run)`, value: p.decode.tokensPerSecond });
     if (r.decode.rwkvCppMsPerToken) decodeBars.push({ group: w, series: `rwkv.cpp ${t}T (recorded elsewhere)`, value: 1000 / r.decode.rwkvCppMsPerToken });
     fracBars.push({ group: w, series: `${t}T`, value: 100 * r.decode.bandwidthFraction });
   }

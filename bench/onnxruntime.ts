@@ -177,7 +177,7 @@ export function formatOrtBench(r: OrtBenchResult, cpu: string): string {
  * Each round starts from the zero state, as llama.cpp's does.
  */
 export async function openOrtPeer(kind: 'node' | 'web', model: OpenModel, dsl: string, weights: string, threads: number, cacheDir: string): Promise<PeerSession | { unavailable: string }> {
-  if (weights !== 'f32' && weights !== 'f16') return { unavailable: `onnxruntime-${kind}: the ONNX export stores f32 or f16 matrices, not ${weights}` };
+  if (weights !== 'f32' && weights !== 'f16') return { unavailable: `the ONNX export stores f32 or f16 matrices, not ${weights}` };
   let m: TargetModel, name: string;
   try {
     const file = await onnxFor(model, dsl, weights, cacheDir);
@@ -192,7 +192,7 @@ export async function openOrtPeer(kind: 'node' | 'web', model: OpenModel, dsl: s
       m = await createOrtModel(ort as never, model.config, null, readFileSync(file), { providers: ['wasm'], label: 'onnxruntime-web' });
     }
   } catch (e) {
-    return { unavailable: `onnxruntime-${kind}: ${(e as Error).message.split('\n')[0]}` };
+    return { unavailable: (e as Error).message.split('\n')[0] };
   }
   const V = model.config.vocabSize, r = seededRandom(11), tok = () => Math.floor(r() * V);
   const zero = Object.fromEntries(Object.entries(await m.readState()).map(([k, v]) => [k, new Float32Array(v.length)]));

@@ -63,13 +63,15 @@ describe('wllama peer', () => {
         '--peer', 'wllama', '--decode', '64', '--prefill', '32', '--json'], { encoding: 'utf8' });
       expect(r.status, r.stderr).toBe(0);
       const o = JSON.parse(r.stdout);
-      expect(o.peer?.skipped).toBeUndefined();
-      expect(o.peer).toMatchObject({ weights: 'F32', name: expect.stringMatching(/^wllama \d+\.\d+\.\d+ \(llama\.cpp WASM SIMD, 1 thread, HeadlessChrome\//) });
+      expect(o.peers).toHaveLength(1);
+      const [peer] = o.peers;
+      expect(peer.skipped).toBeUndefined();
+      expect(peer).toMatchObject({ weights: 'F32', name: expect.stringMatching(/^wllama \d+\.\d+\.\d+ \(llama\.cpp WASM SIMD, 1 thread, HeadlessChrome\//) });
       // one time per token it decoded (each round's mean, from llama.cpp's timings), as many as ours
-      expect(o.peer.decode.tokens).toBe(o.decode.tokens);
-      for (const v of [o.peer.decode.msPerToken, o.peer.prefill.tokensPerSecond]) expect(Number.isFinite(v) && v > 0, String(v)).toBe(true);
-      expect(o.peer.decodeSpeedup).toBeCloseTo(o.peer.decode.msPerToken / o.decode.msPerToken, 6);
-      expect(o.peer.prefillSpeedup).toBeCloseTo(o.prefill.tokensPerSecond / o.peer.prefill.tokensPerSecond, 6);
+      expect(peer.decode.tokens).toBe(o.decode.tokens);
+      for (const v of [peer.decode.msPerToken, peer.prefill.tokensPerSecond]) expect(Number.isFinite(v) && v > 0, String(v)).toBe(true);
+      expect(peer.decodeSpeedup).toBeCloseTo(peer.decode.msPerToken / o.decode.msPerToken, 6);
+      expect(peer.prefillSpeedup).toBeCloseTo(o.prefill.tokensPerSecond / peer.prefill.tokensPerSecond, 6);
     }, 300_000 /* the wasm bench's 1 GiB read probes and a Chromium start; minutes on a loaded 2-core machine */);
   });
 });

@@ -6,6 +6,10 @@
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { probeWat } from '../bench/wasm-roofline.ts';
+import { openOrtPeer } from '../bench/onnxruntime.ts';
+import { parsePeers } from '../cli/bench.ts';
+import { DEFAULT_DSL } from '../driver/load.ts';
+import type { OpenModel } from '../runtime/model.ts';
 
 describe('roofline probes', () => {
   it.each([false, true])('the compute probe stores a value that depends on every chain (relaxed %s)', (relaxed) => {
@@ -22,7 +26,7 @@ describe('roofline probes', () => {
 describe('rwkvc bench --target wasm --json', () => {
   it('prints one object with decode, prefill and the limits measured in the same run', () => {
     const r = spawnSync('node', ['bin/rwkvc.js', 'bench', '--target', 'wasm', '--preset', 'finch-tiny', '--threads', '1',
-      '--decode', '64', '--prefill', '16', '--json'], { encoding: 'utf8' });
+      '--decode', '64', '--prefill', '16', '--peer', 'llama.cpp,onnxruntime', '--json'], { encoding: 'utf8' });
     expect(r.status, r.stderr).toBe(0);
     const o = JSON.parse(r.stdout);
     expect(o).toMatchObject({ target: 'wasm', weights: 'f32', threads: 1 });
@@ -39,15 +43,37 @@ describe('rwkvc bench --target wasm --json', () => {
     expect(o.decode.nativeBandwidthFraction).toBeCloseTo(o.decode.achievedGBs / o.limits.nativeBandwidthGBs, 6);
     expect(o.machine).toMatch(/cores; flags:/);
     expect(o.decode.rwkvCppMsPerToken).toBeUndefined(); // rwkv.cpp's recorded numbers are for bench-0.1b only
-    // llama.cpp ran the same checkpoint in the same rounds (node-llama-cpp is a devDependency)
-    expect(o.peer?.skipped).toBeUndefined();
-    expect(o.peer).toMatchObject({ weights: 'F32' });
-    expect(o.peer.name).toMatch(/^llama\.cpp /);
-    expect(o.peer.decode.tokens).toBe(o.decode.tokens);
-    for (const v of [o.peer.decode.msPerToken, o.peer.prefill.tokensPerSecond]) expect(Number.isFinite(v) && v > 0, String(v)).toBe(true);
-    expect(o.peer.decodeSpeedup).toBeCloseTo(o.peer.decode.msPerToken / o.decode.msPerToken, 6);
-    expect(o.peer.prefillSpeedup).toBeCloseTo(o.prefill.tokensPerSecond / o.peer.prefill.tokensPerSecond, 6);
+    // llama.cpp and both onnxruntimes ran the same checkpoint in the same rounds, in the order asked
+    // (node-llama-cpp, onnxruntime-node and onnxruntime-web are devDependencies)
+    expect(o.peers.map((p: { name: string }) => p.name.split(' ')[0])).toEqual(['llama.cpp', 'onnxruntime-node', 'onnxruntime-web']);
+    for (const p of o.peers) {
+      expect(p.skipped, p.name).toBeUndefined();
+      expect(p.weights).toBe('F32');
+      expect(p.decode.tokens).toBe(o.decode.tokens);
+      for (const v of [p.decode.msPerToken, p.prefill.tokensPerSecond]) expect(Number.isFinite(v) && v > 0, String(v)).toBe(true);
+      expect(p.decodeSpeedup).toBeCloseTo(p.decode.msPerToken / o.decode.msPerToken, 6);
+      expect(p.prefillSpeedup).toBeCloseTo(o.prefill.tokensPerSecond / p.prefill.tokensPerSecond, 6);
+    }
   }, 300_000 /* two 1 GiB read probes per round; minutes on a loaded 2-core machine */);
+});
+
+describe('rwkvc bench --peer', () => {
+  it('takes a list, all or none; an unknown name is one line, exit 2, before anything loads', () => {
+    expect(parsePeers('llama.cpp')).toEqual(['llama.cpp']);
+    expect(parsePeers('onnxruntime,llama.cpp')).toEqual(['onnxruntime-node', 'onnxruntime-web', 'llama.cpp']);
+    expect(parsePeers('all')).toEqual(['llama.cpp', 'wllama', 'onnxruntime-node', 'onnxruntime-web']);
+    expect(parsePeers('none')).toEqual([]);
+    expect(() => parsePeers('llama.cpp,ort')).toThrow(/^--peer: 'ort' is not one of llama\.cpp, wllama, onnxruntime-node, onnxruntime-web, onnxruntime, all, none$/);
+    const r = spawnSync('node', ['bin/rwkvc.js', 'bench', '--peer', 'bogus'], { encoding: 'utf8' });
+    expect(r.status).toBe(2);
+    expect(r.stderr.trim().split('\n')).toEqual([expect.stringMatching(/^rwkvc: --peer: 'bogus' is not one of /)]);
+  });
+
+  it('onnxruntime is a skipped peer for a format its export lacks, with why', async () => {
+    // no checkpoint is read before the format is refused
+    const m = { path: '/nonexistent.safetensors', config: { vocabSize: 0 } } as unknown as OpenModel;
+    for (const w of ['int8', 'q4_0']) expect(await openOrtPeer('node', m, DEFAULT_DSL, w, 1, '/nonexistent')).toEqual({ unavailable: `the ONNX export stores f32 or f16 matrices, not ${w}` });
+  });
 });
 
 describe('rwkvc bench --target cuda', () => {

@@ -22,10 +22,11 @@ export function compileCommand(): Command {
     .description('Compile a model description for a config: writes the kernel plan (<out>/plan.json), or the optimised IR (--emit ir), and with --target that target\'s kernels (<out>/<target>/)')
     .argument('<dsl>', 'model description, e.g. examples/finch.ts')
     .requiredOption('--config <preset|file>', `a preset (${Object.keys(PRESETS).join(', ')}), a checkpoint (its shapes give the config), or ${CONFIG_JSON_HELP}`)
-    .addOption(new Option('--emit <what>', "'plan': write <out>/plan.json and print its summary; 'ir': write <out>/graph.ir (the IR after the passes) and print it; " +
-      "'kernels': the plan, and print every kernel --target generates, with its plan kernels and DSL lines; 'package': an ES module package of the packaged targets and the runtime in <out>")
-      .choices(['plan', 'ir', 'kernels', 'package']).default('plan'))
-    .addOption(targetOption('', 'also generate this target\'s kernels into <out>/<target>/', (t) => !!t.codegen))
+    .addOption(new Option('--emit <what>', "'plan': write <out>/plan.json and print its summary (with --target: and the plan's footprint on that target, no kernels generated); " +
+      "'ir': write <out>/graph.ir (the IR after the passes) and print it; 'files': the plan, and --target's kernels in <out>/<target>/ (the default with --target); " +
+      "'kernels': the files, and print every kernel --target generates, with its plan kernels and DSL lines; 'package': an ES module package of the packaged targets and the runtime in <out>")
+      .choices(['plan', 'ir', 'files', 'kernels', 'package']))
+    .addOption(targetOption('', 'the target whose kernels --emit files/kernels generate into <out>/<target>/ (and --emit plan sizes the plan for)', (t) => !!t.codegen))
     .option('-o, --out <dir>', 'output directory', 'out/plan')
     .addOption(weightsOption('storage of the big matrices'))
     .addOption(new Option('--logits <rows>', 'head rows: all positions, or only the last').choices(['all', 'last']).default('last'))
@@ -46,6 +47,7 @@ Examples:
   rwkvc compile examples/finch.ts --config model.pth --emit package -o out/finch-pkg`)
     .action(async (dsl: string, o) => {
       const clock = phaseClock();
+      o.emit ??= o.target ? 'files' : 'plan';
       const config = resolveConfig(o.config);
       const t0 = performance.now();
       if (o.emit === 'package') {
@@ -61,7 +63,7 @@ Examples:
         onPhase: (name) => clock.lap(name),
       });
       const ms = performance.now() - t0;
-      if (o.emit === 'kernels' && !o.target) throw new UserError('--emit kernels: say which target\'s kernels (--target)');
+      if ((o.emit === 'kernels' || o.emit === 'files') && !o.target) throw new UserError(`--emit ${o.emit}: say which target's kernels (--target)`);
       mkdirSync(o.out, { recursive: true });
       // one artifact per --emit: the IR (text, for reading and diffing passes) or the plan (what targets and `inspect` take)
       const wrote = join(o.out, o.emit === 'ir' ? 'graph.ir' : 'plan.json');
@@ -72,7 +74,16 @@ Examples:
       } else writeFileSync(wrote, JSON.stringify(r.plan, null, 1));
       clock.lap(`write ${o.emit === 'ir' ? 'IR' : 'plan'}`);
       process.stderr.write(`rwkvc: compiled ${dsl} (${graph.nodes.length} → ${r.graph.nodes.length} nodes) in ${ms.toFixed(0)} ms → ${wrote}\n`);
-      if (o.target) {
+      if (o.target && o.emit === 'plan') {
+        // what the plan needs from the target is its layout and limits, not its kernels (no codegen, no nvcc)
+        const { footprint, gib } = await import('../driver/limits.ts');
+        const fp = await footprint(o.target, r.plan);
+        clock.lap(`${o.target} footprint`);
+        process.stderr.write(`rwkvc: ${o.target}: ` + (Number.isFinite(fp.totalBytes)
+          ? `weights ${gib(fp.weightBytes)}, state ${gib(fp.stateBytes)}, arena ${gib(fp.arenaBytes)}, total ${gib(fp.totalBytes)}` +
+            (fp.fits ? (fp.limit ? `; fits ${fp.limit.name}` : '') : `; does not fit: ${fp.why}`)
+          : fp.why) + '\n');
+      } else if (o.target) {
         const t = getTarget(o.target);
         const t1 = performance.now();
         const codegen = await t.codegen!();
@@ -82,7 +93,7 @@ Examples:
         mkdirSync(dir, { recursive: true });
         const files = codegen.files(art);
         for (const [f, data] of Object.entries(files)) writeFileSync(join(dir, f), data);
-        // printing renders the kernels again (a third time for WASM: a third of its codegen), so only when asked
+        // printing lowers and renders the kernels again, so only when asked
         const kernels = o.emit === 'kernels' ? codegen.print(art, r.plan) : undefined;
         if (kernels) process.stdout.write(formatKernels(t.name, kernels));
         clock.lap(`${t.name} files`);

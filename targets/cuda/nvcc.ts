@@ -68,13 +68,24 @@ export function parsePtxas(log: string): KernelResources[] {
   return out;
 }
 
-function cached<T>(kind: string, cu: string, arch: string, nvcc: string, make: () => Promise<T>): Promise<{ value: T; cached: boolean }> {
+function cacheFile(kind: string, cu: string, arch: string, nvcc: string): string {
   const h = createHash('sha256').update(kind).update('\0').update(arch).update('\0').update(nvccVersion(nvcc)).update('\0').update(cu).digest('hex').slice(0, 24);
-  const file = join(CACHE, `${h}.${kind}.json`);
-  if (existsSync(file)) return Promise.resolve({ value: JSON.parse(readFileSync(file, 'utf8')) as T, cached: true });
-  return make().then((value) => {
+  return join(CACHE, `${h}.${kind}.json`);
+}
+
+/** The cache is only a speed-up: a read-only install (no out/ beside it) compiles every time. */
+function store(file: string, value: unknown): void {
+  try {
     mkdirSync(CACHE, { recursive: true });
     writeFileSync(file, JSON.stringify(value));
+  } catch { /* not cached */ }
+}
+
+function cached<T>(kind: string, cu: string, arch: string, nvcc: string, make: () => Promise<T>): Promise<{ value: T; cached: boolean }> {
+  const file = cacheFile(kind, cu, arch, nvcc);
+  if (existsSync(file)) return Promise.resolve({ value: JSON.parse(readFileSync(file, 'utf8')) as T, cached: true });
+  return make().then((value) => {
+    store(file, value);
     return { value, cached: false };
   });
 }
@@ -117,17 +128,23 @@ export async function compilePtx(cu: string, arch: string): Promise<string> {
   return value;
 }
 
-/** PTX for each arch, synchronously (for codegen.emit's `ptx` option); null when nvcc is absent. */
+/** PTX for each arch, synchronously (for codegen.emit's `ptx` option), from compilePtx's cache when there; null when nvcc is absent. */
 export function compilePtxSync(cu: string, archs: string[]): Record<string, string> | null {
   const nvcc = findNvcc();
   if (!nvcc) return null;
   const out: Record<string, string> = {};
   for (const arch of archs) {
+    const file = cacheFile('ptx', cu, arch, nvcc);
+    if (existsSync(file)) {
+      out[arch] = JSON.parse(readFileSync(file, 'utf8')) as string;
+      continue;
+    }
     const dir = mkdtempSync(join(tmpdir(), 'rwkvc-nvcc-'));
     try {
       writeFileSync(join(dir, 'model.cu'), cu);
       execFileSync(nvcc, [`-arch=${arch}`, '--ptx', '-o', join(dir, 'model.ptx'), join(dir, 'model.cu')], { stdio: ['ignore', 'ignore', 'pipe'] });
       out[arch] = readFileSync(join(dir, 'model.ptx'), 'utf8');
+      store(file, out[arch]);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -109,8 +109,8 @@ function checkPlan(plan: KernelPlan): void {
 }
 
 export function compileWasm(plan: KernelPlan, opts: CompileOptions = {}): WasmArtifact {
-  const { layout, render } = build(plan, !!opts.profile, { ...DEFAULT_SCHEDULE, ...opts.schedule });
-  const art: WasmArtifact = { wasm: assemble(render(false)), layout };
+  const { layout, render, plain } = build(plan, !!opts.profile, { ...DEFAULT_SCHEDULE, ...opts.schedule });
+  const art: WasmArtifact = { wasm: assemble(plain), layout };
   if (opts.relaxed !== false) art.wasmRelaxed = assemble(render(true), true);
   return art;
 }
@@ -126,7 +126,6 @@ export const codegen: TargetCodegen<WasmArtifact> = {
   print(_art, plan) {
     // the module's kernel functions, each with the plan kernels that call it (one phase of a kernel each)
     const b = build(plan, false, DEFAULT_SCHEDULE);
-    b.render(false);
     const src = new Map(planPrograms(plan).flatMap((p) => p.kernels.map((k) => [k.name, k] as const)));
     return b.listing().map((f) => ({
       kernels: f.kernels,
@@ -301,7 +300,7 @@ ${programs.map((_, pi) => `  (if (i32.eq (local.get $prog) (i32.const ${pi})) (t
     return text;
   };
 
-  render(false); // names the phases
+  const plain = render(false); // names the phases; the plain module's text, kept so it is rendered once
   const layout: WasmLayout = {
     format: 'rwkvc-wasm', version: 1, plan, staticBytes, threadScratchBytes, weights,
     state: [...state.values()],
@@ -312,7 +311,7 @@ ${programs.map((_, pi) => `  (if (i32.eq (local.get $prog) (i32.const ${pi})) (t
     batchState: [...batchState.values()],
     decodeWeightBytes: decodeBytes(plan.decode, weights, new Map([...uses.raws, ...uses.tables16])),
   };
-  return { layout, render, listing: () => listing };
+  return { layout, render, plain, listing: () => listing };
 }
 
 /** Shared scratch bytes a kernel needs (sized for maxT). */

@@ -41,8 +41,13 @@ for (const f of readdirSync(dist, { recursive: true })) {
     const src = readFileSync(p, 'utf8');
     const out = src.replace(/(\b(?:from|import)\s*\(?\s*(['"]))(\.{1,2}\/[^'"]+)\.ts\2/g, (_, pre, q, path) => (decls++, `${pre}${path}.js${q}`));
     if (out !== src) writeFileSync(p, out);
+  } else if (f.endsWith('.js.map') && !f.startsWith('examples')) {
+    rmSync(p);
   } else if (f.endsWith('.js')) {
-    const src = readFileSync(p, 'utf8');
+    let src = readFileSync(p, 'utf8');
+    // source maps are kept for the shipped model descriptions only (driver/load.ts: their DSL lines name the .ts);
+    // the rest of the package reports its own .js lines, and ir/builder.ts tells DSL frames from its own by them
+    if (!f.startsWith('examples')) writeFileSync(p, src = src.replace(/\n\/\/# sourceMappingURL=\S+\.js\.map\s*$/, '\n'));
     const out = src.replace(/new URL\((['"])(\.{1,2}\/[^'"]+)\.ts\1, import\.meta\.url\)/g, (_, q, path) => (urls++, `new URL(${q}${path}.js${q}, import.meta.url)`));
     if (out !== src) writeFileSync(p, out);
   }

@@ -4,9 +4,9 @@
  * becomes a running model. A generated package does the same from a precompiled artifact, without
  * the compiler, through runtime/session.ts alone.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Graph } from '../ir/node.ts';
 import { familyOf, type ModelConfig } from '../kernels/config.ts';
@@ -66,6 +66,8 @@ function isEsmFolder(dir: string): boolean {
 async function importDsl(dsl: string): Promise<{ default?: unknown }> {
   const url = pathToFileURL(resolve(dsl)).href;
   if (!/\.[mc]?ts$/.test(dsl) || import.meta.url.endsWith('.ts')) return import(url);
+  const built = builtExample(resolve(dsl));
+  if (built) return import(pathToFileURL(built).href);
   let tsx: typeof import('tsx/esm/api');
   try {
     tsx = await import('tsx/esm/api');
@@ -75,14 +77,39 @@ async function importDsl(dsl: string): Promise<{ default?: unknown }> {
   return tsx.tsImport(url, import.meta.url);
 }
 
+/**
+ * A shipped description's source (examples/finch.ts, examples/qrwkv6.ts in a checkout) run from dist/: its
+ * compiled .js, not tsx (a third of a big model's compile time). Its source map, on while the graph is built
+ * (buildGraph), makes the DSL lines the IR records name the .ts lines, as under tsx. A build older than the
+ * source is not used.
+ */
+function builtExample(ts: string): string | undefined {
+  const examples = resolve(import.meta.dirname, '..', '..', 'examples');
+  if (dirname(ts) !== examples || !/^(finch|qrwkv6)\.ts$/.test(basename(ts))) return undefined;
+  const js = resolve(import.meta.dirname, '..', 'examples', basename(ts).replace(/\.ts$/, '.js'));
+  if (!existsSync(`${js}.map`) || statSync(js).mtimeMs < statSync(ts).mtimeMs) return undefined;
+  return js;
+}
+
 /** Load a DSL file and build its graph for `config`. */
 export async function buildGraph(dsl: string, config: ModelConfig): Promise<Graph> {
   // the default description is the config's family's (a QRWKV6 checkpoint gets examples/qrwkv6.ts)
   if (dsl === DEFAULT_DSL && familyOf(config) === 'qrwkv6') dsl = QRWKV6_DSL;
-  let mod: { default?: unknown };
   if (!existsSync(dsl)) throw new UserError(`${dsl}: no such model description`);
   if (dsl.endsWith('.ts') && !isEsmFolder(dirname(resolve(dsl))))
     throw new UserError(`${dsl}: a model description is an ES module: name it .mts, or put it beside a package.json with "type": "module"`);
+  // source maps only while the description runs: on for every module loaded, they would cost each its map
+  const maps = !process.sourceMapsEnabled && import.meta.url.endsWith('.js') && !!builtExample(resolve(dsl));
+  if (maps) process.setSourceMapsEnabled(true);
+  try {
+    return await describeGraph(dsl, config);
+  } finally {
+    if (maps) process.setSourceMapsEnabled(false);
+  }
+}
+
+async function describeGraph(dsl: string, config: ModelConfig): Promise<Graph> {
+  let mod: { default?: unknown };
   try {
     mod = await importDsl(dsl);
   } catch (e) {

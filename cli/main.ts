@@ -5,17 +5,27 @@
 import { Command } from 'commander';
 import { UserError } from '../kernels/errors.ts';
 import { rwkvcVersion } from '../driver/version.ts';
-import { logitsCommand } from './logits.ts';
-import { compileCommand } from './compile.ts';
-import { inspectCommand } from './inspect.ts';
-import { randomModelCommand } from './random-model.ts';
-import { demoCommand } from './demo.ts';
-import { benchCommand } from './bench.ts';
-import { ggufCommand } from './gguf.ts';
-import { onnxCommand } from './onnx.ts';
-import { detokenizeCommand, runCommand, tokenizeCommand } from './text.ts';
-import { chatCommand } from './chat.ts';
-import { serveCommand } from './serve.ts';
+
+/**
+ * Every command, by name, in the order --help lists them. Each module is imported only when its command is
+ * the one run (their imports are most of the start-up): the rest are loaded only for what lists or suggests
+ * commands (--help, `help`, an unknown command).
+ */
+const COMMANDS: [string, () => Promise<Command>][] = [
+  ['demo', async () => (await import('./demo.ts')).demoCommand()],
+  ['compile', async () => (await import('./compile.ts')).compileCommand()],
+  ['inspect', async () => (await import('./inspect.ts')).inspectCommand()],
+  ['logits', async () => (await import('./logits.ts')).logitsCommand()],
+  ['bench', async () => (await import('./bench.ts')).benchCommand()],
+  ['random-model', async () => (await import('./random-model.ts')).randomModelCommand()],
+  ['gguf', async () => (await import('./gguf.ts')).ggufCommand()],
+  ['onnx', async () => (await import('./onnx.ts')).onnxCommand()],
+  ['run', async () => (await import('./text.ts')).runCommand()],
+  ['tokenize', async () => (await import('./text.ts')).tokenizeCommand()],
+  ['detokenize', async () => (await import('./text.ts')).detokenizeCommand()],
+  ['chat', async () => (await import('./chat.ts')).chatCommand()],
+  ['serve', async () => (await import('./serve.ts')).serveCommand()],
+];
 
 const program = new Command()
   .name('rwkvc')
@@ -25,19 +35,8 @@ const program = new Command()
   .configureOutput({ outputError: (s, write) => write(s) })
   .exitOverride(usageExit);
 
-program.addCommand(demoCommand());
-program.addCommand(compileCommand());
-program.addCommand(inspectCommand());
-program.addCommand(logitsCommand());
-program.addCommand(benchCommand());
-program.addCommand(randomModelCommand());
-program.addCommand(ggufCommand());
-program.addCommand(onnxCommand());
-program.addCommand(runCommand());
-program.addCommand(tokenizeCommand());
-program.addCommand(detokenizeCommand());
-program.addCommand(chatCommand());
-program.addCommand(serveCommand());
+const asked = COMMANDS.find(([name]) => name === process.argv[2]);
+for (const [, make] of asked ? [asked] : COMMANDS) program.addCommand(await make());
 
 // commands made with `new Command` do not inherit the parent's settings
 for (const c of program.commands) c.exitOverride(usageExit);

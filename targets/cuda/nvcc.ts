@@ -7,9 +7,11 @@ import { execFile, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { delimiter, join } from 'node:path';
+import { basename, delimiter, dirname, join } from 'node:path';
 
-const CACHE = join(import.meta.dirname, '..', '..', 'out', 'cache', 'cuda');
+/** The package root's out/ (from dist/ too: a cache under dist/ would be packed, and each build wipes it). */
+const ROOT = join(import.meta.dirname, '..', '..');
+const CACHE = join(basename(ROOT) === 'dist' ? dirname(ROOT) : ROOT, 'out', 'cache', 'cuda');
 
 /** nvcc on PATH, else /usr/local/cuda/bin/nvcc; null when neither exists. */
 export function findNvcc(): string | null {

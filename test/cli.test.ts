@@ -1,6 +1,6 @@
 /** The command line as users run it: exit codes, one-line errors, printing the IR, inspect. */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -118,6 +118,19 @@ describe('rwkvc compile / inspect', () => {
     expect(r.stdout).toMatch(/^\/\/ DSL: examples\/finch\.ts:\d+:\d+/m);
     expect(r.stdout).toContain(target === 'wgsl' ? '@compute' : '(func $k0');
     expect(r.stderr).toMatch(new RegExp(`${target}: \\d+ kernels`));
+  });
+
+  it('--emit plan with --target sizes the plan on that target and generates no kernels; --target alone writes the kernel files', () => {
+    const dir = join(tmp, 'plan-wasm');
+    const r = rwkvc('compile', 'examples/finch.ts', '--config', 'finch-tiny', '--target', 'wasm', '--emit', 'plan', '-o', dir);
+    expect(r.status, r.stderr).toBe(0);
+    expect(existsSync(join(dir, 'plan.json'))).toBe(true);
+    expect(existsSync(join(dir, 'wasm'))).toBe(false);
+    expect(r.stderr).toMatch(/rwkvc: wasm: weights [\d.]+ [MG]iB, state [\d.]+ [MG]iB, arena [\d.]+ [MG]iB, total [\d.]+ [MG]iB; fits wasm32/);
+    const files = join(tmp, 'files-wasm');
+    const f = rwkvc('compile', 'examples/finch.ts', '--config', 'finch-tiny', '--target', 'wasm', '-o', files);
+    expect(f.status, f.stderr).toBe(0);
+    expect(readdirSync(join(files, 'wasm')).length).toBeGreaterThan(0);
   });
 
   it('a DSL mistake is reported at its line, exit code 2', () => {

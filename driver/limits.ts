@@ -103,11 +103,15 @@ function gpuFootprint(target: 'wgsl' | 'cuda', plan: KernelPlan, budget: Budget,
   const dev = target === 'cuda' ? 'CUDA device' : 'WebGPU device';
   const refs = new Map<string, WeightRef>();
   const host = new Map<string, WeightRef>();
-  let memElems = 0, stateElems = 0;
+  // memElems: tokens, logits, activations and state in one address space; bufferElems: its largest buffer
+  // (CUDA keeps it whole; WebGPU gives mem and each state part a buffer of its own, targets/gpu/lower.ts)
+  let memElems = 0, stateElems = 0, bufferElems = 0;
   for (const p of plan.batch ? [plan.decode, plan.prefill, plan.batch] : [plan.decode, plan.prefill]) {
     const lowered = lowerPlan(plan, p, limits, { device: dev });
     memElems = lowered.layout.elems;
     stateElems = lowered.layout.stateElems + lowered.layout.batchStateElems;
+    bufferElems = Math.max(bufferElems, target === 'cuda' ? memElems
+      : Math.max(lowered.layout.memElems, ...lowered.layout.parts.map((p) => p.elems)));
     for (const s of lowered.steps) {
       if (s.kind === 'dispatch') for (const w of s.weights) refs.set(weightRefId(w), w);
       else if (s.kind === 'host_embed') host.set(weightRefId(s.table), s.table);
@@ -122,7 +126,7 @@ function gpuFootprint(target: 'wgsl' | 'cuda', plan: KernelPlan, budget: Budget,
   const hostBytes = [...host.values()].reduce((n, r) => n + bytesOf(r), 0);
   const memBytes = memElems * 4, stateBytes = stateElems * 4;
   const totalBytes = weightBytes + memBytes;
-  const biggest = Math.max(memBytes, ...sizes);
+  const biggest = Math.max(bufferElems * 4, ...sizes);
   if (biggest > limits.maxBufferSize)
     return { ...base, hostBytes, weightBytes, stateBytes, arenaBytes: memBytes - stateBytes, totalBytes, fits: false, limit: { name: 'maxBufferSize', bytes: limits.maxBufferSize },
       why: `a ${gib(biggest)} buffer is over the ${dev}'s maxBufferSize of ${gib(limits.maxBufferSize)}` };

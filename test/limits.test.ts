@@ -129,6 +129,27 @@ describe('WebGPU: every matrix over one binding is split', () => {
   }, 120_000);
 });
 
+describe('WebGPU: the largest buffer is mem or one state part', () => {
+  it('finch-1b6 under a 12 MiB binding: the state in several parts; maxBufferSize needs the biggest buffer, not mem + state', async () => {
+    const p = await plan('finch-1b6', 'int8');
+    const binding = 12 * 2 ** 20;
+    const lim = { ...DEFAULT_LIMITS, maxStorageBufferBindingSize: binding };
+    let biggest = 0, together = 0, mem = 0;
+    for (const prog of [p.decode, p.prefill]) {
+      const { layout, steps } = lowerPlan(p, prog, lim);
+      expect(layout.parts.length).toBeGreaterThan(1);
+      together = Math.max(together, layout.elems * 4);
+      mem = Math.max(mem, layout.memElems * 4);
+      biggest = Math.max(biggest, layout.memElems * 4, ...layout.parts.map((s) => s.elems * 4));
+      for (const s of steps) if (s.kind === 'dispatch') for (const w of s.weights) if (w.kind === 'rows') biggest = Math.max(biggest, matrixBytes(w.fmt, w.rows, w.cols));
+    }
+    expect(biggest).toBeLessThan(together); // counting mem and the state as one buffer would refuse this
+    expect((await footprint('wgsl', p, { gpuLimits: { maxStorageBufferBindingSize: binding, maxBufferSize: biggest } })).fits).toBe(true);
+    // mem cannot be split: a maxBufferSize under it is refused
+    expect((await footprint('wgsl', p, { gpuLimits: { maxStorageBufferBindingSize: binding, maxBufferSize: mem - 4 } })).fits).toBe(false);
+  }, 120_000);
+});
+
 describe('7B and 14B plans compile quickly', () => {
   for (const preset of ['finch-7b', 'finch-14b']) {
     it(`${preset}: graph + compile in under 3 s of CPU (a warm run; 0.9–1.9 s measured on this shared machine)`, async () => {

@@ -35,7 +35,7 @@ import type { KernelPlan, WeightDType } from '../kernels/plan.ts';
 import { footprint } from '../driver/limits.ts';
 import type { DemoState } from '../examples/browser/main.ts';
 import { REPO_ROOT, startStaticServer, type StaticServer } from '../examples/browser/static-server.ts';
-import { CHROMIUM_QUIET_ARGS, CHROMIUM_WEBGPU_ARGS, findChromium } from '../test/helpers/browser.ts';
+import { CHROMIUM_QUIET_ARGS, CHROMIUM_WEBGPU_ARGS, findChromium } from '../examples/browser/chromium.ts';
 
 export interface BenchOptions {
   preset: string;

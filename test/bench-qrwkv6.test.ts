@@ -13,7 +13,7 @@ describe('rwkvc bench --preset qrwkv6-tiny', () => {
     const r = spawnSync('node', ['bin/rwkvc.js', 'bench', '--target', 'cuda-sim', '--preset', 'qrwkv6-tiny',
       '--decode', '2', '--prefill', '4', '--json'], { encoding: 'utf8' });
     expect(r.status, r.stderr).toBe(0);
-    expect(r.stderr).toMatch(/compiling \S*examples[/\\]qrwkv6\.ts for qrwkv6-tiny/);
+    expect(r.stderr).toMatch(/compiling \S*examples[/\\]qrwkv6\.[jt]s for qrwkv6-tiny/);
     expect(existsSync(resolve('out', 'cache', 'qrwkv6-tiny-seed1', 'config.json'))).toBe(true);
     const o = JSON.parse(r.stdout);
     expect(o).toMatchObject({ target: 'cuda-sim', model: 'qrwkv6-tiny', prefill: { tokens: 4 } });

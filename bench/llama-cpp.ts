@@ -27,6 +27,12 @@ export interface PeerSession {
   decodeRound(n: number): Promise<number[]>;
   /** Prefill `n` tokens from a fresh state (logits for the last); ms. */
   prefill(n: number): Promise<number>;
+  /**
+   * The longest prompt this peer is timed on, when shorter than the bench's: a peer far slower than ours
+   * (wllama's 16-bit and 4-bit prefill in a browser) would otherwise take most of a sweep's time. Ours is then
+   * also timed on a prompt of that length, and the two are compared at the same length.
+   */
+  prefillCap?: number;
   dispose(): Promise<void>;
 }
 

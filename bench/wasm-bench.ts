@@ -47,7 +47,8 @@ export interface WasmBenchResult {
   /** rooflineGBs: the WASM read probe; nativeGBs: glibc memchr through Buffer.indexOf (bench/bandwidth.ts), both in the same rounds. */
   bandwidth: { rooflineGBs: number; achievedGBs: number; fraction: number; nativeGBs: number; nativeFraction: number };
   compute: { rooflineGflops: number; fraction: number };
-  peers: { name: string; weights: string; decode: { tokensPerS: number; msPerToken: number; tokens: number }; prefill: { tokensPerS: number; ms: number } }[];
+  /** prefill: the peer's on a prompt of `tokens`; oursTokensPerS: ours on the same prompt length. */
+  peers: { name: string; weights: string; decode: { tokensPerS: number; msPerToken: number; tokens: number }; prefill: { tokensPerS: number; ms: number; tokens: number; oursTokensPerS: number } }[];
 }
 
 const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
@@ -103,14 +104,21 @@ export async function benchWasm(o: WasmBenchOptions): Promise<WasmBenchResult> {
 
     const prompt = Int32Array.from({ length: prefillTokens }, () => Math.floor(r() * V));
     m.runSync('prefill', prompt.subarray(0, Math.min(prefillTokens, 64))); // tier-up of the prefill kernels
-    const pt: number[] = [], peerPt = peers.map(() => [] as number[]);
+    // each peer's prompt length, and ours timed at every such length (best of the same number of turns)
+    const peerLen = peers.map((p) => Math.min(prefillTokens, p.prefillCap ?? prefillTokens));
+    const ours = new Map<number, number[]>([prefillTokens, ...peerLen].map((n) => [n, []]));
+    const peerPt = peers.map(() => [] as number[]);
     for (const p of peers) await p.prefill(Math.min(prefillTokens, 64));
     for (let i = 0; i < repeats + 1; i++) {
-      const t0 = performance.now();
-      m.runSync('prefill', prompt);
-      pt.push(performance.now() - t0);
-      for (const [j, p] of peers.entries()) peerPt[j].push(await p.prefill(prefillTokens));
+      for (const [n, t] of ours) {
+        const t0 = performance.now();
+        m.runSync('prefill', prompt.subarray(0, n));
+        t.push(performance.now() - t0);
+      }
+      for (const [j, p] of peers.entries()) peerPt[j].push(await p.prefill(peerLen[j]));
     }
+    const best = (n: number) => Math.min(...ours.get(n)!);
+    const pt = ours.get(prefillTokens)!;
     const prefillMs = Math.min(...pt);
     const computeGflops = Math.max(before, (await measureCompute(threads, { relaxed: o.relaxed })).gflops);
     const bytes = art.layout.decodeWeightBytes;
@@ -126,7 +134,7 @@ export async function benchWasm(o: WasmBenchOptions): Promise<WasmBenchResult> {
       peers: peers.map((p, j) => ({
         name: p.name, weights: p.weights,
         decode: { tokensPerS: 1000 / median(peerTimes[j]), msPerToken: median(peerTimes[j]), tokens: peerTimes[j].length },
-        prefill: { tokensPerS: prefillTokens / (Math.min(...peerPt[j]) / 1000), ms: Math.min(...peerPt[j]) },
+        prefill: { tokensPerS: peerLen[j] / (Math.min(...peerPt[j]) / 1000), ms: Math.min(...peerPt[j]), tokens: peerLen[j], oursTokensPerS: peerLen[j] / (best(peerLen[j]) / 1000) },
       })),
     };
   } finally {

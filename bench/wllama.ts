@@ -117,6 +117,9 @@ export async function openWllama(gguf: string, weights: string, threads: number,
       return Array.from({ length: n }, () => ms);
     },
     prefill: (n) => call<number>('prefill', n),
+    // its 16-bit and 4-bit prefill runs at a few tokens/s here (Q4_0 ~4 tok/s on bench-0.1b under load): 512-token
+    // prompts made one `--peer all` sweep take ~50 min, mostly waiting on this peer
+    prefillCap: 128,
     dispose: close,
   };
 }

@@ -131,7 +131,7 @@ async function openPeers(ctx: Ctx, weights: WeightDType, threads: number, nCtx: 
 type WasmResult = Awaited<ReturnType<typeof measureWasm>>;
 
 type PeerReport = { name: string; skipped: string } | {
-  name: string; weights: string; note?: string; decode: { tokensPerSecond: number; msPerToken: number; tokens: number }; prefill: { tokensPerSecond: number };
+  name: string; weights: string; note?: string; decode: { tokensPerSecond: number; msPerToken: number; tokens: number }; prefill: { tokensPerSecond: number; tokens?: number };
   decodeSpeedup: number; prefillSpeedup: number;
 };
 
@@ -164,9 +164,10 @@ function wasmReport(ctx: Ctx, weights: WeightDType, repeat: number, r: WasmResul
     peers: [...r.peers.map((p) => ({
       name: p.name, weights: p.weights,
       decode: { tokensPerSecond: p.decode.tokensPerS, msPerToken: p.decode.msPerToken, tokens: p.decode.tokens },
-      prefill: { tokensPerSecond: p.prefill.tokensPerS },
+      prefill: { tokensPerSecond: p.prefill.tokensPerS, tokens: p.prefill.tokens, oursTokensPerSecond: p.prefill.oursTokensPerS },
       decodeSpeedup: p.decode.msPerToken / r.decode.msPerToken,
-      prefillSpeedup: r.prefill.tokensPerS / p.prefill.tokensPerS,
+      // against ours on a prompt of the same length (a capped peer's is shorter than ours above)
+      prefillSpeedup: p.prefill.oursTokensPerS / p.prefill.tokensPerS,
     })), ...r.skipped] as PeerReport[],
   };
 }
@@ -395,7 +396,7 @@ function formatResult(r: Record<string, unknown>): string {
   for (const peer of (r.peers ?? (r.peer ? [r.peer] : [])) as PeerReport[])
     if ('skipped' in peer) lines.push(`peer:    ${peer.name} skipped: ${peer.skipped}`);
     else lines.push(`peer:    ${peer.name}, ${peer.weights}, ${peer.note ?? 'same rounds'}: decode ${peer.decode.msPerToken.toFixed(2)} ms/token → rwkvc ${peer.decodeSpeedup.toFixed(2)}×; ` +
-    `prefill ${peer.prefill.tokensPerSecond.toFixed(1)} tok/s → rwkvc ${peer.prefillSpeedup.toFixed(2)}×`);
+    `prefill ${peer.prefill.tokensPerSecond.toFixed(1)} tok/s${peer.prefill.tokens && peer.prefill.tokens !== p.tokens ? ` (${peer.prefill.tokens}-token prompt, against ours on the same)` : ''} → rwkvc ${peer.prefillSpeedup.toFixed(2)}×`);
   return lines.join('\n');
 }
 

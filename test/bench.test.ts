@@ -52,6 +52,8 @@ describe('rwkvc bench --target wasm --json', () => {
       expect(p.decode.tokens).toBe(o.decode.tokens);
       for (const v of [p.decode.msPerToken, p.prefill.tokensPerSecond]) expect(Number.isFinite(v) && v > 0, String(v)).toBe(true);
       expect(p.decodeSpeedup).toBeCloseTo(p.decode.msPerToken / o.decode.msPerToken, 6);
+      // uncapped peers: the same prompt length as ours, compared with ours on it
+      expect(p.prefill.tokens).toBe(o.prefill.tokens);
       expect(p.prefillSpeedup).toBeCloseTo(o.prefill.tokensPerSecond / p.prefill.tokensPerSecond, 6);
     }
   }, 300_000 /* two 1 GiB read probes per round; minutes on a loaded 2-core machine */);

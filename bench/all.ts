@@ -19,7 +19,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { machineLine } from './bandwidth.ts';
 
-export const PART_KEYS = ['wasm', 'wllama', 'onnxruntime', 'context', 'kernels', 'wgsl'] as const;
+export const PART_KEYS = ['wasm', 'onnxruntime', 'context', 'kernels', 'wgsl'] as const;
 
 export interface AllOptions {
   dir: string;
@@ -39,14 +39,15 @@ export interface Part { key: (typeof PART_KEYS)[number]; name: string; args: str
 export function allParts(o: Pick<AllOptions, 'dir' | 'preset' | 'threads' | 'parts'>): Part[] {
   const p = ['--preset', o.preset], t = ['--threads', String(o.threads)];
   const parts: Part[] = [
-    { key: 'wasm', name: 'wasm sweep (formats × threads, llama.cpp peer, native and WASM limits)', args: ['--target', 'wasm', ...p, ...t, '--plot', join(o.dir, 'wasm.svg')] },
-    // llama.cpp compiled to WASM, in headless Chromium: the 4-byte and the 4-bit format; prompts of 128 for
-    // both sides (wllama's Q4_0 prefill ran at ~4 tok/s on bench-0.1b under load: 512 would take minutes)
-    ...(['f32', 'q4_0'] as const).map((w): Part => ({ key: 'wllama', name: `wllama peer, ${w} (llama.cpp in WASM, headless Chromium)`, args: ['--target', 'wasm', ...p, ...t, '--weights', w, '--prefill', '128', '--peer', 'wllama'] })),
-    { key: 'onnxruntime', name: 'onnxruntime peers (node CPU EP, web WASM EP)', args: ['--target', 'wasm', ...p, ...t, '--peer', 'onnxruntime'] },
+    // every weight format × 1 and N threads, each beside every peer in the same rounds: llama.cpp (native),
+    // wllama (llama.cpp in WASM, headless Chromium; timed on 128-token prompts, its prefillCap), onnxruntime-node
+    // and onnxruntime-web's WASM EP (f32 and f16; the other formats say why they are skipped)
+    { key: 'wasm', name: 'wasm sweep (formats × threads, every peer, native and WASM limits)', args: ['--target', 'wasm', ...p, ...t, '--peer', 'all', '--plot', join(o.dir, 'wasm.svg')] },
+    { key: 'onnxruntime', name: 'onnxruntime peers: load time and peak memory (node CPU EP, web WASM EP)', args: ['--target', 'wasm', ...p, ...t, '--peer', 'onnxruntime'] },
     { key: 'context', name: 'context length (rwkvc vs a same-shape LLaMA, flash attention on/off)', args: ['--context', ...p, ...t, '--decode', '16', '--plot', join(o.dir, 'context.svg')] },
     { key: 'kernels', name: 'per-kernel micro-benchmarks (benchmark.js) and gpu.js', args: ['--kernels', ...p, '--threads', '1'] },
     { key: 'wgsl', name: 'wgsl and llama.cpp Vulkan (SwiftShader: a software rasteriser; ratios only)', args: ['--target', 'wgsl', ...p, ...t, '--decode', '16', '--prefill', '64'] },
+    { key: 'wgsl', name: 'wgsl and onnxruntime-web WebGPU, one Chromium page (SwiftShader; ratios only)', args: ['--target', 'wgsl', ...p, ...t, '--decode', '16', '--prefill', '64', '--peer', 'onnxruntime'] },
   ];
   return parts.filter((x) => !o.parts || o.parts.includes(x.key));
 }

@@ -7,7 +7,8 @@
  * WASM, which cannot fit wasm32's 4 GiB, and prints the one line the page shows.
  *
  *   npx tsx bench/browser-3b.ts [--model FILE] [--cache DIR] [--preset finch-3b] [--weights int8]
- *        [--threads 2] [--tokens 4] [--webgpu-tokens 2] [--targets wasm,webgpu] [--refuse finch-7b|none]
+ *        [--threads 2] [--tokens 4] [--webgpu-tokens 2] [--prompt ids:1,2,3] [--webgpu-prompt ids:1]
+ *        [--targets wasm,webgpu] [--refuse finch-7b|none]
  *
  * The checkpoint (--model, else DIR/rwkvc-<preset>-seed1.bf16.safetensors, written on first use: 6 GB,
  * streamed tensor by tensor, several minutes) and the 7B-shaped one (headers only: a sparse file, no
@@ -48,6 +49,11 @@ export interface BenchOptions {
   threads: number;
   tokens: number;
   webgpuTokens: number;
+  /** The prompt, as the page takes it (default ids:1,2,3); one token runs the decode program, more the prefill one. */
+  prompt?: string;
+  /** WebGPU's prompt (default: `prompt`). On SwiftShader a 3-token prefill goes through the tiled matmul
+   * shaders (32-token tiles), a 1-token prompt through the matvec ones: the first token comes sooner. */
+  webgpuPrompt?: string;
   targets: ('wasm' | 'webgpu')[];
   /** A preset too big for wasm32, loaded from a headers-only checkpoint to show the refusal; none: skip. */
   refuse?: string;
@@ -66,6 +72,8 @@ export interface Row {
   gpuProcessPeakBytes?: number;
   loadMs: number;
   prefillMs: number;
+  /** Prompt tokens (the first generated token comes from their logits). */
+  promptTokens: number;
   msPerToken: number;
   tokens: number[];
   backend: string;
@@ -271,14 +279,17 @@ export async function runBrowserBench(o: BenchOptions): Promise<BenchResult> {
       const progress = setInterval(() => {
         void demoState(page).then((d) => {
           const p = Object.entries(d.progress ?? {}).map(([k, [a, b]]) => `${k} ${a}/${b}`).join(', ');
-          say(`  ${((performance.now() - t) / 1000).toFixed(0)} s: ${p || d.state}`);
+          // memory as it goes: on WebGPU the GPU process holds the buffers (SwiftShader: in its own memory)
+          const mem = chromiumProcesses(root).filter((q) => q.type === 'renderer' || q.type === 'gpu-process')
+            .map((q) => `${q.type} ${gib(rss(q.pid).rss)}`).join(', ');
+          say(`  ${((performance.now() - t) / 1000).toFixed(0)} s: ${p || d.state}; RSS ${mem}`);
         }, () => {});
       }, 15_000);
       const { result: d, peak } = await sampled(root, async () => {
         await page.click('#load');
         const loaded = await until(page, ['ready'], 3_600_000);
         if (loaded.error) return loaded;
-        await page.fill('#prompt', 'ids:1,2,3');
+        await page.fill('#prompt', target === 'webgpu' ? o.webgpuPrompt ?? o.prompt ?? 'ids:1,2,3' : o.prompt ?? 'ids:1,2,3');
         await page.fill('#max-tokens', String(n));
         await page.fill('#temperature', '0');
         await page.click('#generate');
@@ -297,12 +308,14 @@ export async function runBrowserBench(o: BenchOptions): Promise<BenchResult> {
         ...(target === 'webgpu' ? { gpuProcessPeakBytes: peak.get('gpu-process') ?? 0 } : {}),
         loadMs: d.loadMs ?? NaN,
         prefillMs: d.prefill?.ms ?? NaN,
+        promptTokens: d.prefill?.tokens ?? NaN,
         msPerToken: d.decode ? d.decode.ms / d.decode.tokens : NaN,
         tokens: d.generated,
         backend: d.backend?.description ?? '?',
         reads: { count: b.reads.length, largest: Math.max(0, ...b.reads), fileBytes },
       });
-      say(`  ${target}: loaded in ${((d.loadMs ?? 0) / 1000).toFixed(1)} s, ${d.generated.length} tokens\n${table(rows.slice(-1))}`);
+      const r = rows[rows.length - 1];
+      say(`  ${target}: loaded in ${(r.loadMs / 1000).toFixed(1)} s; first token (prompt of ${r.promptTokens}) ${(r.prefillMs / 1000).toFixed(1)} s; ${d.generated.length} tokens, ${(r.msPerToken / 1000).toFixed(1)} s/token after; peak RSS renderer ${gib(r.rendererPeakBytes)}${r.gpuProcessPeakBytes === undefined ? '' : `, GPU process ${gib(r.gpuProcessPeakBytes)}`} for ${gib(r.packedBytes)} of packed weights\n${table(rows.slice(-1))}`);
     }
 
     if (o.refuse && o.refuse !== 'none') {
@@ -328,12 +341,12 @@ export async function runBrowserBench(o: BenchOptions): Promise<BenchResult> {
 
 /** The table (markdown). */
 export function table(rows: Row[]): string {
-  const head = ['target', 'weights', 'packed weights', 'renderer RSS before load', 'renderer peak RSS', 'peak / packed', 'page peak (JS heap + WASM + largest Blob read)', 'GPU process peak', 'load', 'prefill 3 tokens', 'ms/token', 'Blob reads (largest)'];
+  const head = ['target', 'weights', 'packed weights', 'renderer RSS before load', 'renderer peak RSS', 'peak / packed', 'page peak (JS heap + WASM + largest Blob read)', 'GPU process peak', 'load', 'prompt (→ first token)', 'ms/token', 'Blob reads (largest)'];
   const cells = rows.map((r) => [
     r.target, r.weights, gib(r.packedBytes), gib(r.rendererBaseBytes), gib(r.rendererPeakBytes),
     `${(r.rendererPeakBytes / r.packedBytes).toFixed(3)}`, `${gib(r.pagePeakBytes)} (${(r.pagePeakBytes / r.packedBytes).toFixed(3)})`,
     r.gpuProcessPeakBytes === undefined ? '–' : gib(r.gpuProcessPeakBytes),
-    `${(r.loadMs / 1000).toFixed(1)} s`, `${r.prefillMs.toFixed(0)} ms`, r.msPerToken.toFixed(0),
+    `${(r.loadMs / 1000).toFixed(1)} s`, `${r.promptTokens} tokens: ${r.prefillMs.toFixed(0)} ms`, r.msPerToken.toFixed(0),
     `${r.reads.count} (${(r.reads.largest / 2 ** 20).toFixed(1)} MiB of ${gib(r.reads.fileBytes)})`,
   ]);
   const line = (c: string[]) => `| ${c.join(' | ')} |`;
@@ -345,14 +358,14 @@ async function main(): Promise<void> {
     options: {
       model: { type: 'string' }, cache: { type: 'string', default: '/tmp' }, preset: { type: 'string', default: 'finch-3b' },
       weights: { type: 'string', default: 'int8' }, threads: { type: 'string', default: '2' }, tokens: { type: 'string', default: '4' },
-      'webgpu-tokens': { type: 'string', default: '2' }, targets: { type: 'string', default: 'wasm,webgpu' }, refuse: { type: 'string', default: 'finch-7b' },
+      'webgpu-tokens': { type: 'string', default: '2' }, prompt: { type: 'string', default: 'ids:1,2,3' }, 'webgpu-prompt': { type: 'string' }, targets: { type: 'string', default: 'wasm,webgpu' }, refuse: { type: 'string', default: 'finch-7b' },
     },
   });
   const targets = values.targets.split(',').map((s) => s.trim()).filter(Boolean) as BenchOptions['targets'];
   for (const t of targets) if (t !== 'wasm' && t !== 'webgpu') throw new Error(`--targets: ${t} is not wasm or webgpu`);
   const r = await runBrowserBench({
     preset: values.preset, model: values.model, cache: values.cache, weights: values.weights as WeightDType,
-    threads: Number(values.threads), tokens: Number(values.tokens), webgpuTokens: Number(values['webgpu-tokens']), targets, refuse: values.refuse,
+    threads: Number(values.threads), tokens: Number(values.tokens), webgpuTokens: Number(values['webgpu-tokens']), prompt: values.prompt, webgpuPrompt: values['webgpu-prompt'], targets, refuse: values.refuse,
   });
   console.log(table(r.rows));
   for (const row of r.rows) console.log(`${row.target}: ${row.backend}; tokens ${row.tokens.join(',')}; goal (peak ≤ packed × 1.15): ${row.rendererPeakBytes <= row.packedBytes * 1.15 ? 'met' : 'NOT met'}`);

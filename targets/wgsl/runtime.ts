@@ -64,10 +64,18 @@ export interface WgslModel extends TargetModel {
   readonly device: GPUDevice;
   readonly limits: Limits;
   readonly shaders: ShaderInfo[];
+  /** Bytes of weights uploaded into GPU buffers. */
+  readonly weightBytes: number;
   /** What the last run() encoded, and the running totals. */
   readonly stats: { last: RunStats; total: RunStats & { runs: number } };
   /** Dispatches one call of a program encodes (the same for every T). */
   dispatchCount(program: ProgramName): number;
+  /**
+   * Diagnostics: one call of a program with each dispatch in a command buffer of its own, awaited, timed
+   * on the host (wall ms per step, the device's queue otherwise idle). Much slower than run(); the state
+   * advances as with run().
+   */
+  profile(program: ProgramName, tokens: Int32Array): Promise<{ kernel: string; key: string; ms: number }[]>;
   /** The lowered steps (for --emit and tests). */
   steps(program: ProgramName): readonly (DispatchStep | HostEmbedStep)[];
   /** Tests and debugging: write / read any buffer a program declares (activations at T rows). */
@@ -312,6 +320,41 @@ async function load(
 
   const run = (which: 'decode' | 'prefill', tokens: Int32Array) => serial(() => exec(which, tokens));
 
+  const profile = (which: ProgramName, tokens: Int32Array) => serial(async () => {
+    checkCall(plan, which, tokens, vocab);
+    const P = program(which);
+    const T = tokens.length;
+    const q = device.queue;
+    q.writeBuffer(runUniform, 0, new Uint32Array([T, 0, 0, 0]));
+    q.writeBuffer(mem, layout.tokens * 4, Float32Array.from(tokens));
+    await q.onSubmittedWorkDone();
+    const out: { kernel: string; key: string; ms: number }[] = [];
+    let d = 0;
+    for (const s of P.lowered.steps) {
+      const t = performance.now();
+      const enc = device.createCommandEncoder({ label: which });
+      if (s.kind === 'host_embed') {
+        const stage = P.staging.get(s)!;
+        const rows = new Float32Array(T * s.cols);
+        const table = uploads.hostTable(s.table);
+        for (let i = 0; i < T; i++) decodeRow(s.table.fmt, table, s.cols, s.table.rows, tokens[i], rows, i * s.cols);
+        q.writeBuffer(stage, 0, rows);
+        enc.copyBufferToBuffer(stage, 0, mem, s.out * 4, rows.byteLength);
+      } else {
+        const { step, pipeline, bindGroup } = P.dispatches[d++];
+        const pass = enc.beginComputePass({ label: which });
+        pass.setPipeline(pipeline);
+        pass.setBindGroup(0, bindGroup);
+        pass.dispatchWorkgroups(...step.grid(T));
+        pass.end();
+      }
+      q.submit([enc.finish()]);
+      await q.onSubmittedWorkDone();
+      out.push({ kernel: s.kernel, key: s.kind === 'dispatch' ? keyString(s.key) : 'host_embed', ms: performance.now() - t });
+    }
+    return out;
+  });
+
   /** Regions of state: each state part they lie in read once, whole; a region in mem on its own. */
   const readStates = async (regions: { offset: number; elems: number; part?: number }[]): Promise<Float32Array[]> => {
     const whole = new Map<number, Float32Array>();
@@ -344,6 +387,7 @@ async function load(
     device,
     limits,
     shaders,
+    weightBytes: uploads.bytes,
     stats,
     run,
     ...(plan.batch ? { runBatch } : {}),
@@ -360,6 +404,7 @@ async function load(
         writeMem(r.offset, v);
       }
     }),
+    profile,
     dispatchCount: (p) => program(p).dispatches.length,
     steps: (p) => program(p).lowered.steps,
     writeBuffer(p, name, data) {

@@ -9,6 +9,19 @@ import { WeightEncoder } from '../gpu/encode.ts';
 import { weightRefId, type DispatchStep, type HostEmbedStep, type WeightRef } from '../gpu/lower.ts';
 
 const STORAGE = 0x80; // GPUBufferUsage.STORAGE
+const COPY_DST = 0x8; // GPUBufferUsage.COPY_DST
+
+/**
+ * Bytes per queue.writeBuffer call, and bytes written between waits for the queue to drain. Each write is
+ * staged by the implementation (Dawn frees a staging buffer once the submission that copies it has
+ * completed; in Chromium the bytes also cross to the GPU process through shared memory), so at most about
+ * FLUSH_BYTES of staging are alive at once. Measured on SwiftShader, where buffers live in Chromium's GPU
+ * process: a finch-3b (int8) load through mappedAtCreation, one whole buffer at a time with no waits, had
+ * that process at 9.3 GiB for 3.2 GiB of weights (issue 14); through these writes, 3.4 GiB at the end of
+ * the load. (In Node, Dawn without the wire, both ways hold the buffers' bytes once.)
+ */
+export const WRITE_CHUNK = 4 << 20;
+export const FLUSH_BYTES = 64 << 20;
 
 export class WeightUploads {
   private readonly encoder: WeightEncoder;
@@ -19,6 +32,8 @@ export class WeightUploads {
   private readonly fetched = new Map<string, Float32Array>();
   /** Bytes uploaded so far. */
   bytes = 0;
+  /** Bytes written since the queue last drained. */
+  private pending = 0;
 
   constructor(plan: KernelPlan, private readonly provider: WeightProvider, private readonly device: GPUDevice) {
     this.decls = new Map(plan.weights.map((d) => [d.name, d]));
@@ -48,6 +63,7 @@ export class WeightUploads {
       for (const r of list) {
         if (this.provider.rows && r.ref.kind === 'rows') await prepare?.(decl, { row0: r.ref.row0, rows: r.ref.rows });
         this.put(r.ref, r.host);
+        await this.drain(false);
       }
     }
     for (const r of refs.values()) {
@@ -59,7 +75,18 @@ export class WeightUploads {
       }
       this.put(r.ref, r.host);
       this.fetched.clear();
+      await this.drain(false);
     }
+    await this.drain(true);
+  }
+
+  /** Submit what was written and wait for it (so the staging copies are freed), once FLUSH_BYTES are pending. */
+  private async drain(always: boolean): Promise<void> {
+    if (!this.pending || (!always && this.pending < FLUSH_BYTES)) return;
+    this.pending = 0;
+    const q = this.device.queue;
+    q.submit([this.device.createCommandEncoder({ label: 'weight uploads' }).finish()]);
+    await q.onSubmittedWorkDone();
   }
 
   private put(ref: WeightRef, host: boolean): void {
@@ -79,11 +106,21 @@ export class WeightUploads {
     let b = this.gpu.get(id);
     if (b) return b;
     const bytes = this.encoder.encode(ref);
-    b = this.device.createBuffer({ size: Math.max(16, Math.ceil(bytes.byteLength / 16) * 16), usage: STORAGE, mappedAtCreation: true, label: id });
-    new Uint8Array(b.getMappedRange()).set(bytes);
-    b.unmap();
+    // Written in chunks through the queue, not mappedAtCreation: a mapped-at-creation buffer is staged whole
+    // (in Chromium, in shared memory on both sides as well) and its staging is held until a submit completes.
+    b = this.device.createBuffer({ size: Math.max(16, Math.ceil(bytes.byteLength / 16) * 16), usage: STORAGE | COPY_DST, label: id });
+    const whole = bytes.byteLength & ~3; // writeBuffer takes multiples of 4 bytes; the tail is padded below
+    for (let at = 0; at < whole; at += WRITE_CHUNK) {
+      this.device.queue.writeBuffer(b, at, bytes.buffer, bytes.byteOffset + at, Math.min(WRITE_CHUNK, whole - at));
+    }
+    if (whole < bytes.byteLength) {
+      const tail = new Uint8Array(4);
+      tail.set(bytes.subarray(whole));
+      this.device.queue.writeBuffer(b, whole, tail);
+    }
     this.gpu.set(id, b);
     this.bytes += bytes.byteLength;
+    this.pending += bytes.byteLength;
     return b;
   }
 

@@ -537,7 +537,6 @@ async function main() {
         catch (e) { console.log(`${label} ${c.dtype} ${c.O}×${c.I} ${nth} thr: FAILED ${(e as Error).message.split('\n')[0]}`); continue; }
         const res: CaseResult = { env: label, dtype: c.dtype, O: c.O, I: c.I, mib, nth, reps: r.reps, identical: r.diffs === 0, refErr: relErr(c, check.values, check.xf, r.y0), variants: r.variants, load: [before[0], loadavg()[0]] };
         results.push(res);
-        const base = median(r.variants[0].ms);
         const cols = r.variants.map((v) => {
           const m = median(v.ms);
           // per-round ratio to i32 (same round), median: robust to drifts between rounds
@@ -549,11 +548,11 @@ async function main() {
         console.log(`${label} ${c.dtype} ${c.O}×${c.I} (${mib.toFixed(1)} MiB) ${nth} thr, ${r.reps} calls/timing: ${cols.join(' | ')}; ` +
           `outputs ${r.diffs === 0 ? 'bit-identical' : `${r.diffs} differ`}; ref err ${res.refErr.toExponential(1)}; load ${res.load.map((v) => v.toFixed(2)).join('→')}`);
         if (stats && c === cases[0] && nth === threads[0] && env === envs[0]) console.log(`  rewrite: ${stats.pointerLocals.length} pointer locals/params, ${stats.extends} i64.extend_i32_u, ${stats.i64Muls} i64.mul, ${stats.constants} i64 consts`);
-        void base;
       }
     } finally { await close(); }
   }
   if (json) console.log(JSON.stringify(results));
+  if (results.some((r) => !r.identical)) { console.log('the i64 variant changed outputs'); process.exitCode = 1; }
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) await main();

@@ -13,12 +13,13 @@ const ALIGN = 256; // enough for WebGPU's minStorageBufferOffsetAlignment and SI
 export function planMemory(kernels: Kernel[], buffers: BufferDecl[], maxT: number): number {
   const acts = buffers.filter((b) => b.role === 'activation');
   const first = new Map<string, number>(), last = new Map<string, number>();
-  kernels.forEach((k, i) => {
-    for (const b of kernelBuffers(k)) {
-      if (!first.has(b)) first.set(b, i);
-      last.set(b, i);
+  for (let i = 0; i < kernels.length; i++) {
+    const bs = kernelBuffers(kernels[i]);
+    for (let j = 0; j < bs.length; j++) {
+      if (!first.has(bs[j])) first.set(bs[j], i);
+      last.set(bs[j], i);
     }
-  });
+  }
   const size = (b: BufferDecl) => Math.ceil((numel(b.shape, maxT) * 4) / ALIGN) * ALIGN;
   // by offset, ties in placing order: the buffers a new one's lifetime clashes with are then visited lowest first
   const placed: { start: number; end: number; off: number; size: number }[] = [];
@@ -26,7 +27,9 @@ export function planMemory(kernels: Kernel[], buffers: BufferDecl[], maxT: numbe
   for (const b of [...acts].sort((p, q) => size(q) - size(p) || p.name.localeCompare(q.name))) {
     const start = first.get(b.name) ?? 0, end = last.get(b.name) ?? 0, sz = size(b);
     let off = 0;
-    for (const p of placed) {
+    // indexed: this loop runs ~n²/2 times for n buffers (thousands at 61 layers), an iterator's steps would be garbage
+    for (let i = 0; i < placed.length; i++) {
+      const p = placed[i];
       if (off + sz <= p.off) break; // this and every later one start above the gap
       if (p.start <= end && start <= p.end) off = Math.max(off, p.off + p.size);
     }

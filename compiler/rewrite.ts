@@ -7,7 +7,7 @@
  * graph stays in topological order. Identical nodes are merged as they are emitted (CSE comes free),
  * and nodes no output reaches are dropped at the end (DCE).
  */
-import type { Graph, Node, NodeAttrs, OpName, Ref } from '../ir/node.ts';
+import type { Graph, GraphOutput, Node, NodeAttrs, OpName, Ref } from '../ir/node.ts';
 import { inferTypes } from '../ir/infer.ts';
 import { sameShape, type SrcLoc, type TensorType } from '../ir/types.ts';
 
@@ -38,117 +38,168 @@ export interface RewriteCtx {
 export type Rule = (n: Node, ctx: RewriteCtx) => Ref[] | undefined;
 
 export function rewrite(g: Graph, rules: Rule[]): Graph {
-  // Per old node and result, indexed by id then out: rewriting a 64-layer graph takes ~10 passes, so the
-  // bookkeeping is arrays, not maps keyed by strings.
-  const N = g.nodes.length;
-  let users: Node[][][] | undefined; // built on the first question: the passes that only rewrite nodes in place never ask
-  const usersOf = (r: Ref) => {
-    if (!users) {
-      users = new Array(N);
-      for (const n of g.nodes)
-        for (const i of n.inputs) {
-          const byOut = (users[i.id] ??= []), us = (byOut[i.out] ??= []);
-          if (us[us.length - 1] !== n) us.push(n); // n's inputs are seen together, so a repeated user is the last one
+  return new Rewriter(g, rules).run();
+}
+
+/**
+ * One rewrite's state. The bookkeeping is flat arrays indexed by result slot (slot(id, out) = base[id] + out),
+ * the loops are indexed and the hot code is methods, not closures made per call: the compiler runs once per
+ * command, so a pass mostly runs before the JIT has optimised it, where every iterator step and small array
+ * is garbage (a 61-layer graph, ~6k nodes, goes through ~10 passes), and closures made afresh for each pass
+ * would be optimised afresh for each.
+ */
+class Rewriter {
+  private readonly old: readonly Node[];
+  private readonly base: Int32Array;
+  private users: Node[][] | undefined; // built on the first question: the passes that only rewrite nodes in place never ask
+  private outputs: number[][] | undefined; // per old node, its results that are graph outputs
+  private readonly nodes: Node[] = [];
+  /** Per new node, its results: one Ref object per result, shared by every use. */
+  private readonly results: Ref[][] = [];
+  private readonly mapping: (Ref | undefined)[];
+  private readonly handled: Uint8Array;
+  private readonly claimed: Uint8Array;
+  // CSE: new nodes by a hash of (op, attributes, inputs); nodes with the same hash are chained through `sameHash`
+  private readonly byHash = new Map<number, number>();
+  private readonly sameHash: number[] = [];
+  /** Per new node, the number standing for its op and attributes. */
+  private readonly attrIdOf: number[] = [];
+  private readonly attrIds = new Map<string, Map<string, number>>(); // op → attributes' JSON → number
+  private attrCount = 0;
+  private readonly ctx: RewriteCtx;
+
+  constructor(private readonly g: Graph, private readonly rules: Rule[]) {
+    const old = (this.old = g.nodes), N = old.length;
+    const base = (this.base = new Int32Array(N + 1));
+    for (let i = 0; i < N; i++) base[i + 1] = base[i] + old[i].types.length;
+    this.mapping = new Array(base[N]);
+    this.handled = new Uint8Array(N);
+    this.claimed = new Uint8Array(N);
+    // rules call these detached (`xs.map(ctx.map)`), so they are bound
+    this.ctx = {
+      graph: g,
+      users: (r) => this.usersOf(r),
+      producer: (r) => old[r.id],
+      map: (r) => this.map(r),
+      emit: (op, inputs, attrs, loc, fusedFrom) => this.results[this.add(op, inputs, attrs, loc, fusedFrom)].slice(),
+      replace: (o, now) => {
+        this.mapping[base[o.id] + o.out] = now;
+        this.handled[o.id] = this.claimed[o.id] = 1;
+      },
+      absorb: (ns) => {
+        for (const n of ns) this.handled[n.id] = this.claimed[n.id] = 1;
+      },
+      done: (id) => this.claimed[id] === 1,
+      isOutput: (r) => {
+        if (!this.outputs) {
+          this.outputs = new Array(N);
+          for (const o of g.outputs) (this.outputs[o.ref.id] ??= []).push(o.ref.out);
         }
-    }
-    return users[r.id]?.[r.out] ?? none;
-  };
-  let outputs: number[][] | undefined; // per old node, its results that are graph outputs
-
-  const nodes: Node[] = [];
-  const mapping: (Ref | undefined)[][] = new Array(N);
-  const handled = new Uint8Array(N);
-  const claimed = new Uint8Array(N);
-  const interned = new Map<string, number>();
-  const mapped = (r: Ref) => mapping[r.id]?.[r.out];
-  const setMapping = (r: Ref, now: Ref) => { (mapping[r.id] ??= [])[r.out] = now; };
-
-  /** emit, with the result types when the caller knows them (a copy whose inputs kept their types). */
-  function add(op: OpName, inputs: Ref[], attrs: object, loc: SrcLoc | undefined, fusedFrom: readonly SrcLoc[] | undefined, known?: readonly TensorType[]): Ref[] {
-    let key = op + '|';
-    for (const r of inputs) key += r.out ? `${r.id}.${r.out},` : `${r.id},`;
-    key += '|' + attrsKey(attrs);
-    const seen = interned.get(key);
-    if (seen !== undefined && op !== 'input') return refsOf(seen, nodes[seen].types.length);
-    const types = known ?? inferTypes(op, inputs.map((r) => nodes[r.id].types[r.out]), attrs as never);
-    const id = nodes.length;
-    const node = { id, op, inputs, attrs, types } as { loc?: SrcLoc; fusedFrom?: readonly SrcLoc[] };
-    if (loc) node.loc = loc;
-    if (fusedFrom?.length) node.fusedFrom = fusedFrom;
-    nodes.push(node as Node);
-    interned.set(key, id);
-    return refsOf(id, types.length);
+        return !!this.outputs[r.id]?.includes(r.out);
+      },
+    };
   }
 
-  const ctx: RewriteCtx = {
-    graph: g,
-    users: usersOf,
-    producer: (r) => g.nodes[r.id],
-    map(r) {
-      let m = mapped(r);
-      if (m) return m;
-      visit(g.nodes[r.id]);
-      m = mapped(r);
-      if (!m) throw new Error(`rewrite: value %${r.id}#${r.out} has no replacement`);
-      return m;
-    },
-    emit: (op, inputs, attrs, loc, fusedFrom) => add(op, inputs, attrs, loc, fusedFrom),
-    replace(old, now) {
-      setMapping(old, now);
-      handled[old.id] = claimed[old.id] = 1;
-    },
-    absorb(ns) {
-      for (const n of ns) handled[n.id] = claimed[n.id] = 1;
-    },
-    done: (id) => claimed[id] === 1,
-    isOutput(r) {
-      if (!outputs) {
-        outputs = new Array(N);
-        for (const o of g.outputs) (outputs[o.ref.id] ??= []).push(o.ref.out);
-      }
-      return !!outputs[r.id]?.includes(r.out);
-    },
-  };
+  run(): Graph {
+    for (let i = 0; i < this.old.length; i++) this.visit(this.old[i]);
+    const outs = this.g.outputs.map((o) => ({ name: o.name, ref: this.map(o.ref) }));
+    return deadCodeElimination(this.g.name, this.nodes, this.results, outs);
+  }
 
-  function visit(n: Node): void {
+  private usersOf(r: Ref): Node[] {
+    const base = this.base;
+    if (!this.users) {
+      const old = this.old, users: Node[][] = (this.users = new Array(base[old.length]));
+      for (let j = 0; j < old.length; j++) {
+        const n = old[j], ins = n.inputs;
+        for (let k = 0; k < ins.length; k++) {
+          const s = base[ins[k].id] + ins[k].out, us = (users[s] ??= []);
+          if (us[us.length - 1] !== n) us.push(n); // n's inputs are seen together, so a repeated user is the last one
+        }
+      }
+    }
+    return this.users[base[r.id] + r.out] ?? none;
+  }
+
+  private map(r: Ref): Ref {
+    const s = this.base[r.id] + r.out;
+    let m = this.mapping[s];
+    if (m) return m;
+    this.visit(this.old[r.id]);
+    m = this.mapping[s];
+    if (!m) throw new Error(`rewrite: value %${r.id}#${r.out} has no replacement`);
+    return m;
+  }
+
+  /** emit, with the result types when the caller knows them (a copy whose inputs kept their types); returns the new node's id. */
+  private add(op: OpName, inputs: Ref[], attrs: object, loc: SrcLoc | undefined, fusedFrom: readonly SrcLoc[] | undefined, known?: readonly TensorType[]): number {
+    let ofOp = this.attrIds.get(op);
+    if (!ofOp) this.attrIds.set(op, (ofOp = new Map()));
+    const a = attrsKey(attrs);
+    let aid = ofOp.get(a);
+    if (aid === undefined) ofOp.set(a, (aid = this.attrCount++));
+    let h = aid;
+    for (let k = 0; k < inputs.length; k++) h = (Math.imul(h, 31) + inputs[k].id * 8 + inputs[k].out) & 0x3fffffff; // a small integer: no boxed Map keys
+    const nodes = this.nodes, first = this.byHash.get(h);
+    if (op !== 'input')
+      for (let id = first ?? -1; id >= 0; id = this.sameHash[id]) if (this.attrIdOf[id] === aid && sameRefs(nodes[id].inputs, inputs)) return id;
+    let types = known;
+    if (!types) {
+      const ins: TensorType[] = new Array(inputs.length);
+      for (let k = 0; k < inputs.length; k++) ins[k] = nodes[inputs[k].id].types[inputs[k].out];
+      types = inferTypes(op, ins, attrs as never);
+    }
+    const id = nodes.length;
+    // every node has every field (undefined where absent), as the builder makes them: one object shape for all
+    nodes.push({ id, op, inputs, attrs, types, loc: loc || undefined, fusedFrom: fusedFrom?.length ? fusedFrom : undefined } as Node);
+    const refs: Ref[] = new Array(types.length);
+    for (let out = 0; out < types.length; out++) refs[out] = { id, out };
+    this.results.push(refs);
+    this.attrIdOf.push(aid);
+    this.sameHash.push(first ?? -1);
+    this.byHash.set(h, id);
+    return id;
+  }
+
+  private visit(n: Node): void {
+    const handled = this.handled, old = this.old;
     if (handled[n.id]) return;
     // Producers first: when a replacement pulls this node in early, a fusion rooted at one of its
     // producers may absorb it (and then this node is done without being copied).
-    for (const r of n.inputs) if (!handled[r.id]) visit(g.nodes[r.id]);
+    const ins = n.inputs;
+    for (let k = 0; k < ins.length; k++) if (!handled[ins[k].id]) this.visit(old[ins[k].id]);
     if (handled[n.id]) return;
     handled[n.id] = 1;
-    for (const rule of rules) {
-      const out = rule(n, ctx);
+    const s = this.base[n.id], mapping = this.mapping;
+    for (let j = 0; j < this.rules.length; j++) {
+      const out = this.rules[j](n, this.ctx);
       if (out) {
-        out.forEach((r, i) => setMapping({ id: n.id, out: i }, r));
+        for (let i = 0; i < out.length; i++) mapping[s + i] = out[i];
         return;
       }
     }
     // A copy: its types are the old ones when every input kept its type (inferTypes is a function of
     // op, input types and attrs), which spares re-inferring most of the graph in every pass.
     let sameTypes = true;
-    const inputs = n.inputs.map((r) => {
-      const m = ctx.map(r);
-      if (sameTypes && !sameType(nodes[m.id].types[m.out], g.nodes[r.id].types[r.out])) sameTypes = false;
-      return m;
-    });
-    const refs = add(n.op, inputs, n.attrs, n.loc, n.fusedFrom, sameTypes ? n.types : undefined);
-    refs.forEach((r, i) => { if (!mapped({ id: n.id, out: i })) setMapping({ id: n.id, out: i }, r); });
+    const inputs: Ref[] = new Array(ins.length);
+    for (let k = 0; k < ins.length; k++) {
+      const r = ins[k], m = this.map(r);
+      if (sameTypes && !sameType(this.nodes[m.id].types[m.out], old[r.id].types[r.out])) sameTypes = false;
+      inputs[k] = m;
+    }
+    const refs = this.results[this.add(n.op, inputs, n.attrs, n.loc, n.fusedFrom, sameTypes ? n.types : undefined)];
+    for (let i = 0; i < refs.length; i++) mapping[s + i] ??= refs[i];
   }
-
-  for (const n of g.nodes) visit(n);
-  return deadCodeElimination({ name: g.name, nodes, outputs: g.outputs.map((o) => ({ name: o.name, ref: ctx.map(o.ref) })) });
 }
 
 const sameType = (a: TensorType, b: TensorType) => a === b || (a.dtype === b.dtype && sameShape(a.shape, b.shape));
 
 const none: Node[] = [];
 
-function refsOf(id: number, count: number): Ref[] {
-  if (count === 1) return [{ id, out: 0 }];
-  const refs: Ref[] = [];
-  for (let out = 0; out < count; out++) refs.push({ id, out });
-  return refs;
+function sameRefs(a: readonly Ref[], b: readonly Ref[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let k = 0; k < a.length; k++) if (a[k].id !== b[k].id || a[k].out !== b[k].out) return false;
+  return true;
 }
 
 /**
@@ -162,33 +213,49 @@ function attrsKey(attrs: object): string {
   return k;
 }
 
-/** Keep the nodes some output reaches, renumbered in their order. */
-function deadCodeElimination(g: Graph): Graph {
-  const live = new Uint8Array(g.nodes.length);
-  const stack = g.outputs.map((o) => o.ref.id);
+/**
+ * Keep the nodes some output reaches, renumbered in their order. The nodes (and `results`, their Refs) were
+ * made by this rewrite and nothing else holds them yet, so they are renumbered in place.
+ */
+function deadCodeElimination(name: string, nodes: Node[], results: Ref[][], outputs: GraphOutput[]): Graph {
+  const M = nodes.length;
+  const live = new Uint8Array(M);
+  const stack: number[] = [];
+  for (let i = 0; i < outputs.length; i++) stack.push(outputs[i].ref.id);
   // graph inputs stay even when unused: they are the model's interface
-  for (const n of g.nodes) if (n.op === 'input') stack.push(n.id);
+  for (let i = 0; i < M; i++) if (nodes[i].op === 'input') stack.push(i);
   let count = 0;
   while (stack.length) {
     const id = stack.pop()!;
     if (live[id]) continue;
     live[id] = 1;
     count++;
-    for (const r of g.nodes[id].inputs) if (!live[r.id]) stack.push(r.id);
+    const ins = nodes[id].inputs;
+    for (let k = 0; k < ins.length; k++) if (!live[ins[k].id]) stack.push(ins[k].id);
   }
-  if (count === g.nodes.length) return Object.freeze({ name: g.name, nodes: Object.freeze(g.nodes), outputs: Object.freeze(g.outputs) });
-  const renum = new Int32Array(g.nodes.length);
-  const nodes: Node[] = [];
-  const re = (r: Ref) => ({ id: renum[r.id], out: r.out });
-  for (const n of g.nodes) {
-    if (!live[n.id]) continue;
-    renum[n.id] = nodes.length;
-    const copy = { id: nodes.length, op: n.op, inputs: n.inputs.map(re), attrs: n.attrs, types: n.types } as { loc?: SrcLoc; fusedFrom?: readonly SrcLoc[] };
-    if (n.loc) copy.loc = n.loc;
-    if (n.fusedFrom) copy.fusedFrom = n.fusedFrom;
-    nodes.push(copy as Node);
+  if (count === M) return Object.freeze({ name, nodes: Object.freeze(nodes), outputs: Object.freeze(outputs) });
+  // renumbered: live node i becomes `renum[i]`; its Ref objects are renumbered with it, so every use follows
+  const renum = new Int32Array(M);
+  const kept: Node[] = [];
+  for (let i = 0; i < M; i++) {
+    if (!live[i]) continue;
+    renum[i] = kept.length;
+    kept.push(nodes[i]);
   }
-  return Object.freeze({ name: g.name, nodes: Object.freeze(nodes), outputs: Object.freeze(g.outputs.map((o) => ({ name: o.name, ref: re(o.ref) }))) });
+  const re = (r: Ref) => results[r.id][r.out];
+  for (const n of kept) {
+    const m = n as { id: number; inputs: readonly Ref[] };
+    const ins = n.inputs, now: Ref[] = new Array(ins.length);
+    for (let k = 0; k < ins.length; k++) now[k] = re(ins[k]);
+    m.inputs = now;
+  }
+  const outs = outputs.map((o) => ({ name: o.name, ref: re(o.ref) }));
+  for (let i = 0; i < M; i++) {
+    if (!live[i]) continue;
+    (nodes[i] as { id: number }).id = renum[i];
+    for (const r of results[i]) (r as { id: number }).id = renum[i];
+  }
+  return Object.freeze({ name, nodes: Object.freeze(kept), outputs: Object.freeze(outs) });
 }
 
 /** Locations of old nodes, for a fused node's `fusedFrom`. */

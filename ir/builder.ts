@@ -108,7 +108,8 @@ export class Builder {
     } catch (e) {
       throw new UserError(`${fmtLoc(loc)}: ${op}: ${(e as Error).message}`);
     }
-    this.nodes.push({ id, op, inputs: refs, attrs, types, loc } as Node);
+    // fusedFrom too (undefined): nodes the passes make have it, and one object shape keeps their code monomorphic
+    this.nodes.push({ id, op, inputs: refs, attrs, types, loc, fusedFrom: undefined } as Node);
     return types.map((t, out) => new Tensor(this, { id, out }, t));
   }
 

@@ -9,7 +9,15 @@ import type { Graph } from './node.ts';
 import { printNode } from './print.ts';
 import { fmtLoc, fmtType, sameShape } from './types.ts';
 
+/**
+ * Graphs that passed. A graph is immutable data (ir/node.ts), and the verifier a function of it alone, so a
+ * graph checked once is not checked again: `compile` verifies the DSL's graph as it loads it and as the
+ * pipeline starts (a 61-layer graph's types inferred once more for nothing).
+ */
+const verified = new WeakSet<Graph>();
+
 export function verifyGraph(g: Graph, stage = 'input', culprit: 'user' | 'compiler' = 'user'): void {
+  if (verified.has(g)) return;
   const fail = (msg: string): never => {
     throw culprit === 'user' ? new UserError(msg) : new CompilerBug(msg);
   };
@@ -37,4 +45,5 @@ export function verifyGraph(g: Graph, stage = 'input', culprit: 'user' | 'compil
     if (!g.nodes[o.ref.id] || o.ref.out >= g.nodes[o.ref.id].types.length)
       fail(`IR verification failed after ${stage}: output '${o.name}' refers to a missing value`);
   }
+  if (Object.isFrozen(g) && Object.isFrozen(g.nodes)) verified.add(g); // a graph whose node list can change is checked each time
 }

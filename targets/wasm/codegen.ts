@@ -117,7 +117,7 @@ export function compileWasm(plan: KernelPlan, opts: CompileOptions = {}): WasmAr
 
 /** The memory layout a plan compiles to (no module rendered): what sizes and limit checks read. */
 export function wasmLayout(plan: KernelPlan): WasmLayout {
-  return build(plan, false, DEFAULT_SCHEDULE).layout;
+  return build(plan, false, DEFAULT_SCHEDULE, true).layout;
 }
 
 /** The WASM target's compile half (targets/target.ts). */
@@ -141,7 +141,8 @@ export const codegen: TargetCodegen<WasmArtifact> = {
   }),
 };
 
-function build(plan: KernelPlan, profile: boolean, schedule: LinearSchedule) {
+/** layoutOnly: the layout without the module text (each distinct kernel is lowered once, for its phases and errors). */
+function build(plan: KernelPlan, profile: boolean, schedule: LinearSchedule, layoutOnly = false) {
   checkPlan(plan);
   const uses = weightUses(plan);
   const mem = new Alloc(CONTROL_BYTES);
@@ -244,24 +245,78 @@ function build(plan: KernelPlan, profile: boolean, schedule: LinearSchedule) {
   const phaseNames: string[][] = programs.map(() => []);
   /** The kernel functions of the last render: WAT text and the plan kernels that call each. */
   let listing: { name: string; text: string; kernels: string[] }[] = [];
+  /** What lowering program pi's kernels reads: addresses, widths, shapes and formats by name. */
+  const envOf = (pi: number, relaxed: boolean) => {
+    const p = programs[pi];
+    const bufs = new Map<string, BufferLayout>([...(pi === 2 ? batchState : state), ...io[pi], ...acts[pi].m]);
+    const decl = new Map(p.buffers.map((b) => [b.name, b]));
+    const find = (n: string) => bufs.get(n) ?? missing(n);
+    const env: LowerEnv = {
+      relaxed, matmul: pi !== 0, maxT: p.maxT,
+      buf: (n) => find(n).offset,
+      width: (n) => (decl.has(n) ? widthOf(decl.get(n)!) : find(n).width),
+      raw: (n) => rawAddr.get(n) ?? missing(n),
+      table: (n) => (table16Addr.has(n) ? { addr: table16Addr.get(n)!, dtype: uses.tables16.get(n)!.dtype as 'bf16' } : { addr: rawAddr.get(n) ?? missing(n), dtype: 'f32' }),
+      panel: (k) => panelRef.get(k) ?? missing(k),
+      shape: (n) => uses.raws.get(n)?.shape ?? uses.panels.get(n)?.decl.shape ?? uses.tables16.get(n)?.shape ?? missing(n),
+      scratch: acts[pi].scratch, stageOff, panelOff, shiftOff, schedule,
+    };
+    /**
+     * Everything lowering reads of a kernel but its addresses: the kernel with its name, layer and DSL lines
+     * left out and each buffer or weight name replaced by where it first occurs in the kernel (aliasing) and what
+     * lowering asks of it (width, shape, format; panel slices too). Kernels with one key lower to the same
+     * phases, whose text differs only in the address parameters (the kernels of every layer but the first).
+     */
+    const factsOf = new Map<string, string | undefined>(); // by name: a name recurs in the kernels that read it
+    const facts = (n: string) => {
+      if (factsOf.has(n)) return factsOf.get(n);
+      const b = decl.has(n) ? widthOf(decl.get(n)!) : bufs.get(n)?.width;
+      const pn = uses.panels.get(n), w = uses.raws.get(n) ?? uses.tables16.get(n);
+      let slices = '';
+      for (let s = 0, r; (r = panelRef.get(sliceKey(n, s))); s++) slices += `${r.dtype} ${r.O} ${r.I};`;
+      const f = b === undefined && !pn && !w && !slices ? undefined
+        : `${b} ${rawAddr.has(n)} ${table16Addr.has(n) && uses.tables16.get(n)!.dtype} ${w?.shape} ${pn ? `${pn.decl.dtype} ${pn.decl.shape} ${pn.O} ${pn.I}` : ''} ${slices}`;
+      factsOf.set(n, f);
+      return f;
+    };
+    const keyOf = (k: Kernel) => {
+      const seen = new Map<string, number>();
+      return JSON.stringify(k, function (this: unknown, field, v) {
+        if (this === k && (field === 'name' || field === 'layer' || field === 'src')) return undefined;
+        if (typeof v !== 'string') return v;
+        const f = facts(v);
+        if (f === undefined) return v;
+        if (!seen.has(v)) seen.set(v, seen.size);
+        return `\u0000${seen.get(v)}:${f}`;
+      });
+    };
+    return { env, keyOf };
+  };
+
+  /** The layout's phase names without rendering the module: one lowering per distinct kernel key. */
+  const phasesOnly = () => {
+    programs.forEach((p, pi) => {
+      const { env, keyOf } = envOf(pi, false);
+      const phases = new Map<string, number>(); // kernel key → its phase count
+      phaseNames[pi] = [];
+      for (const k of p.kernels) {
+        const key = keyOf(k);
+        let n = phases.get(key);
+        if (n === undefined) {
+          try { n = lowerKernel(k, env).length; } catch (e) { throw new Error(`kernel '${k.name}' (${k.kind}): ${(e as Error).message}`); }
+          phases.set(key, n);
+        }
+        for (let i = 0; i < n; i++) phaseNames[pi].push(k.name);
+      }
+    });
+  };
+
   const render = (relaxed: boolean) => {
     const funcs = new Map<string, string>(); // body text → function name
     const defs: string[] = [];
     listing = [];
     const progs = programs.map((p, pi) => {
-      const bufs = new Map<string, BufferLayout>([...(pi === 2 ? batchState : state), ...io[pi], ...acts[pi].m]);
-      const decl = new Map(p.buffers.map((b) => [b.name, b]));
-      const find = (n: string) => bufs.get(n) ?? missing(n);
-      const env: LowerEnv = {
-        relaxed, matmul: pi !== 0, maxT: p.maxT,
-        buf: (n) => find(n).offset,
-        width: (n) => (decl.has(n) ? widthOf(decl.get(n)!) : find(n).width),
-        raw: (n) => rawAddr.get(n) ?? missing(n),
-        table: (n) => (table16Addr.has(n) ? { addr: table16Addr.get(n)!, dtype: uses.tables16.get(n)!.dtype as 'bf16' } : { addr: rawAddr.get(n) ?? missing(n), dtype: 'f32' }),
-        panel: (k) => panelRef.get(k) ?? missing(k),
-        shape: (n) => uses.raws.get(n)?.shape ?? uses.panels.get(n)?.decl.shape ?? uses.tables16.get(n)?.shape ?? missing(n),
-        scratch: acts[pi].scratch, stageOff, panelOff, shiftOff, schedule,
-      };
+      const { env } = envOf(pi, relaxed);
       const calls: string[] = [];
       phaseNames[pi] = [];
       for (const k of p.kernels) {
@@ -300,7 +355,9 @@ ${programs.map((_, pi) => `  (if (i32.eq (local.get $prog) (i32.const ${pi})) (t
     return text;
   };
 
-  const plain = render(false); // names the phases; the plain module's text, kept so it is rendered once
+  // names the phases; the plain module's text, kept so it is rendered once
+  const plain = layoutOnly ? '' : render(false);
+  if (layoutOnly) phasesOnly();
   const layout: WasmLayout = {
     format: 'rwkvc-wasm', version: 1, plan, staticBytes, threadScratchBytes, weights,
     state: [...state.values()],

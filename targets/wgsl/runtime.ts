@@ -18,7 +18,7 @@ import { callQueue, guardDisposed, lifetime, checkCall, checkStateWrite, packBat
 import { openWgslArtifact, type WgslArtifact } from './artifact.ts';
 import { acquireGpu, type AcquiredGpu } from './device.ts';
 import { decodeRow } from '../gpu/formats.ts';
-import { WeightUploads } from './uploads.ts';
+import { WeightUploads, type UploadSizes } from './uploads.ts';
 import {
   DEFAULT_LIMITS, lowerPlan, type DispatchStep, type HostEmbedStep, type Limits, type LoweredProgram,
 } from '../gpu/lower.ts';
@@ -44,6 +44,8 @@ export interface WgslOptions extends TargetOptions {
    * compiled and checked, 'pipelines' as each compute pipeline is created (seconds each on SwiftShader).
    */
   onProgress?: (phase: string, done: number, total: number) => void;
+  /** Bytes per weight write and between waits for the queue (uploads.ts; tests make them small). */
+  upload?: UploadSizes;
 }
 
 export interface ShaderInfo {
@@ -157,7 +159,7 @@ async function load(
     return b;
   };
 
-  const uploads = new WeightUploads(plan, weights, device);
+  const uploads = new WeightUploads(plan, weights, device, opts.upload);
   const destroyAll = () => { for (const b of owned) b.destroy(); uploads.destroy(); };
   const gpu = await scoped(device, destroyAll, () => `${uploads.bytes} bytes of weights`, async () => {
     // Shaders and pipelines, one per distinct key.

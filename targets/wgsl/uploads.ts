@@ -23,6 +23,8 @@ const COPY_DST = 0x8; // GPUBufferUsage.COPY_DST
 export const WRITE_CHUNK = 4 << 20;
 export const FLUSH_BYTES = 64 << 20;
 
+export interface UploadSizes { chunk?: number; flush?: number }
+
 export class WeightUploads {
   private readonly encoder: WeightEncoder;
   private readonly gpu = new Map<string, GPUBuffer>();
@@ -35,7 +37,14 @@ export class WeightUploads {
   /** Bytes written since the queue last drained. */
   private pending = 0;
 
-  constructor(plan: KernelPlan, private readonly provider: WeightProvider, private readonly device: GPUDevice) {
+  private readonly chunk: number;
+  private readonly flush: number;
+
+  /** `sizes`: WRITE_CHUNK and FLUSH_BYTES by default (tests use small ones to cross every boundary). */
+  constructor(plan: KernelPlan, private readonly provider: WeightProvider, private readonly device: GPUDevice, sizes: UploadSizes = {}) {
+    this.chunk = sizes.chunk ?? WRITE_CHUNK;
+    this.flush = sizes.flush ?? FLUSH_BYTES;
+    if (this.chunk <= 0 || this.chunk % 4) throw new Error(`upload chunk ${this.chunk}: a positive multiple of 4 bytes`);
     this.decls = new Map(plan.weights.map((d) => [d.name, d]));
     const read: WeightProvider = Object.assign((d: WeightDecl) => this.fetched.get(d.name) ?? provider(d), provider.rows ? { rows: provider.rows } : {});
     this.encoder = new WeightEncoder(plan, read);
@@ -82,7 +91,7 @@ export class WeightUploads {
 
   /** Submit what was written and wait for it (so the staging copies are freed), once FLUSH_BYTES are pending. */
   private async drain(always: boolean): Promise<void> {
-    if (!this.pending || (!always && this.pending < FLUSH_BYTES)) return;
+    if (!this.pending || (!always && this.pending < this.flush)) return;
     this.pending = 0;
     const q = this.device.queue;
     q.submit([this.device.createCommandEncoder({ label: 'weight uploads' }).finish()]);
@@ -110,8 +119,8 @@ export class WeightUploads {
     // (in Chromium, in shared memory on both sides as well) and its staging is held until a submit completes.
     b = this.device.createBuffer({ size: Math.max(16, Math.ceil(bytes.byteLength / 16) * 16), usage: STORAGE | COPY_DST, label: id });
     const whole = bytes.byteLength & ~3; // writeBuffer takes multiples of 4 bytes; the tail is padded below
-    for (let at = 0; at < whole; at += WRITE_CHUNK) {
-      this.device.queue.writeBuffer(b, at, bytes.buffer, bytes.byteOffset + at, Math.min(WRITE_CHUNK, whole - at));
+    for (let at = 0; at < whole; at += this.chunk) {
+      this.device.queue.writeBuffer(b, at, bytes.buffer, bytes.byteOffset + at, Math.min(this.chunk, whole - at));
     }
     if (whole < bytes.byteLength) {
       const tail = new Uint8Array(4);

@@ -4,13 +4,16 @@
  * `npx rwkvc --version`, `npx rwkvc demo`, the README's "From TypeScript" block (taken from the README
  * inside the tarball) as a `.mjs`, and a user's `.ts` model description (the one case that loads tsx).
  *
- * Packing runs in a copy of the working tree (this checkout's dist/ is not touched). Installing: the tarball is unpacked into node_modules/rwkvc and its dependencies are linked from this
+ * Packing runs in a copy of the working tree (this checkout's dist/ is not touched). When this checkout's dist/
+ * is current (what bin/rwkvc.js checks: built after every source changed; CI builds it before the tests), the copy
+ * takes it and packs with --ignore-scripts instead of building it again (the same `npm run build` on the same
+ * sources), and the test checks that prepack is that build. Installing: the tarball is unpacked into node_modules/rwkvc and its dependencies are linked from this
  * checkout's node_modules (an `npm install` of them extracts ~550 MB: onnxruntime-node, webgpu, koffi),
  * with the bin link npm would make. RWKVC_PACK_NPM_INSTALL=1 runs a real
  * `npm install <tgz> --prefer-offline` instead (needs the npm registry for package metadata).
  */
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -85,13 +88,29 @@ function copyTree(to: string): void {
   symlinkSync(join(ROOT, 'node_modules'), join(to, 'node_modules'), 'dir');
 }
 
+/** Folders of sources dist/ is built from (bin/rwkvc.js's list). */
+const SOURCES = ['kernels', 'ir', 'compiler', 'targets', 'runtime', 'driver', 'cli', 'bench', 'examples'];
+
+/** Is this checkout's dist/ a build of its sources as they are (bin/rwkvc.js's test: dist/build.json, written last, newer than all)? */
+function distIsCurrent(): boolean {
+  const built = join(ROOT, 'dist', 'build.json');
+  if (!existsSync(built)) return false;
+  const at = statSync(built).mtimeMs;
+  for (const dir of SOURCES)
+    for (const f of readdirSync(join(ROOT, dir), { recursive: true }) as string[]) if (statSync(join(ROOT, dir, f)).mtimeMs > at) return false;
+  return statSync(join(ROOT, 'package.json')).mtimeMs <= at;
+}
+
 beforeAll(() => {
   work = mkdtempSync(join(tmpdir(), 'rwkvc-pack-'));
   const tree = join(work, 'tree');
   copyTree(tree);
   const packs = join(work, 'packs');
   mkdirSync(packs);
-  const p = sh('npm', ['pack', '--pack-destination', packs], tree, 300_000);
+  // packing runs prepack, the build; a current dist/ is that build already (what `npm pack` ships: package.json "files")
+  const reuse = distIsCurrent();
+  if (reuse) cpSync(join(ROOT, 'dist'), join(tree, 'dist'), { recursive: true });
+  const p = sh('npm', ['pack', '--pack-destination', packs, ...(reuse ? ['--ignore-scripts'] : [])], tree, 300_000);
   expect(p.status, why(p)).toBe(0);
   const tgz = readdirSync(packs).filter((f) => f.endsWith('.tgz'));
   expect(tgz).toEqual([`rwkvc-${OWN.version}.tgz`]);
@@ -112,6 +131,13 @@ afterAll(() => {
 });
 
 describe('npm pack → install → plain Node', () => {
+  it('packing builds dist/ first (prepack), from a clean dist/', () => {
+    const scripts = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts;
+    expect(scripts.prepack).toBe('npm run build');
+    expect(scripts.build).toBe('node bin/build.js');
+    expect(readFileSync(join(ROOT, 'bin', 'build.js'), 'utf8')).toContain('rmSync(dist, { recursive: true, force: true });');
+  });
+
   it('ships the compiled JS, the types of every export and the run-time assets, and no TypeScript sources', () => {
     const pkg = join(project, 'node_modules', 'rwkvc');
     const manifest = JSON.parse(readFileSync(join(pkg, 'package.json'), 'utf8')) as { exports: Record<string, string | { types: string; default: string }> };

@@ -7,7 +7,7 @@ import type { Graph } from '../ir/node.ts';
 import { printGraph } from '../ir/print.ts';
 import { verifyGraph } from '../ir/verify.ts';
 import { UserError } from '../kernels/errors.ts';
-import { rewrite, type Rule } from './rewrite.ts';
+import { hasDuplicatesOrDead, rewrite, type Rule } from './rewrite.ts';
 import { canonicalize, constantFold } from './passes/canonicalize.ts';
 import { foldLn0 } from './passes/fold-ln0.ts';
 import { foldKvRepeat } from './passes/fold-kv-repeat.ts';
@@ -47,7 +47,7 @@ export const PASSES: Pass[] = [
     }) },
   { name: 'constant-fold', summary: 'ops on constants become constants', rules: () => [constantFold],
     applies: (g) => g.nodes.some((n) => (n.op === 'unary' || n.op === 'binary') && n.inputs.every((r) => g.nodes[r.id].op === 'const')) },
-  { name: 'cse-dce', summary: 'merge identical nodes, drop unused ones', rules: () => [] },
+  { name: 'cse-dce', summary: 'merge identical nodes, drop unused ones', rules: () => [], applies: hasDuplicatesOrDead },
   { name: 'fold-ln0', summary: 'LayerNorm of the embedding folded into the table (f32, at load)', rules: () => [foldLn0],
     applies: (g) => g.nodes.some((n) => n.op === 'layernorm' && g.nodes[n.inputs[0].id].op === 'embed') },
   { name: 'fold-kv-repeat', summary: 'repeat(W·x) of grouped k/v heads → W\'·x, rows of W repeated (at load)', rules: () => [foldKvRepeat], applies: (g) => has(g, 'repeat') },

@@ -192,6 +192,46 @@ class Rewriter {
   }
 }
 
+/**
+ * Would a rewrite with no rules change g: are two nodes the same (op, attributes and inputs; graph inputs
+ * excepted) or does no output reach a node? A scan without building a graph, for the cse-dce pass's `applies`.
+ */
+export function hasDuplicatesOrDead(g: Graph): boolean {
+  const nodes = g.nodes, N = nodes.length;
+  const byHash = new Map<number, number>(), sameHash = new Int32Array(N).fill(-1), attrIdOf = new Int32Array(N);
+  const attrIds = new Map<string, Map<string, number>>();
+  let attrCount = 0;
+  for (let id = 0; id < N; id++) {
+    const n = nodes[id];
+    let ofOp = attrIds.get(n.op);
+    if (!ofOp) attrIds.set(n.op, (ofOp = new Map()));
+    const a = attrsKey(n.attrs);
+    let aid = ofOp.get(a);
+    if (aid === undefined) ofOp.set(a, (aid = attrCount++));
+    attrIdOf[id] = aid;
+    let h = aid;
+    for (let k = 0; k < n.inputs.length; k++) h = (Math.imul(h, 31) + n.inputs[k].id * 8 + n.inputs[k].out) & 0x3fffffff;
+    const first = byHash.get(h);
+    if (n.op !== 'input')
+      for (let o = first ?? -1; o >= 0; o = sameHash[o]) if (attrIdOf[o] === aid && sameRefs(nodes[o].inputs, n.inputs)) return true;
+    sameHash[id] = first ?? -1;
+    byHash.set(h, id);
+  }
+  const live = new Uint8Array(N), stack: number[] = [];
+  for (const o of g.outputs) stack.push(o.ref.id);
+  for (let i = 0; i < N; i++) if (nodes[i].op === 'input') stack.push(i);
+  let count = 0;
+  while (stack.length) {
+    const id = stack.pop()!;
+    if (live[id]) continue;
+    live[id] = 1;
+    count++;
+    const ins = nodes[id].inputs;
+    for (let k = 0; k < ins.length; k++) if (!live[ins[k].id]) stack.push(ins[k].id);
+  }
+  return count !== N;
+}
+
 const sameType = (a: TensorType, b: TensorType) => a === b || (a.dtype === b.dtype && sameShape(a.shape, b.shape));
 
 const none: Node[] = [];

@@ -24,8 +24,10 @@ export function planMemory(kernels: Kernel[], buffers: BufferDecl[], maxT: numbe
   // by offset, ties in placing order: the buffers a new one's lifetime clashes with are then visited lowest first
   const placed: { start: number; end: number; off: number; size: number }[] = [];
   let peak = 0;
-  for (const b of [...acts].sort((p, q) => size(q) - size(p) || p.name.localeCompare(q.name))) {
-    const start = first.get(b.name) ?? 0, end = last.get(b.name) ?? 0, sz = size(b);
+  const sizes = new Map<BufferDecl, number>(); // once per buffer, not per comparison of the sort
+  for (const b of acts) sizes.set(b, size(b));
+  for (const b of [...acts].sort((p, q) => sizes.get(q)! - sizes.get(p)! || p.name.localeCompare(q.name))) {
+    const start = first.get(b.name) ?? 0, end = last.get(b.name) ?? 0, sz = sizes.get(b)!;
     let off = 0;
     // indexed: this loop runs ~n²/2 times for n buffers (thousands at 61 layers), an iterator's steps would be garbage
     for (let i = 0; i < placed.length; i++) {

@@ -282,18 +282,17 @@ function deadCodeElimination(name: string, nodes: Node[], results: Ref[][], outp
     renum[i] = kept.length;
     kept.push(nodes[i]);
   }
-  const re = (r: Ref) => results[r.id][r.out];
-  for (const n of kept) {
-    const m = n as { id: number; inputs: readonly Ref[] };
-    const ins = n.inputs, now: Ref[] = new Array(ins.length);
-    for (let k = 0; k < ins.length; k++) now[k] = re(ins[k]);
-    m.inputs = now;
+  for (let j = 0; j < kept.length; j++) {
+    const ins = kept[j].inputs, now: Ref[] = new Array(ins.length);
+    for (let k = 0; k < ins.length; k++) now[k] = results[ins[k].id][ins[k].out];
+    (kept[j] as { inputs: readonly Ref[] }).inputs = now;
   }
-  const outs = outputs.map((o) => ({ name: o.name, ref: re(o.ref) }));
+  const outs = outputs.map((o) => ({ name: o.name, ref: results[o.ref.id][o.ref.out] }));
   for (let i = 0; i < M; i++) {
     if (!live[i]) continue;
     (nodes[i] as { id: number }).id = renum[i];
-    for (const r of results[i]) (r as { id: number }).id = renum[i];
+    const rs = results[i];
+    for (let k = 0; k < rs.length; k++) (rs[k] as { id: number }).id = renum[i];
   }
   return Object.freeze({ name, nodes: Object.freeze(kept), outputs: Object.freeze(outs) });
 }

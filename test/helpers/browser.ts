@@ -63,7 +63,8 @@ export async function openPage(browser: Browser, url: string): Promise<{ page: P
   const log: PageLog = { lines: [] };
   page.on('console', (m) => log.lines.push(`${m.type()}: ${m.text()}`));
   page.on('pageerror', (e) => log.lines.push(`pageerror: ${e.message}`));
-  await page.goto(url);
+  // the first page a file opens transpiles its modules in the static server: past playwright's 30 s default on a busy machine
+  await page.goto(url, { timeout: 120_000 });
   return { page, log };
 }
 

@@ -64,8 +64,8 @@ function callSiteKey(): string | undefined {
   Error.prepareStackTrace = prepareStackTrace;
   Error.stackTraceLimit = stackTraceLimit;
   if (!Array.isArray(frames)) return undefined; // another engine's stack traces
-  for (const f of frames) {
-    const url = f.getFileName(), line = f.getLineNumber();
+  for (let i = 0; i < frames.length; i++) { // indexed: this runs once per node, mostly before the JIT has optimised it
+    const f = frames[i], url = f.getFileName(), line = f.getLineNumber();
     if (!url || line === null) continue;
     if (outsideIr(url.startsWith('file://') ? filePath(url) : url)) return `${url}:${line}:${f.getColumnNumber()}`;
   }
@@ -98,13 +98,16 @@ export class Builder {
 
   /** Add a node; its result types are inferred and checked now, so a DSL mistake points at its line. */
   node<K extends OpName>(op: K, inputs: Tensor[], attrs: NodeAttrs[K], loc = callerLoc()): Tensor[] {
-    for (const t of inputs)
-      if (t.b !== this) throw new UserError(`${fmtLoc(loc)}: ${op}: an input comes from another model builder`);
-    const refs = inputs.map((t) => t.ref);
+    const refs: Ref[] = new Array(inputs.length), ins: TensorType[] = new Array(inputs.length);
+    for (let i = 0; i < inputs.length; i++) {
+      if (inputs[i].b !== this) throw new UserError(`${fmtLoc(loc)}: ${op}: an input comes from another model builder`);
+      refs[i] = inputs[i].ref;
+      ins[i] = inputs[i].type;
+    }
     const id = this.nodes.length;
     let types: TensorType[];
     try {
-      types = inferTypes(op, inputs.map((t) => t.type), attrs);
+      types = inferTypes(op, ins, attrs);
     } catch (e) {
       throw new UserError(`${fmtLoc(loc)}: ${op}: ${(e as Error).message}`);
     }

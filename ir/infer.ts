@@ -30,7 +30,10 @@ export function inferTypes<K extends OpName>(op: K, ins: TensorType[], attrs: No
   const arity = (n: number) => {
     if (ins.length !== n) fail(`expects ${n} inputs, got ${ins.length}`);
   };
-  for (const t of ins) if (t.dtype !== 'f32' && !(op === 'embed' && t === ins[0])) fail(`inputs must be f32 activations, got ${t.dtype}`);
+  for (let i = 0; i < ins.length; i++) { // indexed: called for every node the DSL and the passes make, mostly before the JIT has optimised it
+    const t = ins[i];
+    if (t.dtype !== 'f32' && !(op === 'embed' && t === ins[0])) fail(`inputs must be f32 activations, got ${t.dtype}`);
+  }
   switch (op) {
     case 'input': {
       const { dtype, shape } = attrs as NodeAttrs['input'];

@@ -37,6 +37,7 @@ import {
 } from '../helpers/golden.ts';
 
 const B = 3; // sequences of the batch program
+const PARTIAL = 4; // the batch test's last calls with B − 1 sequences
 const MODES = ['step', 'seq', 'chunks:4'];
 const WEIGHT_FORMATS = ['f32', 'bf16', 'f16', 'int8', 'q4_0', 'q4_1'] as const;
 
@@ -133,24 +134,34 @@ describe.each(suiteTargets({ withOracle: true }))('%s on the official fixtures',
       const seq = (b: number) => (b === 0 ? golden.tokens : Int32Array.from(golden.tokens, (t, i) => (t * (2 * b + 1) + 7 * i + b) % vocab));
       const alone = [];
       for (let b = 1; b < B; b++) alone.push(await runFrom0(await modelOrSkip(ctx, target, name, 'f32'), seq(b), 'step', vocab));
-      /** The B sequences through runBatch, one token of each per call (the last `partial` calls with B − 1 sequences). */
-      const batched = async (m: TargetModel, partial: number) => {
+      /**
+       * The B sequences through runBatch, one token of each per call: `full`, B sequences in every call, and
+       * `partial`, the last PARTIAL calls with B − 1 (the last sequence sits them out). The calls before are
+       * the same for both: they run once, and each continues from the states they leave.
+       */
+      const batched = async (m: TargetModel) => {
         expect(m.runBatch, 'a plan with a batch program runs it').toBeDefined();
+        type Run = { logits: Float32Array; state: StateTensors }[];
+        const calls = async (from: number, to: number, n: number, start: Run): Promise<Run> => {
+          const logits = start.map((r) => r.logits.slice());
+          let states = start.map((r) => r.state);
+          for (let t = from; t < to; t++) {
+            const r = await m.runBatch!(Int32Array.from({ length: n }, (_, b) => seq(b)[t]), states.slice(0, n));
+            for (let b = 0; b < n; b++) logits[b].set(r.logits.subarray(b * vocab, (b + 1) * vocab), t * vocab);
+            states = [...r.states, ...states.slice(n)];
+          }
+          return logits.map((l, b) => ({ logits: l, state: states[b] }));
+        };
         const zero = zeroState(await m.readState());
-        let states = Array.from({ length: B }, () => zero);
-        const logits = Array.from({ length: B }, () => new Float32Array(N * vocab));
-        for (let t = 0; t < N; t++) {
-          const n = t < N - partial ? B : B - 1;
-          const r = await m.runBatch!(Int32Array.from({ length: n }, (_, b) => seq(b)[t]), states.slice(0, n));
-          for (let b = 0; b < n; b++) logits[b].set(r.logits.subarray(b * vocab, (b + 1) * vocab), t * vocab);
-          states = [...r.states, ...states.slice(n)];
-        }
-        return logits.map((l, b) => ({ logits: l, state: states[b] }));
+        const shared = await calls(0, N - PARTIAL, B, Array.from({ length: B }, () => ({ logits: new Float32Array(N * vocab), state: zero })));
+        return { full: await calls(N - PARTIAL, N, B, shared), partial: await calls(N - PARTIAL, N, B - 1, shared) };
       };
       const m = await modelOrSkip(ctx, target, name, 'f32');
       const own = await m.readState();
-      for (const partial of [0, 4]) {
-        const got = await batched(m, partial);
+      const runs = await batched(m);
+      const wants = target !== ORACLE ? await batched(await modelOrSkip(ctx, ORACLE, name, 'f32')) : null;
+      for (const partial of [0, PARTIAL]) {
+        const got = partial ? runs.partial : runs.full;
         const what = (b: number) => `${partial ? `last ${partial} calls with ${B - 1} sequences, ` : ''}sequence ${b}`;
         const d = compareRun(got[0].logits, got[0].state, golden);
         expect(d.logits, `${what(0)}: logits`).toBeLessThanOrEqual(1e-4);
@@ -162,8 +173,8 @@ describe.each(suiteTargets({ withOracle: true }))('%s on the official fixtures',
           expectClose(got[b].logits, alone[b - 1].logits, 1e-5, `${what(b)} vs step mode alone: logits`);
           for (const k of Object.keys(own)) expectClose(got[b].state[k], alone[b - 1].state[k], 1e-5, `${what(b)} vs step mode alone: ${k}`);
         }
-        if (target !== ORACLE) {
-          const want = await batched(await modelOrSkip(ctx, ORACLE, name, 'f32'), partial);
+        if (wants) {
+          const want = partial ? wants.partial : wants.full;
           for (let b = 0; b < B; b++) {
             expectClose(got[b].logits, want[b].logits, per.model, `${what(b)} vs the plan target: logits`);
             for (const k of Object.keys(own)) expectClose(got[b].state[k], want[b].state[k], per.model, `${what(b)} vs the plan target: ${k}`);

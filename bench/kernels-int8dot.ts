@@ -8,7 +8,7 @@
  *
  * Usage: npx tsx --experimental-wasm-relaxed-simd [--print-wasm-code] bench/kernels-int8dot.ts
  */
-import { assemble } from '../targets/wasm/wat.ts';
+import { assemble } from '../targets/wasm/assemble.ts';
 
 const K = 8;
 

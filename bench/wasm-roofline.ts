@@ -7,7 +7,7 @@
  * Usage: npx tsx bench/wasm-roofline.ts [threads...]
  */
 import { availableParallelism } from 'node:os';
-import { assemble } from '../targets/wasm/wat.ts';
+import { assemble } from '../targets/wasm/assemble.ts';
 import { startTeam } from '../targets/wasm/team.ts';
 import { compileOptimized } from '../targets/wasm/runtime.ts';
 import { CONTROL_BYTES } from '../targets/wasm/abi.ts';

@@ -65,7 +65,7 @@ export async function footprint(target: string, plan: KernelPlan, budget: Budget
   const weights = planFormat(plan);
   const base = { target, weights, hostBytes: 0 };
   try {
-    if (target === 'wasm') return wasmFootprint(plan, budget, base, (await import('../targets/wasm/codegen.ts')).wasmLayout);
+    if (target === 'wasm') return wasmFootprint(plan, budget, base, (await import('../targets/wasm/build.ts')).wasmLayout);
     if (target === 'wgsl' || target === 'cuda') return gpuFootprint(target, plan, budget, base);
   } catch (e) {
     const msg = (e as Error).message.split('\n')[0]!;

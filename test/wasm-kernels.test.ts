@@ -16,7 +16,7 @@ import { dequantize } from '../kernels/dtype.ts';
 import { compileWasm } from '../targets/wasm/codegen.ts';
 import type { LinearSchedule } from '../targets/wasm/linear.ts';
 import { mathlib } from '../targets/wasm/mathlib.ts';
-import { assemble } from '../targets/wasm/wat.ts';
+import { assemble } from '../targets/wasm/assemble.ts';
 import { loadWasmArtifact } from '../targets/wasm/runtime.ts';
 import { seededRandom as rng } from '../runtime/random-model.ts';
 import { expectClose, perTarget } from './helpers/conformance.ts';

@@ -1,26 +1,7 @@
 /**
- * WAT assembly (compile time only: the runtime loads the finished .wasm and never imports this file)
- * and the small text helpers every kernel renderer shares.
+ * The small WAT text helpers every kernel renderer shares (assembling the text is assemble.ts: loading wabt
+ * takes 100–250 ms, which sizing a plan, `compile --emit plan`, never needs).
  */
-import wabtInit from 'wabt';
-
-const wabt = await wabtInit();
-
-/** Assemble WAT text to a binary. `relaxed` allows the relaxed-SIMD opcodes. */
-export function assemble(text: string, relaxed = false): Uint8Array<ArrayBuffer> {
-  const mod = wabt.parseWat('rwkvc.wat', text, {
-    simd: true, threads: true, bulk_memory: true, sat_float_to_int: true, sign_extension: true,
-    mutable_globals: true, multi_value: true, relaxed_simd: relaxed,
-  });
-  try {
-    // wabt's own validate() ignores the feature flags (it rejects shared memories), so the binary is
-    // checked by WebAssembly.validate where the engine supports the features instead.
-    return new Uint8Array(mod.toBinary({}).buffer);
-  } finally {
-    mod.destroy();
-  }
-}
-
 /** An f32 literal WAT accepts: the shortest decimal of the f32 value, which parses back to it exactly. */
 function f32lit(v: number): string {
   if (Number.isNaN(v)) return 'nan';

@@ -23,7 +23,7 @@ import type { ModelConfig } from '../kernels/config.ts';
 import type { WeightDType } from '../kernels/plan.ts';
 import { runBrowserBench, table } from '../bench/browser-3b.ts';
 import finch from '../examples/finch.ts';
-import { wasmLayout } from '../targets/wasm/codegen.ts';
+import { wasmLayout } from '../targets/wasm/build.ts';
 import { loadWasmArtifact } from '../targets/wasm/runtime.ts';
 import { tmpdir } from 'node:os';
 

@@ -15,10 +15,12 @@ const COPY_DST = 0x8; // GPUBufferUsage.COPY_DST
  * Bytes per queue.writeBuffer call, and bytes written between waits for the queue to drain. Each write is
  * staged by the implementation (Dawn frees a staging buffer once the submission that copies it has
  * completed; in Chromium the bytes also cross to the GPU process through shared memory), so at most about
- * FLUSH_BYTES of staging are alive at once. Measured on SwiftShader, where buffers live in Chromium's GPU
- * process: a finch-3b (int8) load through mappedAtCreation, one whole buffer at a time with no waits, had
- * that process at 9.3 GiB for 3.2 GiB of weights (issue 14); through these writes, 3.4 GiB at the end of
- * the load. (In Node, Dawn without the wire, both ways hold the buffers' bytes once.)
+ * FLUSH_BYTES of staging are alive at once. Measured with finch-3b (int8, 2.99 GiB of buffers) in headless
+ * Chromium on SwiftShader (bench/browser-3b.ts), the old way, mappedAtCreation with nothing submitted until
+ * the load ended: every buffer's bytes piled up in the renderer's shared memory (3.5 GiB) while the GPU
+ * process stayed at 0.15 GiB, then the first submit made the GPU process take them all at once, to 9.3 GiB
+ * (shared memory, Dawn's staging and the buffers). These writes keep both in step: GPU process 3.43 GiB,
+ * renderer 1.92 GiB at their peaks. (In Node, Dawn without the wire, both ways hold the bytes once.)
  */
 export const WRITE_CHUNK = 4 << 20;
 export const FLUSH_BYTES = 64 << 20;

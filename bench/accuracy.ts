@@ -22,7 +22,8 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { WeightDType } from '../kernels/plan.ts';
-import { DEFAULT_DSL, loadTargetForModel } from '../driver/load.ts';
+import { loadTargetForModel } from '../driver/load.ts';
+import { DEFAULT_DSL } from '../driver/dsl.ts';
 import { initialState, openModel, type OpenModel } from '../runtime/model.ts';
 import { runTokens } from '../runtime/run-tokens.ts';
 import { PRESETS } from '../runtime/presets.ts';

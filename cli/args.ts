@@ -4,7 +4,7 @@
  */
 import { availableParallelism } from 'node:os';
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { MAX_THREADS } from '../driver/load.ts';
+import { MAX_THREADS } from '../driver/threads.ts';
 import { TARGETS } from '../targets/registry.ts';
 import type { Target } from '../targets/target.ts';
 

@@ -10,9 +10,8 @@ import { PASSES } from '../compiler/pipeline.ts';
 import { printGraph } from '../ir/print.ts';
 import type { WeightDType } from '../kernels/plan.ts';
 import { CONFIG_JSON_HELP, resolveConfig } from './config-arg.ts';
-import { buildGraph } from '../driver/load.ts';
-import { summarizePlan, formatSummary } from './inspect.ts';
-import { emitPackage } from '../driver/emit-package.ts';
+import { buildGraph } from '../driver/dsl.ts';
+import { summarizePlan, formatSummary } from './plan-summary.ts';
 import { PRESETS } from '../runtime/presets.ts';
 
 const list = (v: string, prev: string[] = []) => [...prev, ...v.split(',')];
@@ -48,9 +47,10 @@ Examples:
     .action(async (dsl: string, o) => {
       const clock = phaseClock();
       o.emit ??= o.target ? 'files' : 'plan';
-      const config = resolveConfig(o.config);
+      const config = await resolveConfig(o.config);
       const t0 = performance.now();
       if (o.emit === 'package') {
+        const { emitPackage } = await import('../driver/emit-package.ts');
         const p = await emitPackage({ dsl, config, out: o.out, weights: o.weights as WeightDType, chunk: o.chunk });
         process.stderr.write(`rwkvc: wrote package ${p.name} (class ${p.className}, ${p.files.length} files) in ${(performance.now() - t0).toFixed(0)} ms → ${p.dir}\n`);
         if (o.time) process.stderr.write(clock.report('package'));

@@ -2,7 +2,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import type { ModelConfig } from '../kernels/config.ts';
 import { UserError } from '../kernels/errors.ts';
-import { openModel } from '../runtime/model.ts';
 import { PRESETS } from '../runtime/presets.ts';
 
 /**
@@ -41,7 +40,8 @@ export const CONFIG_JSON_HELP =
   'camelCase (nLayer …) and Hugging Face names (num_hidden_layers, hidden_size, num_attention_heads, ' +
   'intermediate_size, attention_hidden_size) also accepted';
 
-export function resolveConfig(arg: string): ModelConfig {
+/** A preset, a config JSON, or a checkpoint's config (its reader loaded only then: compiling from a preset reads no checkpoint). */
+export async function resolveConfig(arg: string): Promise<ModelConfig> {
   if (PRESETS[arg]) return PRESETS[arg];
   if (!existsSync(arg)) throw new UserError(`--config: '${arg}' is neither a preset (${Object.keys(PRESETS).join(', ')}) nor a file`);
   if (arg.endsWith('.json')) {
@@ -53,7 +53,7 @@ export function resolveConfig(arg: string): ModelConfig {
     }
     return parseConfigJson(j, arg);
   }
-  const m = openModel(arg);
+  const m = (await import('../runtime/model.ts')).openModel(arg);
   m.close();
   return m.config;
 }

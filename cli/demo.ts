@@ -10,14 +10,14 @@ import { Command } from 'commander';
 import { compileGraph } from '../compiler/index.ts';
 import type { ModelConfig } from '../kernels/config.ts';
 import { materializeWeight } from '../kernels/weights.ts';
-import { buildGraph, DEFAULT_DSL } from '../driver/load.ts';
+import { buildGraph, DEFAULT_DSL } from '../driver/dsl.ts';
 import { openModel } from '../runtime/model.ts';
 import { runTokens } from '../runtime/run-tokens.ts';
 import { writeRandomModel } from '../runtime/random-model.ts';
 import type { TargetModel } from '../targets/backend.ts';
 import { planTargets } from '../targets/registry.ts';
 import { loadGraph, loadPlan } from '../driver/targets.ts';
-import { summarizePlan } from './inspect.ts';
+import { summarizePlan } from './plan-summary.ts';
 
 const DEMO: ModelConfig = { nLayer: 4, nEmbd: 256, headSize: 64, nHead: 4, dimFfn: 896, vocabSize: 1024, loraMix: 32, loraDecay: 64 };
 

@@ -1,7 +1,7 @@
 import { Command, Option } from 'commander';
 import { openModel } from '../runtime/model.ts';
 import { checkWritable } from '../runtime/checkpoint/fileio.ts';
-import { DEFAULT_DSL } from '../driver/load.ts';
+import { DEFAULT_DSL } from '../driver/dsl.ts';
 import { ONNX_WEIGHTS, writeOnnx } from '../driver/onnx/index.ts';
 
 /** `rwkvc onnx`: a checkpoint as an ONNX model (the step model, or the Scan prefill model) for any ONNX runtime. */

@@ -26,7 +26,7 @@ import type { ModelConfig } from '../kernels/config.ts';
 import type { KernelPlan, WeightDType } from '../kernels/plan.ts';
 import { TARGETS } from '../targets/registry.ts';
 import { UserError } from '../kernels/errors.ts';
-import { buildGraph } from './load.ts';
+import { buildGraph } from './dsl.ts';
 import { rwkvcVersion } from './version.ts';
 import { PRESETS } from '../runtime/presets.ts';
 import { compileGraph } from '../compiler/index.ts';

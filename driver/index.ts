@@ -4,7 +4,9 @@
  * decode, state, fork). The runtime alone is `rwkvc/runtime`; the DSL for writing model descriptions is
  * `rwkvc/dsl`; the compiler is `rwkvc/compiler`.
  */
-export { load, buildGraph, DEFAULT_DSL, MAX_THREADS, type LoadOptions } from './load.ts';
+export { load, type LoadOptions } from './load.ts';
+export { buildGraph, DEFAULT_DSL } from './dsl.ts';
+export { MAX_THREADS } from './threads.ts';
 export { emitPackage, type EmitPackageOptions, type EmittedPackage } from './emit-package.ts';
 export { rwkvcVersion } from './version.ts';
 export { Session, type GenerateOptions, type StateSnapshot } from '../runtime/session.ts';

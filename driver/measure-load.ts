@@ -10,7 +10,8 @@
 import { readFileSync, statSync } from 'node:fs';
 import type { WeightDType } from '../kernels/plan.ts';
 import { openModel } from '../runtime/model.ts';
-import { buildGraph, DEFAULT_DSL, loadTargetForModel } from './load.ts';
+import { loadTargetForModel } from './load.ts';
+import { buildGraph, DEFAULT_DSL } from './dsl.ts';
 import { loadPlan } from './targets.ts';
 import { compileGraph } from '../compiler/index.ts';
 import { PRESETS } from '../runtime/presets.ts';

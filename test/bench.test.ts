@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { probeWat } from '../bench/wasm-roofline.ts';
 import { openOrtPeer } from '../bench/onnxruntime.ts';
 import { parsePeers } from '../cli/bench.ts';
-import { DEFAULT_DSL } from '../driver/load.ts';
+import { DEFAULT_DSL } from '../driver/dsl.ts';
 import type { OpenModel } from '../runtime/model.ts';
 
 describe('roofline probes', () => {

@@ -17,7 +17,7 @@ import { browserSkipReason, launchChromium, openPage, REPO_ROOT, startStaticServ
 import { FIXTURES, maxAbsDiff, readGolden } from './helpers/golden.ts';
 import { autoThreads, BYTES_PER_THREAD, bytesPerToken } from '../examples/browser/threads.ts';
 import { compileGraph } from '../compiler/index.ts';
-import { buildGraph } from '../driver/load.ts';
+import { buildGraph } from '../driver/dsl.ts';
 import { PRESETS } from '../runtime/presets.ts';
 import type { ModelConfig } from '../kernels/config.ts';
 import type { WeightDType } from '../kernels/plan.ts';

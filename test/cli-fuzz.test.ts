@@ -9,7 +9,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { count, int, num, oneOf, threads } from '../cli/args.ts';
 import { parseTokens } from '../cli/logits.ts';
-import { MAX_THREADS } from '../driver/load.ts';
+import { MAX_THREADS } from '../driver/threads.ts';
 import { UserError } from '../kernels/errors.ts';
 import { parseMode } from '../runtime/run-tokens.ts';
 

@@ -131,8 +131,8 @@ describe('option aliases and suggestions', () => {
 
 describe('--config: a config .json', () => {
   const tiny = PRESETS['finch-tiny']!;
-  it('takes the fixtures\' golden.json (snake_case, with its metadata keys) as the fixture shape', () => {
-    expect(resolveConfig(join(FIXTURES, 'finch-tiny', 'golden.json'))).toEqual(tiny);
+  it('takes the fixtures\' golden.json (snake_case, with its metadata keys) as the fixture shape', async () => {
+    expect(await resolveConfig(join(FIXTURES, 'finch-tiny', 'golden.json'))).toEqual(tiny);
   });
 
   it('takes camelCase, Hugging Face names, and fills the optional fields with RWKV-6\'s defaults', () => {

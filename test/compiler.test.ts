@@ -21,7 +21,7 @@ import { loadRefTarget } from '../targets/ref/runtime.ts';
 import { compareRun, FIXTURE_NAMES, FIXTURES, maxAbsDiff, readGolden } from './helpers/golden.ts';
 import { randomInputs, tinyConfig } from './helpers/models.ts';
 import { randomTensors } from '../runtime/random-model.ts';
-import { summarizePlan } from '../cli/inspect.ts';
+import { summarizePlan } from '../cli/plan-summary.ts';
 
 const opts: CompileOptions = { weights: 'f32', logits: 'all' };
 

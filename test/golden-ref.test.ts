@@ -1,7 +1,7 @@
 /** The reference interpreter on the unfused Finch graph against the official implementation. */
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { buildGraph } from '../driver/load.ts';
+import { buildGraph } from '../driver/dsl.ts';
 import { openModel } from '../runtime/model.ts';
 import { runTokens, parseMode } from '../runtime/run-tokens.ts';
 import { loadRefTarget } from '../targets/ref/runtime.ts';

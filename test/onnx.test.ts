@@ -15,7 +15,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { openModel } from '../runtime/model.ts';
 import { openCheckpoint } from '../runtime/checkpoint/index.ts';
 import { runTokens, type Mode } from '../runtime/run-tokens.ts';
-import { buildGraph, DEFAULT_DSL } from '../driver/load.ts';
+import { buildGraph, DEFAULT_DSL } from '../driver/dsl.ts';
 import { exportModels, exportOnnx } from '../driver/onnx/index.ts';
 import { decodeModel, DT } from '../driver/onnx/proto.ts';
 import { createOrtModel } from '../driver/onnx/ort-model.ts';

@@ -10,7 +10,7 @@ import type { AnyModelConfig } from '../kernels/config.ts';
 import type { KernelPlan } from '../kernels/plan.ts';
 import { PRESETS } from '../runtime/presets.ts';
 import { qrwkv6Tensors } from '../runtime/checkpoint/hf-qrwkv6.ts';
-import { buildGraph } from '../driver/load.ts';
+import { buildGraph } from '../driver/dsl.ts';
 import { compileGraph } from '../compiler/index.ts';
 import { getTarget } from '../targets/registry.ts';
 import { DEFAULT_LIMITS, lowerPlan } from '../targets/gpu/lower.ts';

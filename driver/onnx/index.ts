@@ -7,7 +7,8 @@ import type { OpenModel } from '../../runtime/model.ts';
 import type { TargetModel } from '../../targets/backend.ts';
 import { UserError } from '../../kernels/errors.ts';
 import { checkWritable, writeFileAtomic } from '../../runtime/checkpoint/fileio.ts';
-import { buildGraph, checkThreads } from '../load.ts';
+import { buildGraph } from '../dsl.ts';
+import { checkThreads } from '../threads.ts';
 import { exportOnnx, ONNX_WEIGHTS, weightBytes, type OnnxExportOptions, type OnnxWeights } from './export.ts';
 import { createOrtModel } from './ort-model.ts';
 

@@ -15,7 +15,8 @@ describe('rwkvc bench --all', () => {
     const all = allParts({ dir: 'docs/bench', preset: 'bench-0.1b', threads: 2 });
     expect(all.map((p) => p.key)).toEqual(['wasm', 'onnxruntime', 'context', 'kernels', 'wgsl', 'wgsl']);
     expect(new Set(all.map((p) => p.key))).toEqual(new Set(PART_KEYS));
-    for (const { args } of all) expect(args.slice(args.indexOf('--preset'), args.indexOf('--preset') + 2)).toEqual(['--preset', 'bench-0.1b']);
+    // the SwiftShader (WebGPU) parts run the fixture shape; the rest the preset asked for
+    for (const { key, args } of all) expect(args.slice(args.indexOf('--preset'), args.indexOf('--preset') + 2)).toEqual(['--preset', key === 'wgsl' ? 'finch-tiny' : 'bench-0.1b']);
     expect(all.flatMap(({ args }) => args.filter((x) => x.endsWith('.svg')))).toEqual(['docs/bench/wasm.svg', 'docs/bench/context.svg']);
     // the peers the issue names, each in a part
     expect(all.filter((p) => p.args.includes('--peer')).map((p) => p.args[p.args.indexOf('--peer') + 1])).toEqual(['all', 'onnxruntime', 'onnxruntime']);

@@ -66,7 +66,9 @@ export async function openLlamaCppVulkan(gguf: string, weights: GgufFormat, thre
     if (line.startsWith('\u0001')) replies.shift()?.(JSON.parse(line.slice(1)));
     else scan(line);
   });
-  const done = new Promise<void>((res) => child.on('exit', (code, signal) => {
+  // 'close', not 'exit': 'exit' may come before the last stderr lines are read (ggml's "error loading model"
+  // was missing from the reason under load), 'close' only after the child's stdio has ended
+  const done = new Promise<void>((res) => child.on('close', (code, signal) => {
     exited = signal ? `crashed with ${signal}` : code ? `exited with status ${code}` : 'exited';
     for (const r of replies.splice(0)) r({ error: fail() });
     res();

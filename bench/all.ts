@@ -12,12 +12,12 @@
  * all threads (its transformer's prefill to 16k is quadratic in attention: minutes on one thread).
  */
 import { spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { machineLine } from './bandwidth.ts';
+import { rwkvcVersion } from '../driver/version.ts';
 
 export const PART_KEYS = ['wasm', 'onnxruntime', 'context', 'kernels', 'wgsl'] as const;
 
@@ -59,6 +59,13 @@ function version(pkg: string): string {
   try { return JSON.parse(readFileSync(resolve('node_modules', pkg, 'package.json'), 'utf8')).version; } catch { return 'not installed'; }
 }
 
+/** This package's bin/rwkvc.js: beside bench/ in a checkout, two folders up from dist/bench/ in a build. */
+export function ownBin(): string {
+  for (let d = import.meta.dirname; dirname(d) !== d; d = dirname(d))
+    if (existsSync(join(d, 'bin', 'rwkvc.js'))) return join(d, 'bin', 'rwkvc.js');
+  throw new Error(`no bin/rwkvc.js above ${import.meta.dirname}`);
+}
+
 const clock = (ms: number) => `${Math.floor(ms / 60_000)}m${String(Math.floor(ms / 1000) % 60).padStart(2, '0')}s`;
 
 /** One `rwkvc bench` process: its stdout kept, its stderr lines passed on (and the last few kept for a failure). */
@@ -80,7 +87,7 @@ function runPart(bin: string, args: string[], onLine: (l: string) => void): Prom
 
 export async function benchAll(o: AllOptions): Promise<{ file: string; failed: string[] }> {
   mkdirSync(o.dir, { recursive: true });
-  const bin = o.bin ?? fileURLToPath(new URL('../bin/rwkvc.js', import.meta.url));
+  const bin = o.bin ?? ownBin();
   const parts = allParts(o), out: string[] = [], failed: string[] = [];
   const started = new Date(), t0 = performance.now();
   const say = o.onLine ?? (() => {});
@@ -102,7 +109,7 @@ export async function benchAll(o: AllOptions): Promise<{ file: string; failed: s
     '',
     `- Machine: ${machineLine()}; ${availableParallelism()} threads available`,
     `- Date: ${started.toISOString()} (UTC)`,
-    `- Versions: Node ${process.versions.node} (V8 ${process.versions.v8}), rwkvc ${JSON.parse(readFileSync(fileURLToPath(new URL('../package.json', import.meta.url)), 'utf8')).version}, node-llama-cpp ${version('node-llama-cpp')}, onnxruntime-node ${version('onnxruntime-node')}, onnxruntime-web ${version('onnxruntime-web')}, benchmark ${version('benchmark')}, gpu.js ${version('gpu.js')}, @wllama/wllama ${version('@wllama/wllama')}, playwright-core ${version('playwright-core')}`,
+    `- Versions: Node ${process.versions.node} (V8 ${process.versions.v8}), rwkvc ${rwkvcVersion()}, node-llama-cpp ${version('node-llama-cpp')}, onnxruntime-node ${version('onnxruntime-node')}, onnxruntime-web ${version('onnxruntime-web')}, benchmark ${version('benchmark')}, gpu.js ${version('gpu.js')}, @wllama/wllama ${version('@wllama/wllama')}, playwright-core ${version('playwright-core')}`,
     '- Charts: ' + ['wasm.svg', 'context.svg'].map((f) => `[${f}](${f})`).join(', '),
     '',
   ];

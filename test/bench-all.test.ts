@@ -4,13 +4,23 @@
  * progress and writes RESULTS.md with each command and its time.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { allParts, benchAll, PART_KEYS } from '../bench/all.ts';
+import { allParts, benchAll, ownBin, PART_KEYS } from '../bench/all.ts';
 
 describe('rwkvc bench --all', () => {
+  it('runs the parts with this package\'s bin/rwkvc.js from the sources and from the build (dist/bench/all.js)', async () => {
+    expect(ownBin()).toBe(resolve('bin/rwkvc.js'));
+    // CI builds dist/ before the tests; a build's parts once looked for dist/bin/rwkvc.js and every part failed
+    const built = resolve('dist/bench/all.js');
+    if (!existsSync(built)) return void console.warn('[skip] the built half: no dist/ (npm run build)');
+    const { ownBin: builtBin } = await import(pathToFileURL(built).href) as typeof import('../bench/all.ts');
+    expect(builtBin()).toBe(resolve('bin/rwkvc.js'));
+  });
+
   it('runs each part as its own rwkvc bench command, charts into the folder', () => {
     const all = allParts({ dir: 'docs/bench', preset: 'bench-0.1b', threads: 2 });
     expect(all.map((p) => p.key)).toEqual(['wasm', 'onnxruntime', 'context', 'kernels', 'wgsl', 'wgsl']);

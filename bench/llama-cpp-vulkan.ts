@@ -124,7 +124,7 @@ async function serveChild(arg: string): Promise<void> {
 if (process.argv[1] === fileURLToPath(import.meta.url)) await serveChild(process.argv[2]);
 
 /** The wgsl bench's peer line: llama.cpp's Vulkan build on the same GGUF and device, or why not. */
-export type VulkanPeerReport = { skipped: string } | {
+export type VulkanPeerReport = { name: string; skipped: string } | {
   name: string; weights: string; note: string;
   decode: { tokensPerSecond: number; msPerToken: number; tokens: number }; prefill: { tokensPerSecond: number; tokens: number };
   decodeSpeedup: number; prefillSpeedup: number;
@@ -137,7 +137,7 @@ export type VulkanPeerReport = { skipped: string } | {
 export async function benchVulkanPeer(gguf: string, weights: GgufFormat, threads: number, vocabSize: number, adapter: string, decode: number, prefillTokens: number,
   ours: { msPerToken: number; prefillTokensPerSecond: number }): Promise<VulkanPeerReport> {
   const s = await openLlamaCppVulkan(gguf, weights, threads, vocabSize, adapter);
-  if ('unavailable' in s) return { skipped: s.unavailable };
+  if ('unavailable' in s) return { name: "llama.cpp's Vulkan build", skipped: s.unavailable };
   try {
     const steps = (await s.decodeRound(decode + 2)).slice(2);
     const msPerToken = steps.reduce((a, b) => a + b, 0) / steps.length;

@@ -8,7 +8,9 @@
  * fed back as inputs), reading back only the logits, as our runtime does; prefill runs the Scan model.
  * What ORT's partitioner left on the CPU (its warnings) is reported as it logged it.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import type { KernelPlan } from '../kernels/plan.ts';
 import type { WeightProvider } from '../targets/backend.ts';
 import { codegen } from '../targets/wgsl/codegen.ts';
@@ -27,8 +29,8 @@ export interface WebGpuPeerResult {
 
 const PAGE = `<!doctype html><meta charset="utf-8"><title>wgsl vs onnxruntime-web webgpu</title>
 <script type="module">
-import * as ort from '/node_modules/onnxruntime-web/dist/ort.webgpu.bundle.min.mjs';
-import { loadWgslArtifact } from '/targets/wgsl/runtime.ts';
+import * as ort from '/ort/ort.webgpu.bundle.min.mjs';
+import { loadWgslArtifact } from '/targets/wgsl/runtime.RUNTIME_EXT';
 window.result = (async () => {
   const get = (p) => fetch(p).then((r) => r.ok ? r : Promise.reject(new Error(p + ': ' + r.status)));
   const cfg = await (await get('/cfg.json')).json();
@@ -43,7 +45,7 @@ window.result = (async () => {
   const oursLoad = performance.now() - t0;
   const info = ours.device.adapterInfo || {};
   ort.env.wasm.numThreads = 1;
-  ort.env.wasm.wasmPaths = '/node_modules/onnxruntime-web/dist/';
+  ort.env.wasm.wasmPaths = '/ort/';
   ort.env.logLevel = 'warning';
   const stateNames = Object.keys(cfg.shapes);
   const opts = { executionProviders: ['webgpu'], preferredOutputLocation: Object.fromEntries(stateNames.map((n) => ['next.' + n, 'gpu-buffer'])) };
@@ -93,6 +95,13 @@ export interface WebGpuPeerOptions {
   chromium?: string;
 }
 
+/** onnxruntime-web's WebGPU bundle and the WASM build its WebGPU EP loads (asyncify, in 1.30), by URL path under /ort/. */
+function ortWebGpuFiles(): Record<string, Uint8Array> {
+  const dist = dirname(createRequire(import.meta.url).resolve('onnxruntime-web'));
+  const files = ['ort.webgpu.bundle.min.mjs', 'ort-wasm-simd-threaded.asyncify.mjs', 'ort-wasm-simd-threaded.asyncify.wasm'];
+  return Object.fromEntries(files.map((f) => [`/ort/${f}`, new Uint8Array(readFileSync(join(dist, f)))]));
+}
+
 export async function benchOrtWebGpu(o: WebGpuPeerOptions): Promise<WebGpuPeerResult> {
   const chromium = o.chromium ?? ['/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome'].find(existsSync);
   if (!chromium) throw new Error('no Chromium (apt-get install chromium)');
@@ -104,7 +113,10 @@ export async function benchOrtWebGpu(o: WebGpuPeerOptions): Promise<WebGpuPeerRe
   const rounds = 4, perRound = Math.max(4, Math.ceil(o.decodeTokens / rounds));
   const server = await startStaticServer({
     pages: {
-      '/index.html': PAGE,
+      // the page's modules: our WGSL runtime from the served root (the checkout's .ts, transpiled, or a build's
+      // .js: the root is then dist/, which holds no node_modules), onnxruntime-web's WebGPU files from memory
+      '/index.html': PAGE.replace('RUNTIME_EXT', import.meta.url.endsWith('.ts') ? 'ts' : 'js'),
+      ...ortWebGpuFiles(),
       '/cfg.json': JSON.stringify({ V: o.plan.config.vocabSize, shapes: stateShapes(o.plan.config), rounds, perRound, prefill: o.prefillTokens }),
       '/index.json': JSON.stringify(index),
       '/wgsl.json': JSON.stringify(codegen.emit(o.plan)),

@@ -19,7 +19,7 @@ import { createInterface } from 'node:readline';
 import { machineLine } from './bandwidth.ts';
 import { rwkvcVersion } from '../driver/version.ts';
 
-export const PART_KEYS = ['wasm', 'onnxruntime', 'context', 'kernels', 'wgsl'] as const;
+export const PART_KEYS = ['wasm', 'onnxruntime', 'context', 'kernels', 'real-size', 'wgsl'] as const;
 
 export interface AllOptions {
   dir: string;
@@ -46,6 +46,9 @@ export function allParts(o: Pick<AllOptions, 'dir' | 'preset' | 'threads' | 'par
     { key: 'onnxruntime', name: 'onnxruntime peers: load time and peak memory (node CPU EP, web WASM EP)', args: ['--target', 'wasm', ...p, ...t, '--peer', 'onnxruntime'] },
     { key: 'context', name: 'context length (rwkvc vs a same-shape LLaMA, flash attention on/off)', args: ['--context', ...p, ...t, '--decode', '16', '--plot', join(o.dir, 'context.svg')] },
     { key: 'kernels', name: 'per-kernel micro-benchmarks (benchmark.js) and gpu.js', args: ['--kernels', ...p, '--threads', '1'] },
+    // a real model size (issue: users run 1B6 to 14B, not 0.1B): finch-1b6 in the two formats that fit wasm32 with
+    // room, beside llama.cpp on the same GGUF (its f32 is 6 GiB: over wasm32, so no f32 part)
+    ...(['int8', 'q4_0'] as const).map((w): Part => ({ key: 'real-size', name: `finch-1b6, ${w}, beside llama.cpp`, args: ['--target', 'wasm', '--preset', 'finch-1b6', ...t, '--weights', w, '--peer', 'llama.cpp'] })),
     // WebGPU here is SwiftShader, a software rasteriser: only the ratios mean anything, and on it a bench-0.1b
     // decode step takes seconds per implementation (a 3B int8 step took 186 s), so these two run the fixture
     // shape unless the run itself is on finch-tiny

@@ -234,8 +234,8 @@ export function benchCommand(): Command {
     .option('--clients <list>', 'concurrent clients for --serve', '1,4,16')
     .option('--context', 'decode ms/token and sequence memory at context positions (--contexts): rwkvc (wasm) beside a random LLaMA of the same shape in llama.cpp, flash attention on and off (bench/context.ts); --plot FILE.svg, or a folder for FOLDER/context.svg')
     .option('--contexts <list>', 'positions for --context (k = 1024)', '1,256,1k,4k,16k')
-    .option('--all', 'every table and chart, one part after another (wasm sweep with every peer, onnxruntime load and memory, context, kernels, wgsl with llama.cpp Vulkan and with onnxruntime-web WebGPU), progress on stderr; with --plot DIR writes DIR/RESULTS.md and the SVGs (bench/all.ts)')
-    .option('--parts <list>', 'with --all: only these parts (wasm,onnxruntime,context,kernels,wgsl)')
+    .option('--all', 'every table and chart, one part after another (wasm sweep with every peer, onnxruntime load and memory, context, kernels, finch-1b6 int8/q4_0 beside llama.cpp, wgsl with llama.cpp Vulkan and with onnxruntime-web WebGPU), progress on stderr; with --plot DIR writes DIR/RESULTS.md and the SVGs (bench/all.ts)')
+    .option('--parts <list>', 'with --all: only these parts (wasm,onnxruntime,context,kernels,real-size,wgsl)')
     .option('--kernels', 'per-kernel micro-benchmarks (benchmark.js: mean, ±RME, samples) of each kernel kind, linear per weight format, on the wasm target, against read and FMA limits of the same run (bench/kernels.ts)')
     .addHelpText('after', `
 Examples:

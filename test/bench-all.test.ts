@@ -23,20 +23,21 @@ describe('rwkvc bench --all', () => {
 
   it('runs each part as its own rwkvc bench command, charts into the folder', () => {
     const all = allParts({ dir: 'docs/bench', preset: 'bench-0.1b', threads: 2 });
-    expect(all.map((p) => p.key)).toEqual(['wasm', 'onnxruntime', 'context', 'kernels', 'wgsl', 'wgsl']);
+    expect(all.map((p) => p.key)).toEqual(['wasm', 'onnxruntime', 'context', 'kernels', 'real-size', 'real-size', 'wgsl', 'wgsl']);
     expect(new Set(all.map((p) => p.key))).toEqual(new Set(PART_KEYS));
     // the SwiftShader (WebGPU) parts run the fixture shape; the rest the preset asked for
-    for (const { key, args } of all) expect(args.slice(args.indexOf('--preset'), args.indexOf('--preset') + 2)).toEqual(['--preset', key === 'wgsl' ? 'finch-tiny' : 'bench-0.1b']);
+    const preset = { wgsl: 'finch-tiny', 'real-size': 'finch-1b6' } as Record<string, string>;
+    for (const { key, args } of all) expect(args.slice(args.indexOf('--preset'), args.indexOf('--preset') + 2)).toEqual(['--preset', preset[key] ?? 'bench-0.1b']);
     expect(all.flatMap(({ args }) => args.filter((x) => x.endsWith('.svg')))).toEqual(['docs/bench/wasm.svg', 'docs/bench/context.svg']);
     // the peers the issue names, each in a part
-    expect(all.filter((p) => p.args.includes('--peer')).map((p) => p.args[p.args.indexOf('--peer') + 1])).toEqual(['all', 'onnxruntime', 'onnxruntime']);
+    expect(all.filter((p) => p.args.includes('--peer')).map((p) => p.args[p.args.indexOf('--peer') + 1])).toEqual(['all', 'onnxruntime', 'llama.cpp', 'llama.cpp', 'onnxruntime']);
     expect(allParts({ dir: 'd', preset: 'finch-tiny', threads: 1, parts: ['context', 'kernels'] }).map((p) => p.args[0])).toEqual(['--context', '--kernels']);
   });
 
   it('an unknown --parts entry is one line, exit 2', () => {
     const r = spawnSync('node', ['bin/rwkvc.js', 'bench', '--all', '--parts', 'kernels,bogus', '--preset', 'finch-tiny'], { encoding: 'utf8' });
     expect(r.status).toBe(2);
-    expect(r.stderr.trim().split('\n')).toEqual([expect.stringMatching(/^rwkvc: --parts: 'bogus' is not one of wasm, onnxruntime, context, kernels, wgsl$/)]);
+    expect(r.stderr.trim().split('\n')).toEqual([expect.stringMatching(/^rwkvc: --parts: 'bogus' is not one of wasm, onnxruntime, context, kernels, real-size, wgsl$/)]);
   });
 
   it('prints each part as it starts and ends, passes its status lines on, and writes its command, time and output to RESULTS.md', async () => {

@@ -217,9 +217,14 @@ export function hasDuplicatesOrDead(g: Graph): boolean {
     sameHash[id] = first ?? -1;
     byHash.set(h, id);
   }
-  const live = new Uint8Array(N), stack: number[] = [];
-  for (const o of g.outputs) stack.push(o.ref.id);
-  for (let i = 0; i < N; i++) if (nodes[i].op === 'input') stack.push(i);
+  return markLive(nodes, g.outputs).count !== N;
+}
+
+/** The nodes an output reaches, and graph inputs even when unused (they are the model's interface). */
+function markLive(nodes: readonly Node[], outputs: readonly GraphOutput[]): { live: Uint8Array; count: number } {
+  const live = new Uint8Array(nodes.length), stack: number[] = [];
+  for (let i = 0; i < outputs.length; i++) stack.push(outputs[i].ref.id);
+  for (let i = 0; i < nodes.length; i++) if (nodes[i].op === 'input') stack.push(i);
   let count = 0;
   while (stack.length) {
     const id = stack.pop()!;
@@ -229,7 +234,7 @@ export function hasDuplicatesOrDead(g: Graph): boolean {
     const ins = nodes[id].inputs;
     for (let k = 0; k < ins.length; k++) if (!live[ins[k].id]) stack.push(ins[k].id);
   }
-  return count !== N;
+  return { live, count };
 }
 
 const sameType = (a: TensorType, b: TensorType) => a === b || (a.dtype === b.dtype && sameShape(a.shape, b.shape));
@@ -259,20 +264,7 @@ function attrsKey(attrs: object): string {
  */
 function deadCodeElimination(name: string, nodes: Node[], results: Ref[][], outputs: GraphOutput[]): Graph {
   const M = nodes.length;
-  const live = new Uint8Array(M);
-  const stack: number[] = [];
-  for (let i = 0; i < outputs.length; i++) stack.push(outputs[i].ref.id);
-  // graph inputs stay even when unused: they are the model's interface
-  for (let i = 0; i < M; i++) if (nodes[i].op === 'input') stack.push(i);
-  let count = 0;
-  while (stack.length) {
-    const id = stack.pop()!;
-    if (live[id]) continue;
-    live[id] = 1;
-    count++;
-    const ins = nodes[id].inputs;
-    for (let k = 0; k < ins.length; k++) if (!live[ins[k].id]) stack.push(ins[k].id);
-  }
+  const { live, count } = markLive(nodes, outputs);
   if (count === M) return Object.freeze({ name, nodes: Object.freeze(nodes), outputs: Object.freeze(outputs) });
   // renumbered: live node i becomes `renum[i]`; its Ref objects are renumbered with it, so every use follows
   const renum = new Int32Array(M);

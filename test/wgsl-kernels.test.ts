@@ -157,12 +157,22 @@ describe.skipIf(!gpu)(`WGSL kernels vs the reference${skip ? ` (skipped: ${skip}
   describe('embed', () => {
     for (const [dtype, C] of [['f32', 70], ['f16', 70], ['bf16', 70], ['int8', 96]] as const) {
       it(`${dtype} table [50, ${C}], gathered on the host`, async () => {
-        const model = await checkCase({
+        const c: Case = {
           kernels: [{ ...common, kind: 'embed', name: 'emb', tokens: 'tokens', table: 'E', out: 'y' }],
           buffers: { y: { shape: ['T', C] } },
           weights: { E: { shape: [50, C], dtype, scale: 1 } },
-        }, [1, 5], { embedOnHost: true });
+        };
+        const model = await checkCase(c, [1, 5], { embedOnHost: true });
         expect(model.steps('decode')[0].kind).toBe('host_embed');
+        // profile() runs each step alone, the host gather too, and times it
+        const { model: m } = await loadCase(c, 5, { embedOnHost: true });
+        try {
+          const prof = await m.profile('decode', Int32Array.of(5));
+          expect(prof.map((p) => p.key)).toEqual(['host_embed']);
+          expect(prof[0].ms).toBeGreaterThanOrEqual(0);
+        } finally {
+          m.dispose();
+        }
       });
     }
   });

@@ -269,6 +269,16 @@ async function load(
     return P;
   };
 
+  /** A host-kept embedding table: gather the tokens' rows on the host, then copy them into mem at this point of `enc`. */
+  const hostEmbed = (P: ReturnType<typeof program>, s: Extract<ReturnType<typeof program>['lowered']['steps'][number], { kind: 'host_embed' }>, tokens: Int32Array, enc: GPUCommandEncoder) => {
+    const T = tokens.length, stage = P.staging.get(s)!;
+    const rows = new Float32Array(T * s.cols);
+    const table = uploads.hostTable(s.table);
+    for (let t = 0; t < T; t++) decodeRow(s.table.fmt, table, s.cols, s.table.rows, tokens[t], rows, t * s.cols);
+    device.queue.writeBuffer(stage, 0, rows);
+    enc.copyBufferToBuffer(stage, 0, mem, s.out * 4, rows.byteLength);
+  };
+
   /** One call of a program: one command buffer, logits copied back. Callers hold `serial`. */
   const exec = async (which: ProgramName, tokens: Int32Array): Promise<Float32Array> => {
     checkCall(plan, which, tokens, vocab);
@@ -283,15 +293,9 @@ async function load(
     let d = 0;
     for (const s of P.lowered.steps) {
       if (s.kind === 'host_embed') {
-        // Gather on the host, then copy into mem at this point of the command stream.
-        const stage = P.staging.get(s)!;
-        const rows = new Float32Array(T * s.cols);
-        const table = uploads.hostTable(s.table);
-        for (let t = 0; t < T; t++) decodeRow(s.table.fmt, table, s.cols, s.table.rows, tokens[t], rows, t * s.cols);
-        q.writeBuffer(stage, 0, rows);
         pass?.end();
         pass = null;
-        enc.copyBufferToBuffer(stage, 0, mem, s.out * 4, rows.byteLength);
+        hostEmbed(P, s, tokens, enc);
         last.copies++;
         continue;
       }
@@ -335,14 +339,8 @@ async function load(
     for (const s of P.lowered.steps) {
       const t = performance.now();
       const enc = device.createCommandEncoder({ label: which });
-      if (s.kind === 'host_embed') {
-        const stage = P.staging.get(s)!;
-        const rows = new Float32Array(T * s.cols);
-        const table = uploads.hostTable(s.table);
-        for (let i = 0; i < T; i++) decodeRow(s.table.fmt, table, s.cols, s.table.rows, tokens[i], rows, i * s.cols);
-        q.writeBuffer(stage, 0, rows);
-        enc.copyBufferToBuffer(stage, 0, mem, s.out * 4, rows.byteLength);
-      } else {
+      if (s.kind === 'host_embed') hostEmbed(P, s, tokens, enc);
+      else {
         const { step, pipeline, bindGroup } = P.dispatches[d++];
         const pass = enc.beginComputePass({ label: which });
         pass.setPipeline(pipeline);
